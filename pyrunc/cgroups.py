@@ -1,0 +1,211 @@
+"""cgroup placement: find the host's hierarchies, make the container's directories, join, remove.
+
+One manager serves v1, hybrid and v2 hosts: a "hierarchy" is one cgroup mount, keyed as
+/proc/<pid>/cgroup names it ("memory", "cpu,cpuacct", "name=systemd", and "" for cgroup2).
+The resource files themselves are the cgroups issue; this module only decides where a
+container lives and makes sure `delete` removes exactly what `create` made.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+import time
+from dataclasses import dataclass, field
+
+from pyrunc.errors import ConfigError, PyruncError
+
+_V1_SKIP_OPTS = {"rw", "ro", "nosuid", "nodev", "noexec", "relatime", "noatime", "strictatime",
+                 "nodiratime", "clone_children", "noprefix", "xattr", "cpuset_v2_mode",
+                 "favordynmods"}
+
+
+@dataclass
+class Hierarchy:
+    key: str          # "" for cgroup2, else the controller list as /proc/self/cgroup shows it
+    mountpoint: str
+
+
+def host_hierarchies() -> list[Hierarchy]:
+    """Every cgroup mount of the host, once per hierarchy (bind mounts of subtrees ignored)."""
+    found: dict[str, Hierarchy] = {}
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            pre, _, post = line.partition(" - ")
+            fstype, _src, superopts = (post.split() + ["", ""])[:3]
+            if fstype not in ("cgroup", "cgroup2"):
+                continue
+            fields = pre.split()
+            root, mountpoint = fields[3], fields[4]
+            if root != "/":
+                continue
+            if fstype == "cgroup2":
+                key = ""
+            else:
+                key = ",".join(o for o in superopts.split(",") if o not in _V1_SKIP_OPTS)
+            found.setdefault(key, Hierarchy(key, mountpoint.replace("\\040", " ")))
+    return list(found.values())
+
+
+def layout(hierarchies: list[Hierarchy]) -> str:
+    """"v2" (pure unified), "hybrid" (v1 controllers + a cgroup2 mount) or "v1"."""
+    keys = {h.key for h in hierarchies}
+    if keys == {""}:
+        return "v2"
+    return "hybrid" if "" in keys else "v1"
+
+
+def own_cgroups(pid: str = "self") -> dict[str, str]:
+    paths: dict[str, str] = {}
+    with open(f"/proc/{pid}/cgroup") as f:
+        for line in f:
+            _, key, path = line.rstrip("\n").split(":", 2)
+            paths[key] = path
+    return paths
+
+
+def _clean(path: str) -> str:
+    parts: list[str] = []
+    for part in path.split("/"):
+        if part in ("", "."):
+            continue
+        if part == "..":
+            raise ConfigError(f'linux.cgroupsPath: ".." is not allowed: {path!r}')
+        parts.append(part)
+    return "/" + "/".join(parts)
+
+
+@dataclass
+class CgroupManager:
+    """Where one container's processes live, and which of those directories we created."""
+
+    paths: dict[str, str]                       # hierarchy key -> absolute directory
+    created: list[str] = field(default_factory=list)
+
+    @classmethod
+    def for_container(cls, cgroups_path: str | None, container_id: str) -> "CgroupManager":
+        # runc's rule: an absolute path hangs from each hierarchy's root; a relative one (and the
+        # default, the container id) from the cgroup the runtime itself is in.
+        rel = cgroups_path if cgroups_path else container_id
+        own = own_cgroups() if not rel.startswith("/") else {}
+        paths = {}
+        for h in host_hierarchies():
+            inner = _clean(rel) if rel.startswith("/") else _clean(own.get(h.key, "/") + "/" + rel)
+            paths[h.key] = h.mountpoint + (inner if inner != "/" else "")
+        return cls(paths)
+
+    @classmethod
+    def from_state(cls, data: dict) -> "CgroupManager":
+        return cls(dict(data.get("paths", {})), list(data.get("created", [])))
+
+    def to_state(self) -> dict:
+        return {"paths": self.paths, "created": self.created}
+
+    def create(self) -> None:
+        """mkdir every missing level, remembering each one so delete removes only ours."""
+        for key, path in self.paths.items():
+            missing = []
+            probe = path
+            while not os.path.isdir(probe):
+                missing.append(probe)
+                probe = os.path.dirname(probe)
+            for directory in reversed(missing):
+                try:
+                    os.mkdir(directory, 0o755)
+                except FileExistsError:
+                    continue
+                self.created.append(directory)
+                if "cpuset" in key.split(","):
+                    _inherit_cpuset(directory)
+            if key == "" or "freezer" in key.split(","):
+                if self._frozen(key, path):
+                    raise PyruncError(f"cgroup {path} is frozen: refusing to create a container in it")
+
+    def join_self(self) -> None:
+        """Move the calling process into every hierarchy ("0" means the writer itself)."""
+        for key, path in self.paths.items():
+            try:
+                with open(os.path.join(path, "cgroup.procs"), "w") as f:
+                    f.write("0")
+            except OSError as exc:
+                raise OSError(exc.errno, exc.strerror, os.path.join(path, "cgroup.procs")) from None
+
+    def _frozen(self, key: str, path: str) -> bool:
+        try:
+            if key == "":
+                with open(os.path.join(path, "cgroup.freeze")) as f:
+                    return f.read().strip() == "1"
+            with open(os.path.join(path, "freezer.state")) as f:
+                return f.read().strip() != "THAWED"
+        except FileNotFoundError:
+            return False
+
+    def is_paused(self) -> bool:
+        for key, path in self.paths.items():
+            if "freezer" in key.split(",") or (key == "" and len(self.paths) == 1):
+                return self._frozen(key, path)
+        return False
+
+    def pids(self) -> list[int]:
+        """Every process in the container's cgroup (from one hierarchy: they all hold the same)."""
+        key = self._primary()
+        if key is None:
+            return []
+        try:
+            with open(os.path.join(self.paths[key], "cgroup.procs")) as f:
+                return [int(x) for x in f.read().split()]
+        except FileNotFoundError:
+            return []
+
+    def _primary(self) -> str | None:
+        for wanted in ("", "pids", "freezer", "memory"):
+            for key in self.paths:
+                if key == wanted or wanted in key.split(","):
+                    return key
+        return next(iter(self.paths), None)
+
+    def kill_all(self, sig: int = signal.SIGKILL) -> None:
+        """Signal every process; cgroup.kill where the kernel has it, so forks cannot escape."""
+        unified = self.paths.get("")
+        if sig == signal.SIGKILL and unified and os.path.exists(os.path.join(unified, "cgroup.kill")):
+            with open(os.path.join(unified, "cgroup.kill"), "w") as f:
+                f.write("1")
+            return
+        for pid in self.pids():
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+
+    def destroy(self, timeout: float = 5.0) -> None:
+        """rmdir what we created, deepest first; EBUSY while killed tasks are still exiting."""
+        deadline = time.monotonic() + timeout
+        for directory in sorted(self.created, key=len, reverse=True):
+            while True:
+                try:
+                    os.rmdir(directory)
+                    break
+                except FileNotFoundError:
+                    break
+                except OSError as exc:
+                    if exc.errno != errno.EBUSY or time.monotonic() > deadline:
+                        raise PyruncError(f"cannot remove cgroup {directory}: {exc.strerror}") from None
+                    time.sleep(0.005)
+        self.created = []
+
+
+def _inherit_cpuset(directory: str) -> None:
+    """A new v1 cpuset child starts empty and refuses tasks (ENOSPC) until cpus and mems are set."""
+    parent = os.path.dirname(directory)
+    for name in ("cpuset.cpus", "cpuset.mems"):
+        try:
+            with open(os.path.join(directory, name)) as f:
+                if f.read().strip():
+                    continue
+            with open(os.path.join(parent, name)) as f:
+                value = f.read().strip()
+            with open(os.path.join(directory, name), "w") as f:
+                f.write(value)
+        except FileNotFoundError:
+            return

@@ -1,0 +1,190 @@
+"""runc's command line, parsed by a small table (argparse costs more to import than runc's `state`).
+
+This module only turns argv into calls; it knows nothing of containers. Errors of every command
+end up in main(), which writes them the way engines expect (log.py) and picks the exit status.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from pyrunc import OCI_VERSION, __version__
+from pyrunc.errors import NotSupported, PyruncError
+
+# flag name -> (destination, kind); kind: "bool", "str", "int"
+Flags = dict[str, tuple[str, str]]
+
+GLOBAL_FLAGS: Flags = {
+    "--root": ("root", "str"), "--log": ("log", "str"), "--log-format": ("log_format", "str"),
+    "--debug": ("debug", "bool"), "--systemd-cgroup": ("systemd_cgroup", "bool"),
+    "--rootless": ("rootless", "str"), "--criu": ("criu", "str"),
+    "--help": ("help", "bool"), "-h": ("help", "bool"),
+    "--version": ("version", "bool"), "-v": ("version", "bool"),
+}
+_CREATE_FLAGS: Flags = {
+    "--bundle": ("bundle", "str"), "-b": ("bundle", "str"),
+    "--console-socket": ("console_socket", "str"), "--pid-file": ("pid_file", "str"),
+    "--no-pivot": ("no_pivot", "bool"), "--no-new-keyring": ("no_new_keyring", "bool"),
+    "--preserve-fds": ("preserve_fds", "int"),
+}
+COMMANDS: dict[str, tuple[Flags, str, str]] = {
+    # name: (flags, usage of positionals, one-line description)
+    "create": (_CREATE_FLAGS, "<container-id>", "create a container"),
+    "run": ({**_CREATE_FLAGS, "--detach": ("detach", "bool"), "-d": ("detach", "bool"),
+             "--keep": ("keep", "bool"), "--no-subreaper": ("no_subreaper", "bool")},
+            "<container-id>", "create and run a container"),
+    "start": ({}, "<container-id>", "executes the user defined process in a created container"),
+    "state": ({}, "<container-id>", "output the state of a container"),
+    "list": ({"--format": ("format", "str"), "-f": ("format", "str"),
+              "--quiet": ("quiet", "bool"), "-q": ("quiet", "bool")},
+             "", "lists containers started by pyrunc with the given root"),
+    "kill": ({"--all": ("all", "bool"), "-a": ("all", "bool")}, "<container-id> [signal]",
+             "kill sends the specified signal (default: SIGTERM) to the container's init process"),
+    "delete": ({"--force": ("force", "bool"), "-f": ("force", "bool")}, "<container-id>",
+               "delete any resources held by the container"),
+    "spec": ({"--bundle": ("bundle", "str"), "-b": ("bundle", "str"),
+              "--rootless": ("rootless", "bool")}, "", "create a new specification file"),
+    "exec": ({}, "<container-id> <command> [args...]", "execute new process inside the container"),
+    "ps": ({}, "<container-id> [ps options]", "ps displays the processes running inside a container"),
+    "pause": ({}, "<container-id>", "pause suspends all processes inside the container"),
+    "resume": ({}, "<container-id>", "resumes all processes that have been previously paused"),
+    "update": ({}, "<container-id>", "update container resource constraints"),
+    "events": ({}, "<container-id>", "display container events such as OOM notifications"),
+    "features": ({}, "", "show the enabled features"),
+    "checkpoint": ({}, "<container-id>", "checkpoint a running container (needs CRIU)"),
+    "restore": ({}, "<container-id>", "restore a container from a previous checkpoint"),
+}
+# Filled in by subsequent issues; until then each answers clearly that it is not there yet.
+NOT_YET = {"exec", "ps", "pause", "resume", "update", "events", "features", "restore"}
+
+
+class Args(dict):
+    def __getattr__(self, name: str) -> object:
+        return self.get(name)
+
+
+def parse_flags(argv: list[str], flags: Flags, stop_at_positional: bool) -> tuple[Args, list[str]]:
+    """Both `--flag value` and `--flag=value`; bools take an optional `=true|false`."""
+    out = Args()
+    rest: list[str] = []
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "--":
+            rest.extend(argv[i + 1:])
+            break
+        if not arg.startswith("-") or arg == "-":
+            if stop_at_positional:
+                rest.extend(argv[i:])
+                break
+            rest.append(arg)
+            i += 1
+            continue
+        name, eq, value = arg.partition("=")
+        if name not in flags and not name.startswith("--") and len(name) > 2 and not eq:
+            # Combined short booleans, e.g. -fq.
+            shorts = [f"-{c}" for c in name[1:]]
+            if all(s in flags and flags[s][1] == "bool" for s in shorts):
+                for s in shorts:
+                    out[flags[s][0]] = True
+                i += 1
+                continue
+        if name not in flags:
+            raise PyruncError(f"flag provided but not defined: {name}")
+        dest, kind = flags[name]
+        if kind == "bool":
+            if eq and value.lower() not in ("true", "false", "1", "0"):
+                raise PyruncError(f"invalid boolean value {value!r} for {name}")
+            out[dest] = (value.lower() in ("true", "1")) if eq else True
+        else:
+            if not eq:
+                i += 1
+                if i >= len(argv):
+                    raise PyruncError(f"flag needs an argument: {name}")
+                value = argv[i]
+            if kind == "int":
+                try:
+                    out[dest] = int(value)
+                except ValueError:
+                    raise PyruncError(f"invalid value {value!r} for flag {name}") from None
+            else:
+                out[dest] = value
+        i += 1
+    return out, rest
+
+
+def usage(command: str | None = None) -> str:
+    if command:
+        flags, pos, desc = COMMANDS[command]
+        names = sorted({k for k in flags if k.startswith("--")})
+        lines = [f"NAME:\n   pyrunc {command} - {desc}", f"\nUSAGE:\n   pyrunc {command} [command options] {pos}".rstrip()]
+        if names:
+            lines.append("\nOPTIONS:")
+            for n in names:
+                lines.append(f"   {n}" + ("" if flags[n][1] == "bool" else " value"))
+        return "\n".join(lines) + "\n"
+    lines = ["NAME:\n   pyrunc - an OCI runtime-spec container runtime with runc's command line",
+             "\nUSAGE:\n   pyrunc [global options] command [command options] [arguments...]",
+             "\nCOMMANDS:"]
+    lines += [f"   {name:<11}{desc}" for name, (_, _, desc) in COMMANDS.items()]
+    lines.append("\nGLOBAL OPTIONS:")
+    lines += [f"   {n}" for n in GLOBAL_FLAGS if n.startswith("--")]
+    return "\n".join(lines) + "\n"
+
+
+def version_text() -> str:
+    try:
+        from pyrunc._build import COMMIT  # written by `make install`
+    except ImportError:
+        COMMIT = "unknown"
+    return f"pyrunc version {__version__}\ncommit: {COMMIT}\nspec: {OCI_VERSION}\n"
+
+
+def default_root() -> str:
+    if os.geteuid() != 0 and os.environ.get("XDG_RUNTIME_DIR"):
+        return os.path.join(os.environ["XDG_RUNTIME_DIR"], "pyrunc")
+    return "/run/pyrunc"
+
+
+def main(argv: list[str] | None = None) -> int:
+    from pyrunc.log import Log
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        gopts, rest = parse_flags(argv, GLOBAL_FLAGS, stop_at_positional=True)
+        if gopts.log:
+            Log.path = os.path.abspath(gopts.log)
+        if gopts.log_format:
+            if gopts.log_format not in ("text", "json"):
+                raise PyruncError(f"invalid log-format: {gopts.log_format}")
+            Log.fmt = gopts.log_format
+        Log.debug_enabled = bool(gopts.debug)
+        if gopts.version:
+            sys.stdout.write(version_text())
+            return 0
+        if not rest or gopts.help:
+            sys.stdout.write(usage())
+            return 0 if gopts.help else 1
+        command, cargs = rest[0], rest[1:]
+        if command not in COMMANDS:
+            raise PyruncError(f"no such command: {command}")
+        flags, _, _ = COMMANDS[command]
+        if "--help" in cargs[:1] or "-h" in cargs[:1] or (command != "exec" and "--help" in cargs):
+            sys.stdout.write(usage(command))
+            return 0
+        if gopts.systemd_cgroup:
+            raise PyruncError("systemd not running on this host, cannot use systemd cgroups "
+                              "manager (--systemd-cgroup)")
+        opts, pos = parse_flags(cargs, flags, stop_at_positional=(command == "exec"))
+        root = os.path.abspath(gopts.root) if gopts.root else default_root()
+        from pyrunc import commands
+        return commands.dispatch(command, root, opts, pos)
+    except PyruncError as exc:
+        Log.error(str(exc))
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except OSError as exc:
+        from pyrunc.init import describe
+        Log.error(describe(exc))
+        return 1

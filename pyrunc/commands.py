@@ -1,0 +1,87 @@
+"""One function per subcommand: positional arguments checked, then the library called."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from pyrunc.errors import NotSupported, PyruncError
+
+
+def _one_id(command: str, pos: list[str], extra: int = 0) -> str:
+    if not pos:
+        raise PyruncError(f'"{command}" requires a container id (pyrunc {command} --help)')
+    if len(pos) > 1 + extra:
+        raise PyruncError(f'"{command}" got unexpected arguments: {" ".join(pos[1 + extra:])}')
+    return pos[0]
+
+
+def dispatch(command: str, root: str, opts: dict, pos: list[str]) -> int:
+    if command == "state":
+        from pyrunc import lifecycle
+        sys.stdout.write(lifecycle.state_json(root, _one_id(command, pos)) + "\n")
+        return 0
+    if command in ("create", "run"):
+        return create_or_run(command, root, opts, pos)
+    if command == "start":
+        from pyrunc import lifecycle
+        lifecycle.start(root, _one_id(command, pos))
+        return 0
+    if command == "kill":
+        from pyrunc import lifecycle
+        cid = _one_id(command, pos, extra=1)
+        sig = lifecycle.parse_signal(pos[1] if len(pos) > 1 else "SIGTERM")
+        lifecycle.kill(root, cid, sig, bool(opts.get("all")))
+        return 0
+    if command == "delete":
+        from pyrunc import lifecycle
+        lifecycle.delete(root, _one_id(command, pos), bool(opts.get("force")))
+        return 0
+    if command == "list":
+        return list_command(root, opts)
+    if command == "spec":
+        from pyrunc import specgen
+        specgen.write_spec(opts.get("bundle") or ".", bool(opts.get("rootless")))
+        return 0
+    if command == "checkpoint":
+        raise PyruncError("checkpoint needs CRIU, which does not work on this host; "
+                          "pyrunc does not implement checkpoint/restore")
+    raise NotSupported(f"{command}: not supported yet")
+
+
+def create_or_run(command: str, root: str, opts: dict, pos: list[str]) -> int:
+    from pyrunc import create
+    cid = _one_id(command, pos)
+    copts = create.CreateOptions(
+        bundle=opts.get("bundle") or os.getcwd(), pid_file=opts.get("pid_file"),
+        console_socket=opts.get("console_socket"), no_pivot=bool(opts.get("no_pivot")),
+        no_new_keyring=bool(opts.get("no_new_keyring")),
+        preserve_fds=int(opts.get("preserve_fds") or 0), command=command)
+    if copts.preserve_fds < 0:
+        raise PyruncError("--preserve-fds must not be negative")
+    if command == "create":
+        create.create(root, cid, copts)
+        return 0
+    from pyrunc import run
+    return run.run(root, cid, copts, detach=bool(opts.get("detach")), keep=bool(opts.get("keep")))
+
+
+def list_command(root: str, opts: dict) -> int:
+    from pyrunc import lifecycle
+    items = lifecycle.list_containers(root)
+    fmt = opts.get("format") or "table"
+    if opts.get("quiet"):
+        sys.stdout.write("".join(f"{c['id']}\n" for c in items))
+    elif fmt == "json":
+        import json
+        sys.stdout.write(json.dumps(items) + "\n")
+    elif fmt == "table":
+        rows = [("ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER")]
+        rows += [(c["id"], str(c["pid"]), c["status"], c["bundle"], c["created"], c["owner"])
+                 for c in items]
+        widths = [max(len(r[i]) for r in rows) for i in range(6)]
+        for r in rows:
+            sys.stdout.write("   ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() + "\n")
+    else:
+        raise PyruncError(f"invalid format option: {fmt}")
+    return 0

@@ -1,0 +1,100 @@
+"""Read a bundle's config.json and refuse, in one line, anything we cannot honour."""
+
+from __future__ import annotations
+
+import json
+import os
+
+from pyrunc.errors import ConfigError
+
+NAMESPACES = ("pid", "network", "mount", "ipc", "uts", "user", "cgroup", "time")
+
+
+def check_oci_version(version: object) -> None:
+    if not isinstance(version, str) or not version:
+        raise ConfigError("config.json: /ociVersion: missing")
+    major, _, rest = version.partition(".")
+    minor = rest.partition(".")[0]
+    if major != "1" or not minor.isdigit() or int(minor) > 3:
+        raise ConfigError(f"config.json: /ociVersion: unsupported version {version!r} "
+                          "(pyrunc supports 1.0.x to 1.3.x)")
+
+
+def load_bundle(bundle: str) -> tuple[dict, bytes]:
+    """(config, raw bytes) of <bundle>/config.json, validated; raw bytes are kept in the state dir."""
+    path = os.path.join(bundle, "config.json")
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file or directory") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: {exc.strerror}") from None
+    try:
+        cfg = json.loads(raw)
+    except ValueError as exc:
+        raise ConfigError(f"config.json: invalid JSON: {exc}") from None
+    if not isinstance(cfg, dict):
+        raise ConfigError("config.json: the document must be a JSON object")
+    check_oci_version(cfg.get("ociVersion"))
+    from pyrunc import schema
+    schema.validate(cfg, "config", "config.json")
+    check_semantics(cfg)
+    return cfg, raw
+
+
+def check_semantics(cfg: dict) -> None:
+    """Rules a schema cannot say: duplicates, and fields only meaningful with a namespace."""
+    linux = cfg.get("linux") or {}
+    seen: set[str] = set()
+    for i, ns in enumerate(linux.get("namespaces") or []):
+        kind = ns.get("type")
+        if kind in seen:
+            raise ConfigError(f"config.json: /linux/namespaces/{i}: duplicate namespace {kind!r}")
+        seen.add(kind)
+        if ns.get("path") and not os.path.isabs(ns["path"]):
+            raise ConfigError(f"config.json: /linux/namespaces/{i}/path: must be absolute")
+    if "process" not in cfg:
+        raise ConfigError("config.json: /process: required to create a container")
+    if not (cfg["process"].get("args") or []):
+        raise ConfigError("config.json: /process/args: must name the program to run")
+    if linux.get("timeOffsets") and "time" not in seen:
+        raise ConfigError("config.json: /linux/timeOffsets: needs a time namespace")
+    if (linux.get("uidMappings") or linux.get("gidMappings")) and "user" not in seen:
+        raise ConfigError("config.json: /linux/uidMappings: needs a user namespace")
+    for key in (linux.get("sysctl") or {}):
+        check_sysctl(key, linux.get("namespaces") or [])
+
+
+_IPC_SYSCTLS = {"kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem", "kernel.shmall",
+                "kernel.shmmax", "kernel.shmmni", "kernel.shm_rmid_forced"}
+
+
+def check_sysctl(key: str, namespaces: list[dict]) -> None:
+    """Only sysctls scoped to a namespace the container owns may be set (runc's rule)."""
+    kinds = {ns.get("type"): ns.get("path") for ns in namespaces}
+    where = f"config.json: /linux/sysctl/{key}"
+    if "/" in key or ".." in key.split("."):
+        raise ConfigError(f"{where}: invalid sysctl name")
+    if key in _IPC_SYSCTLS or key.startswith("fs.mqueue."):
+        if "ipc" not in kinds:
+            raise ConfigError(f"{where}: needs an ipc namespace")
+        return
+    if key.startswith("net."):
+        if "network" not in kinds:
+            raise ConfigError(f"{where}: not allowed in the host's network namespace")
+        return
+    if key in ("kernel.hostname", "kernel.domainname"):
+        if "uts" not in kinds:
+            raise ConfigError(f"{where}: needs a uts namespace")
+        return
+    raise ConfigError(f"{where}: not in a separate kernel namespace, refusing to change the host")
+
+
+def rootfs_path(cfg: dict, bundle: str) -> str:
+    path = cfg["root"]["path"]
+    path = path if os.path.isabs(path) else os.path.join(bundle, path)
+    real = os.path.realpath(path)
+    if not os.path.isdir(real):
+        raise ConfigError(f"config.json: /root/path: {path}: no such directory")
+    return real

@@ -1,0 +1,119 @@
+"""`pyrunc create`: build the whole container, leave its init waiting for `start`.
+
+The parent side of init.py: it owns the state directory, the cgroups and the exec fifo, and on
+any failure it undoes all of them, so a failed create leaves the host as it found it.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+
+from pyrunc import OCI_VERSION, config, init, state, sync
+from pyrunc.cgroups import CgroupManager
+from pyrunc.errors import NotSupported, PyruncError
+
+
+class CreateOptions:
+    def __init__(self, bundle: str, pid_file: str | None = None, console_socket: str | None = None,
+                 no_pivot: bool = False, no_new_keyring: bool = False, preserve_fds: int = 0,
+                 command: str = "create") -> None:
+        self.bundle = bundle
+        self.pid_file = pid_file
+        self.console_socket = console_socket
+        self.no_pivot = no_pivot
+        self.no_new_keyring = no_new_keyring
+        self.preserve_fds = preserve_fds
+        self.command = command
+
+
+def namespace_plan(cfg: dict) -> tuple[list[tuple[str, str]], set[str]]:
+    join: list[tuple[str, str]] = []
+    new: set[str] = set()
+    for ns in (cfg.get("linux") or {}).get("namespaces") or []:
+        if ns.get("path"):
+            join.append((ns["type"], ns["path"]))
+        else:
+            new.add(ns["type"])
+    if "user" in new or any(kind == "user" for kind, _ in join):
+        raise NotSupported("user namespaces are not supported yet (linux.namespaces: user)")
+    return join, new
+
+
+def create(root: str, container_id: str, opts: CreateOptions) -> state.Container:
+    bundle = os.path.abspath(opts.bundle)
+    cfg, raw = config.load_bundle(bundle)
+    if cfg["process"].get("terminal"):
+        if not opts.console_socket:
+            raise PyruncError("cannot allocate tty if pyrunc will detach without setting console "
+                              "socket (process.terminal is true)")
+        raise NotSupported("process.terminal with --console-socket is not supported yet")
+    if cfg.get("hooks"):
+        raise NotSupported("hooks are not supported yet")
+    rootfs_dir = config.rootfs_path(cfg, bundle)
+    join, new = namespace_plan(cfg)
+    if "mount" not in new and not any(k == "mount" for k, _ in join):
+        raise PyruncError("config.json: /linux/namespaces: a mount namespace is required")
+    if (cfg.get("hostname") is not None or cfg.get("domainname") is not None) and "uts" not in new:
+        raise PyruncError("config.json: /hostname: setting the hostname needs a new uts namespace")
+    ctr = state.Container(root, container_id)
+    ctr.create_dir()
+    cg = CgroupManager.for_container((cfg.get("linux") or {}).get("cgroupsPath"), container_id)
+    init_pid = 0
+    try:
+        state.write_atomic(ctr.path(state.CONFIG_FILE), raw)
+        cg.create()
+        fifo = ctr.path(state.FIFO)
+        os.mkfifo(fifo, 0o600)
+        plan = init.InitPlan(cfg, rootfs_dir, bundle, fifo, cg, opts.no_pivot, opts.preserve_fds,
+                             join, new)
+        parent_sock, child_sock = sync.pair()
+        with parent_sock:
+            pid = os.fork()
+            if pid == 0:
+                parent_sock.close()
+                init.intermediate_main(plan, child_sock)
+            child_sock.close()
+            try:
+                msg = sync.recv(parent_sock, "pid", "create")
+                init_pid = int(msg["pid"])
+            finally:
+                os.waitpid(pid, 0)
+            try:
+                sync.recv(parent_sock, "ready", "create")
+            except PyruncError as exc:
+                raise PyruncError(f"pyrunc {opts.command} failed: unable to start container "
+                                  f"process: {exc}") from None
+        info = state.proc_start_time(init_pid)
+        if info is None:
+            raise PyruncError("the container's init process died during create")
+        ctr.data = {
+            "ociVersion": cfg.get("ociVersion", OCI_VERSION),
+            "id": container_id,
+            "pid": init_pid,
+            "init_start": info[0],
+            "bundle": bundle,
+            "rootfs": rootfs_dir,
+            "created": state.now_rfc3339(),
+            "owner": "",
+            "annotations": cfg.get("annotations") or {},
+            "cgroup": cg.to_state(),
+            "namespaces": {k: p for k, p in join},
+        }
+        ctr.save()
+        if opts.pid_file:
+            state.write_atomic(os.path.abspath(opts.pid_file), str(init_pid).encode(), 0o644)
+        ctr.unlock()
+        return ctr
+    except BaseException:
+        if init_pid:
+            try:
+                os.kill(init_pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        cg.kill_all()
+        try:
+            cg.destroy()
+        finally:
+            ctr.remove_dir()
+        raise

@@ -1,0 +1,317 @@
+"""The code that runs between fork and execve, top to bottom.
+
+    pyrunc create ─fork─► intermediate: join cgroups, setns/unshare ─fork─► init (PID 1)
+                          reports the init's pid, exits          rootfs, pivot, process setup,
+                                                                 "ready", waits for `start`, execve
+
+Rules for everything in this module (DESIGN.md section 6): it runs single-threaded in a forked
+copy of the CLI, stays non-dumpable until execve (its /proc/<pid>/exe is the host's Python),
+imports nothing (after pivot_root the interpreter's stdlib is gone), never returns into the
+caller's code (always os._exit), and leaves no fd of ours open across execve.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import resource
+import select
+import signal
+import socket
+import struct
+from dataclasses import dataclass, field
+from typing import NoReturn
+
+from pyrunc import linux, rootfs, saferoot, sync
+from pyrunc.cgroups import CgroupManager
+
+NS_FLAGS = {
+    "pid": linux.CLONE_NEWPID, "network": linux.CLONE_NEWNET, "mount": linux.CLONE_NEWNS,
+    "ipc": linux.CLONE_NEWIPC, "uts": linux.CLONE_NEWUTS, "user": linux.CLONE_NEWUSER,
+    "cgroup": linux.CLONE_NEWCGROUP, "time": linux.CLONE_NEWTIME,
+}
+# setns order: the user namespace first (it owns the others), mount last (it changes our root).
+NS_JOIN_ORDER = ("user", "cgroup", "ipc", "uts", "network", "pid", "time", "mount")
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+# Signals whose default action ends a process: a created container (PID 1, blocked waiting for
+# `start`) must still die from them, and PID 1 only gets the signals it has handlers for.
+_FATAL = [s for s in signal.valid_signals() if s not in (
+    signal.SIGKILL, signal.SIGSTOP, signal.SIGCHLD, signal.SIGCONT, signal.SIGWINCH,
+    signal.SIGURG, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU)]
+
+
+@dataclass
+class InitPlan:
+    """Everything the child needs, computed by the parent before fork."""
+
+    cfg: dict
+    rootfs: str
+    bundle: str
+    fifo: str
+    cgroups: CgroupManager
+    no_pivot: bool = False
+    preserve_fds: int = 0
+    join: list[tuple[str, str]] = field(default_factory=list)   # (type, path)
+    new: set[str] = field(default_factory=set)
+
+
+def describe(exc: BaseException) -> str:
+    """One line for an exception, with no imports (we may be past pivot_root)."""
+    if isinstance(exc, OSError):
+        text = (exc.strerror or str(exc)).lower() if exc.strerror else str(exc)
+        if exc.filename:
+            return f"{exc.filename}: {text}"
+        return text
+    return str(exc) or type(exc).__name__
+
+
+def _report(sock: socket.socket, exc: BaseException) -> None:
+    try:
+        sync.send(sock, "error", msg=describe(exc))
+    except OSError:
+        os.write(2, f"pyrunc init: {describe(exc)}\n".encode())
+
+
+def intermediate_main(plan: InitPlan, sock: socket.socket) -> NoReturn:
+    code = 1
+    try:
+        linux.prctl(linux.PR_SET_DUMPABLE, 0)
+        close_parent_fds(plan.preserve_fds, sock.fileno())
+        plan.cgroups.join_self()
+        for kind in NS_JOIN_ORDER:
+            for jkind, path in plan.join:
+                if jkind == kind:
+                    join_namespace(kind, path)
+        flags = 0
+        for kind in plan.new:
+            flags |= NS_FLAGS[kind]
+        linux.unshare(flags)
+        offsets = (plan.cfg.get("linux") or {}).get("timeOffsets")
+        if "time" in plan.new and offsets:
+            write_time_offsets(offsets)
+        if "network" in plan.new:
+            loopback_up()
+        pid = os.fork()
+        if pid == 0:
+            init_main(plan, sock)
+        sync.send(sock, "pid", pid=pid)
+        code = 0
+    except BaseException as exc:  # noqa: BLE001 - the child must never unwind into the CLI
+        _report(sock, exc)
+    finally:
+        os._exit(code)
+
+
+def close_parent_fds(preserve: int, keep: int) -> None:
+    """Drop every fd the CLI had open: a forked copy of the state-dir lock would keep the
+    container locked for as long as the init lives, and none of them belongs in a container."""
+    first = 3 + preserve
+    if keep > first:
+        linux.close_range(first, keep - 1)
+    linux.close_range(max(first, keep + 1), 0xFFFFFFFF)
+
+
+def join_namespace(kind: str, path: str) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise OSError(exc.errno, f"joining {kind} namespace: {exc.strerror}", path) from None
+    try:
+        linux.setns(fd, NS_FLAGS[kind])
+    except OSError as exc:
+        raise OSError(exc.errno, f"joining {kind} namespace: {exc.strerror}", path) from None
+    finally:
+        os.close(fd)
+
+
+def write_time_offsets(offsets: dict) -> None:
+    lines = []
+    for clock in ("monotonic", "boottime"):
+        if clock in offsets:
+            o = offsets[clock]
+            lines.append(f"{clock} {o.get('secs', 0)} {o.get('nanosecs', 0)}\n")
+    fd = os.open("/proc/self/timens_offsets", os.O_WRONLY | os.O_CLOEXEC)
+    try:
+        os.write(fd, "".join(lines).encode())
+    finally:
+        os.close(fd)
+
+
+def loopback_up() -> None:
+    """SIOCSIFFLAGS on "lo": one ioctl, where netlink through pyroute2 costs ~150 ms of imports."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        req = struct.pack("16sH14x", b"lo", 0)
+        flags = struct.unpack("16sH14x", fcntl.ioctl(s.fileno(), 0x8913, req))[1]
+        fcntl.ioctl(s.fileno(), 0x8914, struct.pack("16sH14x", b"lo", flags | 0x1))
+
+
+def init_main(plan: InitPlan, sock: socket.socket) -> NoReturn:
+    code = 1
+    ready = False
+    try:
+        os.setsid()
+        cfg = plan.cfg
+        proc = cfg["process"]
+        ctx = rootfs.RootfsContext(cfg, plan.rootfs, plan.bundle, plan.new, plan.cgroups.paths,
+                                   "user" in plan.new)
+        rootfs.prepare(ctx)
+        cwd = proc.get("cwd") or "/"
+        os.close(saferoot.mkdir_all(ctx.rootfd, cwd))
+        # The fifo lives in the state dir on the host: open it before the host disappears.
+        fifo_fd = os.open(plan.fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        rootfs.pivot(ctx, plan.no_pivot)
+        if cfg.get("hostname") is not None:
+            socket.sethostname(cfg["hostname"])
+        if cfg.get("domainname") is not None:
+            linux.setdomainname(cfg["domainname"])
+        rootfs.finalize(cfg)
+        exe, env = prepare_process(proc)
+        sync.send(sock, "ready")
+        ready = True
+        sock.close()
+        wait_for_start(fifo_fd)
+        os.close(fifo_fd)
+        close_inherited_fds(plan.preserve_fds)
+        for sig in (signal.SIGPIPE, signal.SIGXFSZ):  # Python ignores these; exec would keep it
+            signal.signal(sig, signal.SIG_DFL)
+        os.execve(exe, proc["args"], env)
+    except BaseException as exc:  # noqa: BLE001
+        if ready:
+            os.write(2, f"pyrunc: container process: {describe(exc)}\n".encode())
+            code = 127 if isinstance(exc, FileNotFoundError) else 126 if isinstance(
+                exc, PermissionError) else 1
+        else:
+            _report(sock, exc)
+    finally:
+        os._exit(code)
+
+
+def prepare_process(proc: dict) -> tuple[str, dict[str, str]]:
+    """Limits, identity and cwd, then the executable looked up as the container user will run it."""
+    for limit in proc.get("rlimits") or []:
+        set_rlimit(limit)
+    if proc.get("oomScoreAdj") is not None:
+        rootfs.write_proc("/proc/self/oom_score_adj", str(proc["oomScoreAdj"]))
+    user = proc.get("user") or {}
+    uid, gid = int(user.get("uid", 0)), int(user.get("gid", 0))
+    try:
+        os.setgroups([int(g) for g in user.get("additionalGids") or []])
+    except PermissionError:
+        if user.get("additionalGids"):
+            raise
+    os.setresgid(gid, gid, gid)
+    os.setresuid(uid, uid, uid)
+    os.umask(int(user["umask"]) if user.get("umask") is not None else 0o022)
+    if proc.get("noNewPrivileges"):
+        linux.prctl(linux.PR_SET_NO_NEW_PRIVS, 1)
+    cwd = proc.get("cwd") or "/"
+    root = os.open("/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        cwd_fd = saferoot.open_in_root(root, cwd, os.O_PATH | os.O_DIRECTORY)
+    except OSError as exc:
+        raise OSError(exc.errno, f"chdir to cwd ({cwd!r}) set in config.json failed: "
+                      f"{(exc.strerror or '').lower()}") from None
+    finally:
+        os.close(root)
+    try:
+        os.fchdir(cwd_fd)
+    finally:
+        os.close(cwd_fd)
+    env: dict[str, str] = {}
+    for item in proc.get("env") or []:
+        key, sep, value = item.partition("=")
+        if sep:
+            env[key] = value
+    if "HOME" not in env:
+        env["HOME"] = home_of(uid)
+    return find_executable(proc["args"][0], env.get("PATH", DEFAULT_PATH)), env
+
+
+_RLIMITS = {name: getattr(resource, name) for name in dir(resource) if name.startswith("RLIMIT_")}
+
+
+def set_rlimit(limit: dict) -> None:
+    kind = limit["type"]
+    if kind not in _RLIMITS:
+        raise OSError(errno.EINVAL, f"unknown rlimit type {kind!r}")
+    try:
+        resource.setrlimit(_RLIMITS[kind], (int(limit["soft"]), int(limit["hard"])))
+    except ValueError:
+        # Python reports EPERM (raising the hard limit without CAP_SYS_RESOURCE) as ValueError.
+        raise OSError(errno.EPERM, f"error setting rlimit {kind} (soft {limit['soft']}, hard "
+                      f"{limit['hard']}): operation not permitted") from None
+
+
+def home_of(uid: int) -> str:
+    try:
+        with open("/etc/passwd") as f:
+            for line in f:
+                fields = line.split(":")
+                if len(fields) > 5 and fields[2] == str(uid):
+                    return fields[5]
+    except OSError:
+        pass
+    return "/"
+
+
+def find_executable(name: str, path: str) -> str:
+    """runc's lookup and wording: engines sort errors by these substrings (ENGINES.md)."""
+    if "/" in name:
+        try:
+            st = os.stat(name)
+        except OSError as exc:
+            raise OSError(exc.errno, f'exec: "{name}": stat {name}: '
+                          f"{(exc.strerror or '').lower()}") from None
+        if (st.st_mode & 0o170000) == 0o040000 or not os.access(name, os.X_OK):
+            raise OSError(errno.EACCES, f'exec: "{name}": permission denied')
+        return name
+    for directory in path.split(":"):
+        candidate = os.path.join(directory or ".", name)
+        try:
+            st = os.stat(candidate)
+        except OSError:
+            continue
+        if (st.st_mode & 0o170000) != 0o040000 and os.access(candidate, os.X_OK):
+            return candidate
+    raise OSError(errno.ENOENT, f'exec: "{name}": executable file not found in $PATH')
+
+
+def _die_on_signal(signum: int, _frame: object) -> None:
+    os._exit(128 + signum)
+
+
+def wait_for_start(fifo_fd: int) -> None:
+    """Block until `pyrunc start` writes a byte into the exec fifo (see state.py for status)."""
+    for sig in _FATAL:
+        try:
+            signal.signal(sig, _die_on_signal)
+        except (OSError, ValueError):
+            continue
+    poller = select.poll()
+    poller.register(fifo_fd, select.POLLIN)
+    while True:
+        poller.poll()
+        try:
+            data = os.read(fifo_fd, 1)
+        except BlockingIOError:
+            continue
+        if data:
+            break
+        raise OSError(errno.EPIPE, "the start signal was aborted")
+    for sig in _FATAL:
+        try:
+            signal.signal(sig, signal.SIG_DFL)
+        except (OSError, ValueError):
+            continue
+
+
+def close_inherited_fds(preserve: int) -> None:
+    """Only stdio and the preserved fds may reach the container (CVE-2024-21626 class)."""
+    first = 3 + preserve
+    for fd in range(3, first):
+        try:
+            os.set_inheritable(fd, True)
+        except OSError:
+            pass
+    linux.close_range(first, 0xFFFFFFFF, linux.CLOSE_RANGE_CLOEXEC)

@@ -1,0 +1,144 @@
+"""start, kill, delete, state, list: the operations on an existing container."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import signal
+import time
+
+from pyrunc import state
+from pyrunc.cgroups import CgroupManager
+from pyrunc.errors import ContainerNotFound, InvalidState, PyruncError
+
+
+def start(root: str, container_id: str) -> None:
+    ctr = state.Container(root, container_id).load(lock=True)
+    status = ctr.status()
+    if status == "stopped":
+        raise InvalidState("cannot start a container that has stopped")
+    if status != "created":
+        raise InvalidState(f"cannot start an already {status} container")
+    try:
+        # O_NONBLOCK: if no reader is left (the init died), this fails at once with ENXIO
+        # instead of blocking forever.
+        fd = os.open(ctr.path(state.FIFO), os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        if exc.errno in (errno.ENXIO, errno.ENOENT):
+            raise InvalidState("cannot start a container that has stopped") from None
+        raise
+    try:
+        os.write(fd, b"0")
+    finally:
+        os.close(fd)
+    os.unlink(ctr.path(state.FIFO))
+    ctr.unlock()
+
+
+_SIGNAMES = {name[3:]: int(getattr(signal, name)) for name in dir(signal)
+             if name.startswith("SIG") and not name.startswith("SIG_") and name[3:].isupper()}
+
+
+def parse_signal(text: str) -> int:
+    """runc accepts 9, KILL, SIGKILL (any case) and RTMIN+n; unknown names are errors."""
+    raw = text.strip()
+    if raw.isdigit():
+        num = int(raw)
+        if num < 1 or num > signal.SIGRTMAX:
+            raise PyruncError(f"invalid signal: {text}")
+        return num
+    name = raw.upper()
+    if name.startswith("SIG"):
+        name = name[3:]
+    for base in ("RTMIN", "RTMAX"):
+        if name.startswith(base + "+") or name.startswith(base + "-"):
+            offset = name[len(base):]
+            if offset[1:].isdigit():
+                num = int(getattr(signal, "SIG" + base)) + int(offset)
+                if signal.SIGRTMIN <= num <= signal.SIGRTMAX:
+                    return num
+    if name in _SIGNAMES:
+        return _SIGNAMES[name]
+    raise PyruncError(f"unknown signal {text!r}")
+
+
+def kill(root: str, container_id: str, sig: int, all_procs: bool = False) -> None:
+    ctr = state.Container(root, container_id).load(lock=True)
+    status = ctr.status()
+    if status == "stopped":
+        raise InvalidState("container not running")
+    cg = CgroupManager.from_state(ctr.data.get("cgroup", {}))
+    if all_procs:
+        cg.kill_all(sig)
+    signal_init(ctr, sig)
+    ctr.unlock()
+
+
+def signal_init(ctr: state.Container, sig: int) -> None:
+    """Through a pidfd, checked against the recorded start time, so a recycled pid is never hit."""
+    try:
+        pidfd = os.pidfd_open(ctr.pid)
+    except ProcessLookupError:
+        raise InvalidState("container not running") from None
+    try:
+        if not ctr.init_alive():
+            raise InvalidState("container not running")
+        signal.pidfd_send_signal(pidfd, sig)
+    except ProcessLookupError:
+        raise InvalidState("container not running") from None
+    finally:
+        os.close(pidfd)
+
+
+def delete(root: str, container_id: str, force: bool = False) -> None:
+    try:
+        ctr = state.Container(root, container_id).load(lock=True)
+    except ContainerNotFound:
+        if force:
+            return  # runc: deleting what is already gone succeeds with --force
+        raise
+    status = ctr.status()
+    cg = CgroupManager.from_state(ctr.data.get("cgroup", {}))
+    if status != "stopped":
+        if not force:
+            raise InvalidState(f"cannot delete container {container_id} that is not stopped: "
+                               f"{status}")
+        kill_and_wait(ctr, cg)
+    else:
+        cg.kill_all()  # stragglers left in the cgroup (a container sharing the host's pid ns)
+    cg.destroy()
+    ctr.remove_dir()
+
+
+def kill_and_wait(ctr: state.Container, cg: CgroupManager, timeout: float = 10.0) -> None:
+    """SIGKILL everything (thawing a paused container so the kill lands) and wait for the init."""
+    cg.kill_all(signal.SIGKILL)
+    try:
+        signal_init(ctr, signal.SIGKILL)
+    except InvalidState:
+        pass
+    deadline = time.monotonic() + timeout
+    while ctr.init_alive():
+        if time.monotonic() > deadline:
+            raise PyruncError(f"container {ctr.id}: init {ctr.pid} did not die after SIGKILL")
+        time.sleep(0.002)
+
+
+def state_json(root: str, container_id: str) -> str:
+    ctr = state.Container(root, container_id).load()
+    return json.dumps(ctr.oci_state(), indent=2)
+
+
+def list_containers(root: str) -> list[dict]:
+    try:
+        names = sorted(os.listdir(root))
+    except FileNotFoundError:
+        return []
+    out = []
+    for name in names:
+        try:
+            out.append(state.Container(root, name).load().oci_state())
+        except PyruncError:
+            continue  # a create in progress, or removed while we listed
+    return out

@@ -1,0 +1,307 @@
+"""The container's root filesystem, built inside its new mount namespace by the init process.
+
+Order (each step needs the previous one): propagation of /, the rootfs bound onto itself,
+config mounts, /dev nodes and links, pivot_root (or chroot with --no-pivot), then sysctls,
+readonly and masked paths, and finally a read-only root. Everything under the rootfs is
+reached through saferoot, never by joining strings.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+
+from pyrunc import linux, mounts, saferoot
+from pyrunc.errors import ConfigError
+
+L = linux
+
+_PROPAGATION = {
+    "private": L.MS_PRIVATE, "rprivate": L.MS_PRIVATE | L.MS_REC,
+    "shared": L.MS_SHARED, "rshared": L.MS_SHARED | L.MS_REC,
+    "slave": L.MS_SLAVE, "rslave": L.MS_SLAVE | L.MS_REC,
+    "unbindable": L.MS_UNBINDABLE, "runbindable": L.MS_UNBINDABLE | L.MS_REC,
+}
+
+# (path, type, major, minor): what every container gets, as runc gives it.
+DEFAULT_DEVICES = (
+    ("/dev/null", "c", 1, 3), ("/dev/zero", "c", 1, 5), ("/dev/full", "c", 1, 7),
+    ("/dev/random", "c", 1, 8), ("/dev/urandom", "c", 1, 9), ("/dev/tty", "c", 5, 0),
+)
+DEFAULT_LINKS = (
+    ("/proc/self/fd", "/dev/fd"), ("/proc/self/fd/0", "/dev/stdin"),
+    ("/proc/self/fd/1", "/dev/stdout"), ("/proc/self/fd/2", "/dev/stderr"),
+    ("pts/ptmx", "/dev/ptmx"),
+)
+
+
+class RootfsContext:
+    """What the mount steps need to know about the rest of the container."""
+
+    def __init__(self, cfg: dict, rootfs: str, bundle: str, new_ns: set[str],
+                 cgroup_paths: dict[str, str], in_userns: bool) -> None:
+        self.cfg = cfg
+        self.rootfs = rootfs
+        self.bundle = bundle
+        self.new_ns = new_ns
+        self.cgroup_paths = cgroup_paths
+        self.in_userns = in_userns
+        self.rootfd = -1
+
+
+def prepare(ctx: RootfsContext) -> None:
+    """Everything up to (not including) the pivot."""
+    linux_cfg = ctx.cfg.get("linux") or {}
+    prop = linux_cfg.get("rootfsPropagation")
+    if prop and prop not in _PROPAGATION:
+        raise ConfigError(f"config.json: /linux/rootfsPropagation: unknown value {prop!r}")
+    # Nothing we mount may propagate back to the host: rslave keeps host mounts flowing in, and
+    # the configured propagation is applied to the new root only after pivot_root, which
+    # refuses a shared old root.
+    private = prop in ("private", "rprivate", "unbindable", "runbindable")
+    linux.mount(None, "/", None, L.MS_REC | (L.MS_PRIVATE if private else L.MS_SLAVE))
+    _make_parent_private(ctx.rootfs)
+    linux.mount(ctx.rootfs, ctx.rootfs, None, L.MS_BIND | L.MS_REC)
+    ctx.rootfd = os.open(ctx.rootfs, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    bind_dev = False
+    for index, entry in enumerate(ctx.cfg.get("mounts") or []):
+        plan = mounts.parse_mount(entry, index, ctx.bundle)
+        if plan.destination.rstrip("/") == "/dev" and plan.bind:
+            bind_dev = True
+        try:
+            mount_entry(ctx, plan)
+        except OSError as exc:
+            raise OSError(exc.errno, f"mounts[{index}] {plan.destination}: {exc.strerror}",
+                          exc.filename) from None
+    if not bind_dev:
+        create_devices(ctx)
+
+
+def _make_parent_private(path: str) -> None:
+    """pivot_root(2) refuses a new root whose parent mount is shared: make that mount private."""
+    best = ""
+    shared = False
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            fields = line.split()
+            mnt = fields[4]
+            if (path == mnt or path.startswith(mnt.rstrip("/") + "/")) and len(mnt) >= len(best):
+                best = mnt
+                shared = any(x.startswith("shared:") for x in fields[6:fields.index("-")])
+    if best and shared:
+        linux.mount(None, best, None, L.MS_PRIVATE)
+
+
+def mount_entry(ctx: RootfsContext, plan: mounts.MountPlan) -> None:
+    if plan.fstype == "cgroup" and not plan.bind:
+        mount_cgroups(ctx, plan)
+        return
+    if not plan.bind and plan.fstype == "sysfs" and "network" not in ctx.new_ns:
+        # A new sysfs shows the netns of the mounter; without our own netns, bind the host's.
+        plan.bind, plan.recursive, plan.source = True, True, "/sys"
+    elif not plan.bind and plan.fstype == "mqueue" and "ipc" not in ctx.new_ns:
+        plan.bind, plan.source = True, "/dev/mqueue"
+    mounts.mount_into_root(plan, ctx.rootfd)
+
+
+def mount_cgroups(ctx: RootfsContext, plan: mounts.MountPlan) -> None:
+    """type "cgroup": cgroup2 on a unified host, else a tmpfs holding one mount per hierarchy."""
+    own_ns = "cgroup" in ctx.new_ns
+    if set(ctx.cgroup_paths) == {""}:
+        if own_ns:
+            plan.fstype, plan.source, plan.data = "cgroup2", "cgroup2", []
+            mounts.mount_into_root(plan, ctx.rootfd)
+        else:
+            plan.bind, plan.recursive, plan.source = True, True, ctx.cgroup_paths[""]
+            mounts.mount_into_root(plan, ctx.rootfd)
+        return
+    keep_ro = plan.attr_set & L.MOUNT_ATTR_RDONLY
+    tmpfs = mounts.MountPlan(plan.destination, "tmpfs", "tmpfs",
+                             attr_set=(plan.attr_set & ~L.MOUNT_ATTR_RDONLY),
+                             data=[("mode", "755")])
+    mounts.mount_into_root(tmpfs, ctx.rootfd)
+    for key, host_dir in sorted(ctx.cgroup_paths.items()):
+        name = "unified" if key == "" else key.replace("name=", "")
+        sub = mounts.MountPlan(plan.destination.rstrip("/") + "/" + name, "cgroup",
+                               "cgroup2" if key == "" else "cgroup", attr_set=plan.attr_set,
+                               attr_clr=plan.attr_clr)
+        if own_ns:
+            for opt in key.split(",") if key else []:
+                k, sep, v = opt.partition("=")
+                sub.data.append((k, v if sep else None))
+        else:
+            sub.bind, sub.recursive, sub.source = True, False, host_dir
+        mounts.mount_into_root(sub, ctx.rootfd)
+    if keep_ro:
+        fd = saferoot.open_in_root(ctx.rootfd, plan.destination)
+        try:
+            linux.mount_setattr(fd, "", L.AT_EMPTY_PATH, L.MOUNT_ATTR_RDONLY)
+        finally:
+            os.close(fd)
+
+
+_DEV_TYPES = {"c": stat.S_IFCHR, "u": stat.S_IFCHR, "b": stat.S_IFBLK, "p": stat.S_IFIFO}
+
+
+def create_devices(ctx: RootfsContext) -> None:
+    linux_cfg = ctx.cfg.get("linux") or {}
+    wanted = [(d["path"], d["type"], d.get("major", 0), d.get("minor", 0), d.get("fileMode"),
+               d.get("uid"), d.get("gid")) for d in linux_cfg.get("devices") or []]
+    configured = {w[0] for w in wanted}
+    devices = [(p, t, ma, mi, 0o666, 0, 0) for p, t, ma, mi in DEFAULT_DEVICES if p not in configured]
+    old_umask = os.umask(0)
+    try:
+        for index, (path, kind, major, minor, mode, uid, gid) in enumerate(devices + wanted):
+            make_device(ctx, path, kind, major, minor, mode, uid, gid)
+    finally:
+        os.umask(old_umask)
+    for target, link in DEFAULT_LINKS:
+        parent = saferoot.mkdir_all(ctx.rootfd, os.path.dirname(link))
+        try:
+            os.symlink(target, os.path.basename(link), dir_fd=parent)
+        except FileExistsError:
+            pass
+        finally:
+            os.close(parent)
+
+
+def make_device(ctx: RootfsContext, path: str, kind: str, major: int, minor: int,
+                mode: int | None, uid: int | None, gid: int | None) -> None:
+    if not path.startswith("/dev/"):
+        raise ConfigError(f"config.json: /linux/devices: {path!r} is not under /dev")
+    parts = saferoot.split(path)
+    parent = saferoot.mkdir_all(ctx.rootfd, "/".join(parts[:-1]))
+    name = parts[-1]
+    try:
+        try:
+            os.unlink(name, dir_fd=parent)
+        except FileNotFoundError:
+            pass
+        except IsADirectoryError:
+            raise ConfigError(f"config.json: /linux/devices: {path} is a directory") from None
+        perm = (mode if mode is not None else 0o666) & 0o7777
+        try:
+            if ctx.in_userns:
+                raise PermissionError(errno.EPERM, "mknod in a user namespace")
+            os.mknod(name, _DEV_TYPES[kind] | perm, os.makedev(major, minor), dir_fd=parent)
+        except PermissionError:
+            # Without CAP_MKNOD in the init userns, bind the host's node instead (as runc does).
+            os.close(os.open(name, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC | os.O_NOFOLLOW, 0o644,
+                             dir_fd=parent))
+            target = saferoot.open_in_root(ctx.rootfd, path)
+            try:
+                plan = mounts.MountPlan(path, path, "bind", bind=True)
+                mounts.attach_bind(plan, target)
+            finally:
+                os.close(target)
+            return
+        if uid is not None or gid is not None:
+            os.chown(name, uid if uid is not None else -1, gid if gid is not None else -1,
+                     dir_fd=parent, follow_symlinks=False)
+    finally:
+        os.close(parent)
+
+
+def pivot(ctx: RootfsContext, no_pivot: bool) -> None:
+    """Make the rootfs `/`; the old root is detached so no host path stays reachable."""
+    os.chdir(ctx.rootfs)
+    if no_pivot:
+        linux.mount(ctx.rootfs, "/", None, L.MS_MOVE)
+        os.chroot(".")
+    else:
+        linux.pivot_root(".", ".")
+        # The old root now sits under the new one at "."; slave first so the detach cannot
+        # propagate an unmount to the host.
+        linux.mount(None, ".", None, L.MS_SLAVE | L.MS_REC)
+        linux.umount2(".", L.MNT_DETACH)
+    os.chdir("/")
+    os.close(ctx.rootfd)
+    ctx.rootfd = -1
+    prop = (ctx.cfg.get("linux") or {}).get("rootfsPropagation")
+    if prop:
+        linux.mount(None, "/", None, _PROPAGATION[prop])
+
+
+def _proc_fd(path: str, flags: int) -> int:
+    """Open under /proc only if it really is procfs (a fake /proc is the CVE-2019-16884 class)."""
+    fd = saferoot.open_in_root(_root_fd(), path, flags)
+    if linux.fstatfs_type(fd) != L.PROC_SUPER_MAGIC:
+        os.close(fd)
+        raise OSError(errno.EXDEV, "not on procfs, refusing to write", path)
+    return fd
+
+
+_ROOT_FD = [-1]
+
+
+def _root_fd() -> int:
+    if _ROOT_FD[0] < 0:
+        _ROOT_FD[0] = os.open("/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    return _ROOT_FD[0]
+
+
+def write_proc(path: str, value: str) -> None:
+    fd = _proc_fd(path, os.O_WRONLY)
+    try:
+        os.write(fd, value.encode())
+    finally:
+        os.close(fd)
+
+
+def apply_sysctls(sysctl: dict[str, str]) -> None:
+    for key, value in sysctl.items():
+        try:
+            write_proc("/proc/sys/" + key.replace(".", "/"), value)
+        except OSError as exc:
+            raise OSError(exc.errno, f"sysctl {key}: {exc.strerror}") from None
+
+
+def readonly_path(path: str) -> None:
+    try:
+        fd = saferoot.open_in_root(_root_fd(), path)
+    except FileNotFoundError:
+        return
+    try:
+        mfd = linux.open_tree(fd, "", L.OPEN_TREE_CLONE | L.OPEN_TREE_CLOEXEC | L.AT_RECURSIVE
+                              | L.AT_EMPTY_PATH)
+        try:
+            linux.mount_setattr(mfd, "", L.AT_EMPTY_PATH | L.AT_RECURSIVE, L.MOUNT_ATTR_RDONLY
+                                | L.MOUNT_ATTR_NOSUID | L.MOUNT_ATTR_NODEV | L.MOUNT_ATTR_NOEXEC)
+            linux.move_mount(mfd, "", fd, "", L.MOVE_MOUNT_F_EMPTY_PATH | L.MOVE_MOUNT_T_EMPTY_PATH)
+        finally:
+            os.close(mfd)
+    finally:
+        os.close(fd)
+
+
+def mask_path(path: str) -> None:
+    """A directory is hidden under an empty read-only tmpfs, a file under /dev/null."""
+    try:
+        fd = saferoot.open_in_root(_root_fd(), path)
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    try:
+        if stat.S_ISDIR(os.fstat(fd).st_mode):
+            plan = mounts.MountPlan(path, "tmpfs", "tmpfs", attr_set=L.MOUNT_ATTR_RDONLY)
+            mounts.attach_filesystem(plan, fd)
+        else:
+            mounts.attach_bind(mounts.MountPlan(path, "/dev/null", "bind", bind=True), fd)
+    finally:
+        os.close(fd)
+
+
+def finalize(cfg: dict) -> None:
+    """After the pivot: sysctls, then readonly and masked paths, then a read-only root."""
+    linux_cfg = cfg.get("linux") or {}
+    if linux_cfg.get("sysctl"):
+        apply_sysctls(linux_cfg["sysctl"])
+    for path in linux_cfg.get("readonlyPaths") or []:
+        readonly_path(path)
+    for path in linux_cfg.get("maskedPaths") or []:
+        mask_path(path)
+    if (cfg.get("root") or {}).get("readonly"):
+        linux.mount_setattr(_root_fd(), "", L.AT_EMPTY_PATH, L.MOUNT_ATTR_RDONLY)
+    if _ROOT_FD[0] >= 0:
+        os.close(_ROOT_FD[0])
+        _ROOT_FD[0] = -1
