@@ -12,7 +12,6 @@ import errno
 import os
 import signal
 import time
-from dataclasses import dataclass, field
 
 from pyrunc.errors import ConfigError, PyruncError
 
@@ -21,10 +20,10 @@ _V1_SKIP_OPTS = {"rw", "ro", "nosuid", "nodev", "noexec", "relatime", "noatime",
                  "favordynmods"}
 
 
-@dataclass
 class Hierarchy:
-    key: str          # "" for cgroup2, else the controller list as /proc/self/cgroup shows it
-    mountpoint: str
+    def __init__(self, key: str, mountpoint: str) -> None:
+        self.key = key                # "" for cgroup2, else the controllers /proc/self/cgroup names
+        self.mountpoint = mountpoint
 
 
 def host_hierarchies() -> list[Hierarchy]:
@@ -76,12 +75,12 @@ def _clean(path: str) -> str:
     return "/" + "/".join(parts)
 
 
-@dataclass
 class CgroupManager:
     """Where one container's processes live, and which of those directories we created."""
 
-    paths: dict[str, str]                       # hierarchy key -> absolute directory
-    created: list[str] = field(default_factory=list)
+    def __init__(self, paths: dict[str, str], created: list[str] | None = None) -> None:
+        self.paths = paths                    # hierarchy key -> absolute directory
+        self.created = created or []
 
     @classmethod
     def for_container(cls, cgroups_path: str | None, container_id: str) -> "CgroupManager":

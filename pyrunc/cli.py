@@ -188,3 +188,9 @@ def main(argv: list[str] | None = None) -> int:
         from pyrunc.init import describe
         Log.error(describe(exc))
         return 1
+    except Exception as exc:  # noqa: BLE001 - a user sees one line, never a traceback
+        if Log.debug_enabled:
+            import traceback
+            traceback.print_exc()
+        Log.error(f"internal error: {type(exc).__name__}: {exc}")
+        return 1

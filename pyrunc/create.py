@@ -68,22 +68,24 @@ def create(root: str, container_id: str, opts: CreateOptions) -> state.Container
         plan = init.InitPlan(cfg, rootfs_dir, bundle, fifo, cg, opts.no_pivot, opts.preserve_fds,
                              join, new)
         parent_sock, child_sock = sync.pair()
-        with parent_sock:
+        try:
             pid = os.fork()
             if pid == 0:
                 parent_sock.close()
                 init.intermediate_main(plan, child_sock)
             child_sock.close()
             try:
-                msg = sync.recv(parent_sock, "pid", "create")
-                init_pid = int(msg["pid"])
-            finally:
-                os.waitpid(pid, 0)
-            try:
+                try:
+                    msg = sync.recv(parent_sock, "pid", "create")
+                    init_pid = int(msg["pid"])
+                finally:
+                    os.waitpid(pid, 0)
                 sync.recv(parent_sock, "ready", "create")
             except PyruncError as exc:
                 raise PyruncError(f"pyrunc {opts.command} failed: unable to start container "
                                   f"process: {exc}") from None
+        finally:
+            parent_sock.close()
         info = state.proc_start_time(init_pid)
         if info is None:
             raise PyruncError("the container's init process died during create")

@@ -18,13 +18,16 @@ import os
 import resource
 import select
 import signal
-import socket
 import struct
-from dataclasses import dataclass, field
-from typing import NoReturn
+
+import _socket
 
 from pyrunc import linux, rootfs, saferoot, sync
 from pyrunc.cgroups import CgroupManager
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import NoReturn
 
 NS_FLAGS = {
     "pid": linux.CLONE_NEWPID, "network": linux.CLONE_NEWNET, "mount": linux.CLONE_NEWNS,
@@ -41,19 +44,21 @@ _FATAL = [s for s in signal.valid_signals() if s not in (
     signal.SIGURG, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU)]
 
 
-@dataclass
 class InitPlan:
     """Everything the child needs, computed by the parent before fork."""
 
-    cfg: dict
-    rootfs: str
-    bundle: str
-    fifo: str
-    cgroups: CgroupManager
-    no_pivot: bool = False
-    preserve_fds: int = 0
-    join: list[tuple[str, str]] = field(default_factory=list)   # (type, path)
-    new: set[str] = field(default_factory=set)
+    def __init__(self, cfg: dict, rootfs: str, bundle: str, fifo: str, cgroups: CgroupManager,
+                 no_pivot: bool = False, preserve_fds: int = 0,
+                 join: list[tuple[str, str]] | None = None, new: set[str] | None = None) -> None:
+        self.cfg = cfg
+        self.rootfs = rootfs
+        self.bundle = bundle
+        self.fifo = fifo
+        self.cgroups = cgroups
+        self.no_pivot = no_pivot
+        self.preserve_fds = preserve_fds
+        self.join = join or []          # (type, path) of namespaces to enter
+        self.new = new or set()         # types of namespaces to create
 
 
 def describe(exc: BaseException) -> str:
@@ -66,14 +71,14 @@ def describe(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
-def _report(sock: socket.socket, exc: BaseException) -> None:
+def _report(sock: sync.Socket, exc: BaseException) -> None:
     try:
         sync.send(sock, "error", msg=describe(exc))
     except OSError:
         os.write(2, f"pyrunc init: {describe(exc)}\n".encode())
 
 
-def intermediate_main(plan: InitPlan, sock: socket.socket) -> NoReturn:
+def intermediate_main(plan: InitPlan, sock: sync.Socket) -> NoReturn:
     code = 1
     try:
         linux.prctl(linux.PR_SET_DUMPABLE, 0)
@@ -140,13 +145,16 @@ def write_time_offsets(offsets: dict) -> None:
 
 def loopback_up() -> None:
     """SIOCSIFFLAGS on "lo": one ioctl, where netlink through pyroute2 costs ~150 ms of imports."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+    s = _socket.socket(_socket.AF_INET, _socket.SOCK_DGRAM)
+    try:
         req = struct.pack("16sH14x", b"lo", 0)
         flags = struct.unpack("16sH14x", fcntl.ioctl(s.fileno(), 0x8913, req))[1]
         fcntl.ioctl(s.fileno(), 0x8914, struct.pack("16sH14x", b"lo", flags | 0x1))
+    finally:
+        s.close()
 
 
-def init_main(plan: InitPlan, sock: socket.socket) -> NoReturn:
+def init_main(plan: InitPlan, sock: sync.Socket) -> NoReturn:
     code = 1
     ready = False
     try:
@@ -162,7 +170,7 @@ def init_main(plan: InitPlan, sock: socket.socket) -> NoReturn:
         fifo_fd = os.open(plan.fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
         rootfs.pivot(ctx, plan.no_pivot)
         if cfg.get("hostname") is not None:
-            socket.sethostname(cfg["hostname"])
+            _socket.sethostname(cfg["hostname"])
         if cfg.get("domainname") is not None:
             linux.setdomainname(cfg["domainname"])
         rootfs.finalize(cfg)

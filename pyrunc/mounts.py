@@ -9,8 +9,6 @@ no remount-by-path window, no string join with a container path.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
-
 from pyrunc import linux, saferoot
 from pyrunc.errors import ConfigError, NotSupported
 
@@ -44,22 +42,24 @@ _PROPAGATION: dict[str, tuple[int, bool]] = {
 _LATER = {"idmap", "ridmap", "tmpcopyup", "remount"}
 
 
-@dataclass
 class MountPlan:
     """What one config.json mount asks for, once its options are understood."""
 
-    destination: str
-    source: str
-    fstype: str
-    bind: bool = False
-    recursive: bool = False
-    attr_set: int = 0
-    attr_clr: int = 0
-    rec_attr_set: int = 0
-    rec_attr_clr: int = 0
-    propagation: list[tuple[int, bool]] = field(default_factory=list)
-    sb_flags: list[str] = field(default_factory=list)
-    data: list[tuple[str, str | None]] = field(default_factory=list)
+    def __init__(self, destination: str, source: str, fstype: str, bind: bool = False,
+                 recursive: bool = False, attr_set: int = 0, attr_clr: int = 0,
+                 data: list[tuple[str, str | None]] | None = None) -> None:
+        self.destination = destination
+        self.source = source
+        self.fstype = fstype
+        self.bind = bind
+        self.recursive = recursive
+        self.attr_set = attr_set
+        self.attr_clr = attr_clr
+        self.rec_attr_set = 0
+        self.rec_attr_clr = 0
+        self.propagation: list[tuple[int, bool]] = []   # (MS_* flag, recursive)
+        self.sb_flags: list[str] = []                   # superblock flags for fsconfig
+        self.data: list[tuple[str, str | None]] = data or []
 
 
 def parse_mount(entry: dict, index: int, bundle: str) -> MountPlan:

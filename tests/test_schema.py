@@ -523,13 +523,3 @@ def test_imports_nothing_heavy() -> None:
             "print(' '.join(sorted(set(sys.modules) - before)))")
     new = set(_fresh_python(code).split())
     assert new <= {"pyrunc", "pyrunc.errors", "pyrunc.schema", "__future__"}, new
-
-
-def test_import_and_validate_is_fast() -> None:
-    code = (f"import json, re, os, time; cfg = json.load(open({str(SAMPLES / 'podman-like.json')!r})); "
-            "t = time.perf_counter(); from pyrunc import schema; schema.validate(cfg); "
-            "print(time.perf_counter() - t)")
-    _fresh_python(code)  # leaves the bytecode cache warm
-    best = min(float(_fresh_python(code)) for _ in range(5))
-    # The budget is 2 ms on the development machine; the margin absorbs slower CI machines.
-    assert best < 0.006, f"import + validate took {best * 1000:.2f} ms"

@@ -1,0 +1,167 @@
+"""Fixtures shared by the suite: a busybox rootfs, bundles, the pyrunc under test, leak checks.
+
+Kernel tests run real containers as root. Every test that uses `bundle` or `pyrunc` is followed
+by a check that it left nothing behind: no state directory, no mount mentioning the test's
+paths, no cgroup directory with the test's container-id prefix, no process of the container.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import shutil
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+BUSYBOX = shutil.which("busybox") or "/bin/busybox"
+APPLETS = ("sh", "ls", "cat", "echo", "sleep", "true", "false", "id", "hostname", "ps", "mount",
+           "env", "grep", "kill", "stat", "readlink", "touch", "mkdir", "pwd", "test", "wc", "head",
+           "ulimit", "umask", "ip", "domainname", "uname", "find", "dd", "awk", "sed", "nproc")
+IS_ROOT = os.geteuid() == 0
+
+
+def pyrunc_binary() -> str:
+    """The launcher under test: $PYRUNC (make test sets it to an installed tree), else the repo."""
+    return os.environ.get("PYRUNC") or str(REPO / "build" / "root" / "bin" / "pyrunc")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if IS_ROOT:
+        return
+    skip = pytest.mark.skip(reason="kernel tests need root")
+    for item in items:
+        if "kernel" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def rootfs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A minimal busybox root filesystem built from Debian's busybox-static."""
+    root = tmp_path_factory.mktemp("rootfs-src") / "rootfs"
+    for d in ("bin", "etc", "proc", "sys", "dev", "tmp", "root"):
+        (root / d).mkdir(parents=True)
+    shutil.copy2(BUSYBOX, root / "bin" / "busybox")
+    for applet in APPLETS:
+        (root / "bin" / applet).symlink_to("busybox")
+    (root / "etc" / "passwd").write_text("root:x:0:0:root:/root:/bin/sh\n"
+                                         "nobody:x:65534:65534:nobody:/nonexistent:/bin/sh\n")
+    (root / "etc" / "group").write_text("root:x:0:\nnogroup:x:65534:\n")
+    return root
+
+
+def base_config(args: list[str]) -> dict:
+    """runc's `spec` defaults with terminal off: the shape most tests start from."""
+    from pyrunc.specgen import default_spec
+    cfg = default_spec()
+    cfg["process"]["terminal"] = False
+    cfg["process"]["args"] = args
+    return cfg
+
+
+class Bundle:
+    """A bundle directory whose rootfs is a bind-free copy of the shared busybox tree."""
+
+    def __init__(self, path: Path, rootfs_src: Path) -> None:
+        self.path = path
+        self.rootfs = path / "rootfs"
+        shutil.copytree(rootfs_src, self.rootfs, symlinks=True)
+        self.config = base_config(["true"])
+
+    def write(self, config: dict | None = None) -> "Bundle":
+        if config is not None:
+            self.config = config
+        (self.path / "config.json").write_text(json.dumps(self.config, indent=1))
+        return self
+
+    def edit(self) -> dict:
+        self.config = copy.deepcopy(self.config)
+        return self.config
+
+
+class Runtime:
+    """Calls the pyrunc under test with a private --root, recording the ids it was given."""
+
+    def __init__(self, binary: str, root: Path, prefix: str) -> None:
+        self.binary = binary
+        self.root = root
+        self.prefix = prefix
+        self.ids: set[str] = set()
+
+    def new_id(self, tag: str = "c") -> str:
+        cid = f"{self.prefix}-{tag}-{uuid.uuid4().hex[:6]}"
+        self.ids.add(cid)
+        return cid
+
+    def __call__(self, *args: str, check: bool = False, timeout: float = 60, input: bytes | None = None,
+                 env: dict[str, str] | None = None, global_args: tuple[str, ...] = (),
+                 **kwargs: object) -> subprocess.CompletedProcess:
+        cmd = [self.binary, "--root", str(self.root), *global_args, *args]
+        kwargs.setdefault("capture_output", True)
+        proc = subprocess.run(cmd, timeout=timeout, input=input, env=env, check=False, **kwargs)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"{cmd} exited {proc.returncode}: {proc.stderr!r} {proc.stdout!r}")
+        return proc
+
+    def state(self, cid: str) -> dict:
+        return json.loads(self("state", cid, check=True).stdout)
+
+
+def leaks(prefix: str, paths: list[str], root: Path) -> list[str]:
+    """Everything a test may have left behind on the host, described one item per line."""
+    found = []
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            if any(p in line for p in paths):
+                found.append("mount: " + line.split(" - ")[0].split()[4])
+    for hier in Path("/sys/fs/cgroup").iterdir():
+        if not hier.is_dir():
+            continue
+        for dirpath, dirnames, _ in os.walk(hier):
+            for d in dirnames:
+                if d.startswith(prefix):
+                    found.append(f"cgroup: {dirpath}/{d}")
+            if dirpath.count("/") > 8:
+                dirnames.clear()
+    if root.exists():
+        for entry in root.iterdir():
+            found.append(f"state dir: {entry}")
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            cgroup = Path(f"/proc/{pid}/cgroup").read_text()
+        except OSError:
+            continue
+        if prefix in cgroup:
+            status = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[0]
+            if status != "Z":
+                found.append(f"process: {pid} in {cgroup.splitlines()[0]}")
+    return found
+
+
+@pytest.fixture
+def pyrunc(tmp_path: Path, request: pytest.FixtureRequest):
+    """The runtime under test with a private state root; fails the test on any leftover."""
+    prefix = "pyrunct" + uuid.uuid4().hex[:6]
+    rt = Runtime(pyrunc_binary(), tmp_path / "state", prefix)
+    yield rt
+    for cid in list(rt.ids):
+        if (rt.root / cid).exists():
+            rt("delete", "--force", cid)
+    left = leaks(prefix, [str(tmp_path)], rt.root)
+    assert not left, "leftovers:\n" + "\n".join(left)
+
+
+@pytest.fixture
+def bundle(tmp_path: Path, rootfs: Path) -> Bundle:
+    b = Bundle(tmp_path / "bundle", rootfs)
+    (tmp_path / "bundle").mkdir(exist_ok=True)
+    return b
