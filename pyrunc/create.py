@@ -17,7 +17,7 @@ from pyrunc.errors import NotSupported, PyruncError
 class CreateOptions:
     def __init__(self, bundle: str, pid_file: str | None = None, console_socket: str | None = None,
                  no_pivot: bool = False, no_new_keyring: bool = False, preserve_fds: int = 0,
-                 command: str = "create") -> None:
+                 command: str = "create", keep_pty: bool = False) -> None:
         self.bundle = bundle
         self.pid_file = pid_file
         self.console_socket = console_socket
@@ -25,6 +25,7 @@ class CreateOptions:
         self.no_new_keyring = no_new_keyring
         self.preserve_fds = preserve_fds
         self.command = command
+        self.keep_pty = keep_pty    # foreground `run`: we relay the pty ourselves
 
 
 def namespace_plan(cfg: dict) -> tuple[list[tuple[str, str]], set[str]]:
@@ -43,11 +44,12 @@ def namespace_plan(cfg: dict) -> tuple[list[tuple[str, str]], set[str]]:
 def create(root: str, container_id: str, opts: CreateOptions) -> state.Container:
     bundle = os.path.abspath(opts.bundle)
     cfg, raw = config.load_bundle(bundle)
-    if cfg["process"].get("terminal"):
-        if not opts.console_socket:
-            raise PyruncError("cannot allocate tty if pyrunc will detach without setting console "
-                              "socket (process.terminal is true)")
-        raise NotSupported("process.terminal with --console-socket is not supported yet")
+    use_tty = bool(cfg["process"].get("terminal"))
+    if use_tty and not opts.console_socket and not opts.keep_pty:
+        raise PyruncError("cannot allocate tty if pyrunc will detach without setting console "
+                          "socket (process.terminal is true)")
+    if opts.console_socket and not use_tty:
+        raise PyruncError("--console-socket given but process.terminal is false")
     if cfg.get("hooks"):
         raise NotSupported("hooks are not supported yet")
     rootfs_dir = config.rootfs_path(cfg, bundle)
@@ -60,6 +62,7 @@ def create(root: str, container_id: str, opts: CreateOptions) -> state.Container
     ctr.create_dir()
     cg = CgroupManager.for_container((cfg.get("linux") or {}).get("cgroupsPath"), container_id)
     init_pid = 0
+    master = -1
     try:
         state.write_atomic(ctr.path(state.CONFIG_FILE), raw)
         cg.create()
@@ -80,6 +83,9 @@ def create(root: str, container_id: str, opts: CreateOptions) -> state.Container
                     init_pid = int(msg["pid"])
                 finally:
                     os.waitpid(pid, 0)
+                if use_tty:
+                    _msg, fds = sync.recv_with_fds(parent_sock, "pty", "create")
+                    master = fds[0]
                 sync.recv(parent_sock, "ready", "create")
             except PyruncError as exc:
                 raise PyruncError(f"pyrunc {opts.command} failed: unable to start container "
@@ -103,11 +109,19 @@ def create(root: str, container_id: str, opts: CreateOptions) -> state.Container
             "namespaces": {k: p for k, p in join},
         }
         ctr.save()
+        if master >= 0 and opts.console_socket:
+            from pyrunc import terminal
+            terminal.send_to_socket(opts.console_socket, master)
+            os.close(master)
+            master = -1
+        ctr.pty_master = master
         if opts.pid_file:
             state.write_atomic(os.path.abspath(opts.pid_file), str(init_pid).encode(), 0o644)
         ctr.unlock()
         return ctr
     except BaseException:
+        if master >= 0:
+            os.close(master)
         if init_pid:
             try:
                 os.kill(init_pid, signal.SIGKILL)

@@ -22,7 +22,7 @@ import struct
 
 import _socket
 
-from pyrunc import linux, rootfs, saferoot, sync
+from pyrunc import linux, rootfs, saferoot, sync, terminal
 from pyrunc.cgroups import CgroupManager
 
 TYPE_CHECKING = False
@@ -174,12 +174,23 @@ def init_main(plan: InitPlan, sock: sync.Socket) -> NoReturn:
         if cfg.get("domainname") is not None:
             linux.setdomainname(cfg["domainname"])
         rootfs.finalize(cfg)
+        peer = -1
+        if proc.get("terminal"):
+            user = proc.get("user") or {}
+            master, peer = terminal.open_container_pty(proc.get("consoleSize"),
+                                                       int(user.get("uid", 0)),
+                                                       int(user.get("gid", 0)))
+            terminal.bind_console(peer)
+            sync.send(sock, "pty", fds=[master])
+            os.close(master)
         exe, env = prepare_process(proc)
         sync.send(sock, "ready")
         ready = True
         sock.close()
         wait_for_start(fifo_fd)
         os.close(fifo_fd)
+        if peer >= 0:
+            terminal.make_controlling(peer)
         close_inherited_fds(plan.preserve_fds)
         for sig in (signal.SIGPIPE, signal.SIGXFSZ):  # Python ignores these; exec would keep it
             signal.signal(sig, signal.SIG_DFL)

@@ -19,18 +19,23 @@ _NOT_FORWARDED = {signal.SIGKILL, signal.SIGSTOP, signal.SIGCHLD}
 def run(root: str, container_id: str, opts: create.CreateOptions, detach: bool, keep: bool) -> int:
     if not detach:
         linux.prctl(linux.PR_SET_CHILD_SUBREAPER, 1)
+        opts.keep_pty = True
     ctr = create.create(root, container_id, opts)
     pid = ctr.pid
     try:
         if not detach:
             forward_signals(pid)
         lifecycle.start(root, container_id)
+        if ctr.pty_master >= 0:
+            from pyrunc import relay
+            status = relay.relay_until_exit(ctr.pty_master, pid)
+        elif detach:
+            return 0
+        else:
+            status = wait_for(pid)
     except BaseException:
         lifecycle.delete(root, container_id, force=True)
         raise
-    if detach:
-        return 0
-    status = wait_for(pid)
     if not keep:
         lifecycle.delete(root, container_id, force=True)
     return status
@@ -59,5 +64,9 @@ def wait_for(pid: int) -> int:
         except ChildProcessError:
             raise PyruncError("lost track of the container's init process") from None
         if got == pid:
-            return os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else \
-                128 + os.WTERMSIG(status)
+            return exit_code(status)
+
+
+def exit_code(status: int) -> int:
+    """The shell's convention, as runc reports it: the code, or 128+N for death by signal N."""
+    return os.WEXITSTATUS(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status)

@@ -66,6 +66,7 @@ class Container:
         self.dir = os.path.join(root, container_id)
         self.data: dict = {}
         self._lock_fd = -1
+        self.pty_master = -1     # set by create for a foreground `run` with a terminal
 
     # -- lifecycle of the directory -------------------------------------------------------
     def create_dir(self) -> None:
