@@ -69,7 +69,7 @@ def create(root: str, container_id: str, opts: CreateOptions) -> state.Container
         fifo = ctr.path(state.FIFO)
         os.mkfifo(fifo, 0o600)
         plan = init.InitPlan(cfg, rootfs_dir, bundle, fifo, cg, opts.no_pivot, opts.preserve_fds,
-                             join, new)
+                             join, new, None if opts.no_new_keyring else container_id)
         parent_sock, child_sock = sync.pair()
         try:
             pid = os.fork()

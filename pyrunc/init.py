@@ -49,7 +49,8 @@ class InitPlan:
 
     def __init__(self, cfg: dict, rootfs: str, bundle: str, fifo: str, cgroups: CgroupManager,
                  no_pivot: bool = False, preserve_fds: int = 0,
-                 join: list[tuple[str, str]] | None = None, new: set[str] | None = None) -> None:
+                 join: list[tuple[str, str]] | None = None, new: set[str] | None = None,
+                 keyring: str | None = None) -> None:
         self.cfg = cfg
         self.rootfs = rootfs
         self.bundle = bundle
@@ -59,6 +60,7 @@ class InitPlan:
         self.preserve_fds = preserve_fds
         self.join = join or []          # (type, path) of namespaces to enter
         self.new = new or set()         # types of namespaces to create
+        self.keyring = keyring          # session keyring name, None with --no-new-keyring
 
 
 def describe(exc: BaseException) -> str:
@@ -159,6 +161,12 @@ def init_main(plan: InitPlan, sock: sync.Socket) -> NoReturn:
     ready = False
     try:
         os.setsid()
+        if plan.keyring:
+            try:
+                linux.join_session_keyring(plan.keyring)
+            except OSError as exc:
+                if exc.errno != errno.ENOSYS:  # kernels without keyrings: nothing to isolate
+                    raise OSError(exc.errno, f"joining a session keyring: {exc.strerror}") from None
         cfg = plan.cfg
         proc = cfg["process"]
         ctx = rootfs.RootfsContext(cfg, plan.rootfs, plan.bundle, plan.new, plan.cgroups.paths,
