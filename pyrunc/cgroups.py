@@ -8,9 +8,9 @@ container lives and makes sure `delete` removes exactly what `create` made.
 
 from __future__ import annotations
 
+import _signal as signal  # not `signal`: it imports enum
 import errno
 import os
-import signal
 import time
 
 from pyrunc.errors import ConfigError, PyruncError

@@ -73,8 +73,8 @@ def list_command(root: str, opts: dict) -> int:
     if opts.get("quiet"):
         sys.stdout.write("".join(f"{c['id']}\n" for c in items))
     elif fmt == "json":
-        import json
-        sys.stdout.write(json.dumps(items) + "\n")
+        from pyrunc.jsonlite import dumps_indent
+        sys.stdout.write(dumps_indent(items) + "\n")
     elif fmt == "table":
         rows = [("ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER")]
         rows += [(c["id"], str(c["pid"]), c["status"], c["bundle"], c["created"], c["owner"])

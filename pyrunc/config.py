@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import os
 
+from pyrunc import jsonlite
 from pyrunc.errors import ConfigError
 
 NAMESPACES = ("pid", "network", "mount", "ipc", "uts", "user", "cgroup", "time")
@@ -31,7 +31,7 @@ def load_bundle(bundle: str) -> tuple[dict, bytes]:
     except OSError as exc:
         raise ConfigError(f"{path}: {exc.strerror}") from None
     try:
-        cfg = json.loads(raw)
+        cfg = jsonlite.loads(raw)
     except ValueError as exc:
         raise ConfigError(f"config.json: invalid JSON: {exc}") from None
     if not isinstance(cfg, dict):

@@ -6,8 +6,8 @@ any failure it undoes all of them, so a failed create leaves the host as it foun
 
 from __future__ import annotations
 
+import _signal as signal  # not `signal`: it imports enum
 import os
-import signal
 
 from pyrunc import OCI_VERSION, config, init, state, sync
 from pyrunc.cgroups import CgroupManager

@@ -17,9 +17,9 @@ import fcntl
 import os
 import resource
 import select
-import signal
 import struct
 
+import _signal as signal  # not `signal`: it imports enum
 import _socket
 
 from pyrunc import linux, rootfs, saferoot, sync, terminal

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
+import _signal as signal  # the signal module imports enum (~8 ms) for names we do not need
 import errno
-import json
 import os
-import signal
 import time
 
-from pyrunc import state
+from pyrunc import jsonlite, state
 from pyrunc.cgroups import CgroupManager
 from pyrunc.errors import ContainerNotFound, InvalidState, PyruncError
 
@@ -127,7 +126,7 @@ def kill_and_wait(ctr: state.Container, cg: CgroupManager, timeout: float = 10.0
 
 def state_json(root: str, container_id: str) -> str:
     ctr = state.Container(root, container_id).load()
-    return json.dumps(ctr.oci_state(), indent=2)
+    return jsonlite.dumps_indent(ctr.oci_state())
 
 
 def list_containers(root: str) -> list[dict]:

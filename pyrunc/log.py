@@ -6,10 +6,10 @@ Engines parse what we write: podman json.Unmarshal's the whole --log file after 
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 
+from pyrunc.jsonlite import dumps
 from pyrunc.state import now_rfc3339
 
 
@@ -21,9 +21,9 @@ class Log:
     @classmethod
     def _write(cls, level: str, msg: str) -> None:
         if cls.fmt == "json":
-            line = json.dumps({"level": level, "msg": msg, "time": now_rfc3339()})
+            line = dumps({"level": level, "msg": msg, "time": now_rfc3339()}, spaced=True)
         else:
-            line = f'time="{now_rfc3339()}" level={level} msg={json.dumps(msg)}'
+            line = f'time="{now_rfc3339()}" level={level} msg={dumps(msg)}'
         if cls.path:
             fd = os.open(cls.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
             try:

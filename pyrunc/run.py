@@ -7,8 +7,8 @@ its status (128+N when a signal N killed it), as runc does.
 
 from __future__ import annotations
 
+import _signal as signal  # not `signal`: it imports enum
 import os
-import signal
 
 from pyrunc import create, lifecycle, linux
 from pyrunc.errors import PyruncError

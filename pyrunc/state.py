@@ -8,11 +8,10 @@ fifo (present until `start`) and the freezer.
 from __future__ import annotations
 
 import fcntl
-import json
 import os
 import time
 
-from pyrunc import OCI_VERSION
+from pyrunc import OCI_VERSION, jsonlite
 from pyrunc.errors import ContainerExists, ContainerNotFound, PyruncError
 
 STATE_FILE = "state.json"
@@ -106,7 +105,7 @@ class Container:
                 raise ContainerNotFound(self.id) from None
         try:
             with open(self.path(STATE_FILE), "rb") as f:
-                self.data = json.loads(f.read())
+                self.data = jsonlite.loads(f.read())
         except FileNotFoundError:
             self.unlock()
             raise ContainerNotFound(self.id) from None
@@ -116,11 +115,11 @@ class Container:
         return self
 
     def save(self) -> None:
-        write_atomic(self.path(STATE_FILE), json.dumps(self.data, separators=(",", ":")).encode())
+        write_atomic(self.path(STATE_FILE), jsonlite.dumps(self.data).encode())
 
     def config(self) -> dict:
         with open(self.path(CONFIG_FILE), "rb") as f:
-            return json.loads(f.read())
+            return jsonlite.loads(f.read())
 
     # -- status ---------------------------------------------------------------------------
     @property

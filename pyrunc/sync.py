@@ -7,8 +7,10 @@ crash anywhere turns into an error instead of a hang.
 from __future__ import annotations
 
 import array
-import json
+
 import _socket
+
+from pyrunc import jsonlite
 
 from pyrunc.errors import PyruncError
 
@@ -25,7 +27,7 @@ def pair() -> tuple[Socket, Socket]:
 
 def send(sock: Socket, kind: str, fds: list[int] | None = None, **fields: object) -> None:
     fields["type"] = kind
-    data = json.dumps(fields).encode()
+    data = jsonlite.dumps(fields).encode()
     if fds:
         sock.sendmsg([data], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, array.array("i", fds))])
     else:
@@ -37,7 +39,7 @@ def recv(sock: Socket, expect: str, what: str) -> dict:
     data = sock.recv(MAX)
     if not data:
         raise PyruncError(f"{what}: the container process exited before reporting")
-    msg = json.loads(data)
+    msg = jsonlite.loads(data)
     if msg.get("type") == "error":
         raise PyruncError(msg.get("msg", "unknown error in the container process"))
     if msg.get("type") != expect:
@@ -53,7 +55,7 @@ def recv_with_fds(sock: Socket, expect: str, what: str) -> tuple[dict, list[int]
             fds.frombytes(payload[: len(payload) - (len(payload) % fds.itemsize)])
     if not data:
         raise PyruncError(f"{what}: the container process exited before reporting")
-    msg = json.loads(data)
+    msg = jsonlite.loads(data)
     if msg.get("type") == "error":
         raise PyruncError(msg.get("msg", "unknown error in the container process"))
     if msg.get("type") != expect:

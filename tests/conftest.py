@@ -165,3 +165,39 @@ def bundle(tmp_path: Path, rootfs: Path) -> Bundle:
     b = Bundle(tmp_path / "bundle", rootfs)
     (tmp_path / "bundle").mkdir(exist_ok=True)
     return b
+
+
+# -- helpers for the kernel tests (namespaces, rootfs, process, cgroup placement) -----------------
+
+class RunResult:
+    """What `pyrunc run` gave back, decoded; `out` and `err` are text."""
+
+    def __init__(self, proc: subprocess.CompletedProcess, cid: str) -> None:
+        self.rc = proc.returncode
+        self.out = proc.stdout.decode(errors="replace")
+        self.err = proc.stderr.decode(errors="replace")
+        self.cid = cid
+
+    def __iter__(self):
+        return iter((self.rc, self.out, self.err))
+
+    def __repr__(self) -> str:
+        return f"RunResult(rc={self.rc}, out={self.out!r}, err={self.err!r})"
+
+
+@pytest.fixture
+def run_container(pyrunc: Runtime, bundle: Bundle):
+    """run_container(args, edit=fn, flags=(...)) writes the bundle's config with those args (after
+    fn(config) changes it) and does `pyrunc run [flags] --bundle B ID`: a RunResult."""
+
+    def run(args: list[str], edit=None, flags: tuple[str, ...] = (), timeout: float = 30,
+            **kwargs: object) -> RunResult:
+        cfg = base_config(list(args))
+        if edit is not None:
+            edit(cfg)
+        bundle.write(cfg)
+        cid = pyrunc.new_id()
+        proc = pyrunc("run", *flags, "--bundle", str(bundle.path), cid, timeout=timeout, **kwargs)
+        return RunResult(proc, cid)
+
+    return run

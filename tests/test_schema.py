@@ -522,4 +522,15 @@ def test_imports_nothing_heavy() -> None:
     code = ("import json, re, os; before = set(sys.modules); import pyrunc.schema; "
             "print(' '.join(sorted(set(sys.modules) - before)))")
     new = set(_fresh_python(code).split())
-    assert new <= {"pyrunc", "pyrunc.errors", "pyrunc.schema", "__future__"}, new
+    assert new <= {"pyrunc", "pyrunc.errors", "pyrunc.schema", "pyrunc.jsonlite", "_json",
+                   "__future__"}, new
+
+
+@pytest.mark.parametrize("text", ["", "r", "rwm", "mwr", "x", "rw ", "RW", "r\n", "rrrrw"])
+def test_character_class_fast_path_agrees_with_re(text: str) -> None:
+    """`^[rwm]*$` is matched without the re module. JSON Schema patterns are ECMA-262, where `$`
+    is the end of the text (Python's `$` also matches before a final newline), so the reference
+    is a full match of the class."""
+    import re
+    ev = schema._Evaluator({}, "t")
+    assert (ev.regex("^[rwm]*$").search(text) is None) == (re.fullmatch("[rwm]*", text) is None)

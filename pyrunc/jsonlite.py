@@ -1,0 +1,72 @@
+"""JSON through the C accelerator alone: the json package imports re and enum (~10 ms).
+
+Every pyrunc command reads or writes JSON, and for `state`, `kill` and `delete` that import
+alone would cost more than runc's whole command. _json's scanner and encoder are what json
+itself uses underneath; only the glue is here. Output matches json.dumps (ensure_ascii).
+"""
+
+from __future__ import annotations
+
+import _json
+
+_WS = " \t\n\r"
+
+
+def _constant(name: str) -> float:
+    return {"NaN": float("nan"), "Infinity": float("inf"), "-Infinity": float("-inf")}[name]
+
+
+class _Context:
+    strict = True
+    object_hook = None
+    object_pairs_hook = None
+    parse_float = float
+    parse_int = int
+    parse_constant = staticmethod(_constant)
+    memo: dict = {}
+
+
+_scan = _json.make_scanner(_Context())
+_esc = _json.encode_basestring_ascii
+_compact = _json.make_encoder(None, None, _esc, None, ":", ",", False, False, True)
+_spaced = _json.make_encoder(None, None, _esc, None, ": ", ", ", False, False, True)
+
+
+class JSONError(ValueError):
+    """Malformed JSON, with the character offset where reading stopped."""
+
+
+def loads(data: bytes | str) -> object:
+    text = data.decode() if isinstance(data, bytes) else data
+    start = 0
+    while start < len(text) and text[start] in _WS:
+        start += 1
+    try:
+        obj, end = _scan(text, start)
+    except StopIteration as stop:
+        raise JSONError(f"expecting a value at character {stop.value}") from None
+    except ValueError as exc:  # the C scanner raises json.JSONDecodeError (a ValueError)
+        raise JSONError(str(exc)) from None
+    finally:
+        _Context.memo.clear()
+    rest = text[end:].strip(_WS)
+    if rest:
+        raise JSONError(f"extra data at character {end}")
+    return obj
+
+
+def dumps(obj: object, spaced: bool = False) -> str:
+    """Like json.dumps(obj) (spaced=True) or json.dumps(obj, separators=(",", ":"))."""
+    return "".join((_spaced if spaced else _compact)(obj, 0))
+
+
+def dumps_indent(obj: object, indent: str = "  ", level: int = 0) -> str:
+    """json.dumps(obj, indent=...) for the state and list output people read."""
+    pad = indent * (level + 1)
+    if isinstance(obj, dict) and obj:
+        items = [f"{pad}{_esc(str(k))}: {dumps_indent(v, indent, level + 1)}" for k, v in obj.items()]
+        return "{\n" + ",\n".join(items) + "\n" + indent * level + "}"
+    if isinstance(obj, list) and obj:
+        items = [pad + dumps_indent(v, indent, level + 1) for v in obj]
+        return "[\n" + ",\n".join(items) + "\n" + indent * level + "]"
+    return dumps(obj, spaced=True)
