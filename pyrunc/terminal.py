@@ -8,7 +8,6 @@ for a foreground `run` with no socket, into a relay with the user's own terminal
 
 from __future__ import annotations
 
-import array
 import fcntl
 import os
 import struct
@@ -73,6 +72,6 @@ def send_to_socket(path: str, master: int) -> None:
     try:
         sock.connect(path)
         sock.sendmsg([b"/dev/ptmx"], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS,
-                                       array.array("i", [master]))])
+                                       struct.pack("i", master))])
     finally:
         sock.close()

@@ -243,6 +243,13 @@ def test_missing_executable_absolute(pyrunc, bundle, io_dir):
                         'exec: "/nonexistent": stat /nonexistent: no such file or directory')
 
 
+def test_missing_executable_keeps_case(pyrunc, bundle, io_dir):
+    # engines show this message to people: the path must come back exactly as configured
+    config_with(bundle, ["/NoSuch/Program"])
+    assert_create_fails(pyrunc, bundle, io_dir,
+                        'exec: "/NoSuch/Program": stat /NoSuch/Program: no such file or directory')
+
+
 def test_missing_executable_bare_name(pyrunc, bundle, io_dir):
     config_with(bundle, ["no-such-program"])
     assert_create_fails(pyrunc, bundle, io_dir, "no-such-program",
@@ -255,6 +262,42 @@ def test_non_executable_file(pyrunc, bundle, io_dir):
     target.chmod(0o644)
     config_with(bundle, ["/bin/notexec"])
     assert_create_fails(pyrunc, bundle, io_dir, "/bin/notexec", "permission denied")
+
+
+def test_failed_create_writes_no_pid_file(pyrunc, bundle, io_dir, tmp_path):
+    config_with(bundle, ["/nonexistent"])
+    pid_file = tmp_path / "init.pid"
+    cid = pyrunc.new_id()
+    res = create(pyrunc, bundle, cid, io_dir, "--pid-file", str(pid_file))
+    assert res.returncode == 1, res
+    assert not pid_file.exists()
+    assert listed(pyrunc) == []
+
+
+def test_unwritable_pid_file_undoes_create(pyrunc, bundle, io_dir, tmp_path):
+    # the failure comes after the init exists: it must be killed and everything removed
+    config_with(bundle, ["sh", "-c", "sleep 100"])
+    cid = pyrunc.new_id()
+    res = create(pyrunc, bundle, cid, io_dir, "--pid-file", str(tmp_path / "no-dir" / "x.pid"))
+    assert res.returncode == 1, res
+    assert "no-dir" in one_line(res.stderr)
+    assert listed(pyrunc) == []
+    assert_missing(pyrunc, cid)
+    # the init is gone (the fixture's leak check also looks for its cgroup and processes)
+    poll(lambda: not leaks(pyrunc.prefix, [str(tmp_path)], pyrunc.root), what="no leftovers")
+
+
+def test_failed_create_text_log(pyrunc, bundle, io_dir, tmp_path):
+    config_with(bundle, ["/nonexistent"])
+    log = tmp_path / "log.txt"
+    res = call(pyrunc, "create", "--bundle", str(bundle.path), pyrunc.new_id(), io_dir=io_dir,
+               global_args=("--log", str(log)))
+    assert res.returncode == 1, res
+    lines = log.read_text().splitlines()
+    assert len(lines) == 1, lines
+    assert "level=error" in lines[0]
+    assert "/nonexistent" in lines[0]
+    assert "/nonexistent" in one_line(res.stderr)
 
 
 def test_failed_create_json_log(pyrunc, bundle, io_dir, tmp_path):
@@ -646,7 +689,9 @@ def lifecycle_trace(binary: str, root: Path, cid: str, bundle: Bundle, io_dir: P
             res = run("state", cid)
             status = json.loads(res.stdout)["status"] if res.returncode == 0 else "-"
             if expect is None or status == expect or time.monotonic() > deadline:
-                trace.append(("state", res.returncode, status))
+                pid_zero = json.loads(res.stdout)["pid"] == 0 if res.returncode == 0 else None
+                missing = "container does not exist" in res.stderr
+                trace.append(("state", res.returncode, status, pid_zero, missing))
                 return status
             time.sleep(0.01)
 
@@ -682,7 +727,7 @@ def test_oracle_lifecycle_sequence(pyrunc, bundle, io_dir, tmp_path):
         subprocess.run([RUNC, "--root", str(runc_root), "delete", "--force", rcid],
                        capture_output=True, timeout=20)
     assert mine == theirs
-    assert [s for s in mine if s[0] == "state"] == [
+    assert [s[:3] for s in mine if s[0] == "state"] == [
         ("state", 0, "created"), ("state", 0, "running"), ("state", 0, "stopped"),
         ("state", 1, "-")]
 
