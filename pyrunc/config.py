@@ -64,6 +64,8 @@ def check_semantics(cfg: dict) -> None:
         raise ConfigError("config.json: /linux/uidMappings: needs a user namespace")
     for key in (linux.get("sysctl") or {}):
         check_sysctl(key, linux.get("namespaces") or [])
+    from pyrunc import capabilities
+    capabilities.parse(cfg["process"].get("capabilities"))
 
 
 _IPC_SYSCTLS = {"kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem", "kernel.shmall",

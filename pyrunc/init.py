@@ -22,7 +22,7 @@ import struct
 import _signal as signal  # not `signal`: it imports enum
 import _socket
 
-from pyrunc import linux, rootfs, saferoot, sync, terminal
+from pyrunc import capabilities, linux, rootfs, saferoot, sync, terminal
 from pyrunc.cgroups import CgroupManager
 
 TYPE_CHECKING = False
@@ -66,7 +66,9 @@ class InitPlan:
 def describe(exc: BaseException) -> str:
     """One line for an exception, with no imports (we may be past pivot_root)."""
     if isinstance(exc, OSError):
-        text = (exc.strerror or str(exc)).lower() if exc.strerror else str(exc)
+        text = exc.strerror or str(exc)
+        if text[:1].isupper() and not text[1:2].isupper():
+            text = text[0].lower() + text[1:]  # "No such file" -> runc's "no such file"
         if exc.filename:
             return f"{exc.filename}: {text}"
         return text
@@ -222,6 +224,10 @@ def prepare_process(proc: dict) -> tuple[str, dict[str, str]]:
         rootfs.write_proc("/proc/self/oom_score_adj", str(proc["oomScoreAdj"]))
     user = proc.get("user") or {}
     uid, gid = int(user.get("uid", 0)), int(user.get("gid", 0))
+    caps = capabilities.parse(proc.get("capabilities"))
+    if caps is not None:
+        capabilities.drop_bounding(caps)
+        capabilities.keep_caps(True)  # or setresuid to non-root would empty every set
     try:
         os.setgroups([int(g) for g in user.get("additionalGids") or []])
     except PermissionError:
@@ -229,6 +235,9 @@ def prepare_process(proc: dict) -> tuple[str, dict[str, str]]:
             raise
     os.setresgid(gid, gid, gid)
     os.setresuid(uid, uid, uid)
+    if caps is not None:
+        capabilities.keep_caps(False)
+        capabilities.apply_sets(caps)
     os.umask(int(user["umask"]) if user.get("umask") is not None else 0o022)
     if proc.get("noNewPrivileges"):
         linux.prctl(linux.PR_SET_NO_NEW_PRIVS, 1)

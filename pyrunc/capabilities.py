@@ -1,0 +1,93 @@
+"""process.capabilities: all five sets, exactly as configured, across the switch of uid.
+
+python-prctl's C module handles the bounding set, keepcaps and the effective/permitted/
+inheritable sets; it has no ambient API, so ambient capabilities go through prctl(PR_CAP_AMBIENT)
+in linux.py. Unknown names are configuration errors: runc and crun accept a bogus CAP_TEST, we
+do not.
+"""
+
+from __future__ import annotations
+
+from pyrunc import linux
+from pyrunc.errors import ConfigError
+
+try:
+    import _prctl  # python-prctl, vendored by `make install`
+except ImportError:  # pragma: no cover - only a broken install lacks it
+    _prctl = None
+
+# Kernel numbering (include/uapi/linux/capability.h).
+CAPS = ("CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER", "FSETID", "KILL", "SETGID",
+        "SETUID", "SETPCAP", "LINUX_IMMUTABLE", "NET_BIND_SERVICE", "NET_BROADCAST", "NET_ADMIN",
+        "NET_RAW", "IPC_LOCK", "IPC_OWNER", "SYS_MODULE", "SYS_RAWIO", "SYS_CHROOT", "SYS_PTRACE",
+        "SYS_PACCT", "SYS_ADMIN", "SYS_BOOT", "SYS_NICE", "SYS_RESOURCE", "SYS_TIME",
+        "SYS_TTY_CONFIG", "MKNOD", "LEASE", "AUDIT_WRITE", "AUDIT_CONTROL", "SETFCAP",
+        "MAC_OVERRIDE", "MAC_ADMIN", "SYSLOG", "WAKE_ALARM", "BLOCK_SUSPEND", "AUDIT_READ",
+        "PERFMON", "BPF", "CHECKPOINT_RESTORE")
+NUMBER = {f"CAP_{name}": i for i, name in enumerate(CAPS)}
+SETS = ("bounding", "effective", "permitted", "inheritable", "ambient")
+
+PR_CAPBSET_DROP = 24
+PR_SET_KEEPCAPS = 8
+PR_CAP_AMBIENT = 47
+PR_CAP_AMBIENT_RAISE = 2
+
+
+def last_cap() -> int:
+    try:
+        with open("/proc/sys/kernel/cap_last_cap") as f:
+            return int(f.read())
+    except OSError:
+        return len(CAPS) - 1
+
+
+def parse(caps: dict | None, where: str = "config.json: /process/capabilities") -> dict[str, list[int]] | None:
+    """Names -> numbers per set; None when the config has no capabilities object (keep ours).
+    Capabilities this kernel does not know are dropped from the sets, as runc does."""
+    if caps is None:
+        return None
+    top = last_cap()
+    out: dict[str, list[int]] = {}
+    for kind in SETS:
+        numbers = []
+        for i, name in enumerate(caps.get(kind) or []):
+            if name not in NUMBER:
+                raise ConfigError(f"{where}/{kind}/{i}: unknown capability {name!r}")
+            if NUMBER[name] <= top:
+                numbers.append(NUMBER[name])
+        out[kind] = sorted(set(numbers))
+    # The kernel only lets a capability be ambient while it is permitted and inheritable. runc's
+    # own starter config asks for ambient capabilities without inheritable ones, and runc runs it
+    # with an empty ambient set; we do the same rather than refuse that config.
+    allowed = set(out["permitted"]) & set(out["inheritable"])
+    out["ambient"] = [c for c in out["ambient"] if c in allowed]
+    return out
+
+
+def drop_bounding(sets: dict[str, list[int]]) -> None:
+    keep = set(sets["bounding"])
+    for cap in range(last_cap() + 1):
+        if cap not in keep:
+            _prctl.prctl(PR_CAPBSET_DROP, cap)
+
+
+def keep_caps(on: bool) -> None:
+    _prctl.prctl(PR_SET_KEEPCAPS, 1 if on else 0)
+
+
+def apply_sets(sets: dict[str, list[int]]) -> None:
+    """Effective, permitted and inheritable in one capset, then ambient raised one by one."""
+    every = range(last_cap() + 1)
+    eff, prm, inh = set(sets["effective"]), set(sets["permitted"]), set(sets["inheritable"])
+    try:
+        _prctl.set_caps(sorted(eff), sorted(prm), sorted(inh),
+                        [c for c in every if c not in eff], [c for c in every if c not in prm],
+                        [c for c in every if c not in inh])
+    except OSError as exc:
+        raise OSError(exc.errno, f"unable to apply caps: {exc.strerror}") from None
+    for cap in sets["ambient"]:
+        try:
+            linux.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap)
+        except OSError as exc:
+            raise OSError(exc.errno, f"unable to raise ambient capability CAP_{CAPS[cap]} (it must "
+                          f"be permitted and inheritable): {exc.strerror}") from None
