@@ -11,7 +11,7 @@ DEPS = jsonschema pyroute2 python-prctl pyseccomp
 TEST_ROOT = $(CURDIR)/build/root
 PYTEST_ARGS ?=
 
-.PHONY: all venv install uninstall test test-pure lint bench conformance clean demo
+.PHONY: all venv install uninstall test test-pure lint bench clean demo
 
 all: venv
 

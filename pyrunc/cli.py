@@ -10,7 +10,7 @@ import os
 import sys
 
 from pyrunc import OCI_VERSION, __version__
-from pyrunc.errors import NotSupported, PyruncError
+from pyrunc.errors import PyruncError
 
 # flag name -> (destination, kind); kind: "bool", "str", "int"
 Flags = dict[str, tuple[str, str]]
