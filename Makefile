@@ -33,7 +33,7 @@ install: $(VENV)/.done
 	$(VENV)/bin/pip install -q --disable-pip-version-check --no-compile --target $(LIBDIR).new/vendor $(DEPS)
 	$(PYTHON) -m compileall -q -j0 $(LIBDIR).new
 	rm -rf $(LIBDIR) && mv $(LIBDIR).new $(LIBDIR)
-	sed -e 's|@PYTHON@|$(PYTHON)|' -e 's|@LIBDIR@|$(PREFIX)/lib/pyrunc|' launcher.in > $(BINDIR)/pyrunc.tmp
+	sed -e 's|@PYTHON@|$(PYTHON)|' -e 's|@LIBDIR@|$(PREFIX)/lib/pyrunc|g' launcher.in > $(BINDIR)/pyrunc.tmp
 	chmod 755 $(BINDIR)/pyrunc.tmp && mv $(BINDIR)/pyrunc.tmp $(BINDIR)/pyrunc
 
 uninstall:

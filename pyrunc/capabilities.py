@@ -64,7 +64,13 @@ def parse(caps: dict | None, where: str = "config.json: /process/capabilities") 
     return out
 
 
+def _require_prctl() -> None:
+    if _prctl is None:
+        raise OSError(2, "python-prctl (_prctl) is not installed next to pyrunc: run make install")
+
+
 def drop_bounding(sets: dict[str, list[int]]) -> None:
+    _require_prctl()
     keep = set(sets["bounding"])
     for cap in range(last_cap() + 1):
         if cap not in keep:

@@ -38,7 +38,7 @@ class Log:
         if cls.path:
             cls._write("error", msg)
         # A plain copy for the person (or conmon) reading stderr.
-        sys.stderr.write(f"pyrunc: {msg}\n")
+        sys.stderr.write(msg + "\n" if msg.startswith("pyrunc") else f"pyrunc: {msg}\n")
         sys.stderr.flush()
 
     @classmethod

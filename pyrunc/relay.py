@@ -49,7 +49,7 @@ def relay_until_exit(master: int, pid: int) -> int:
             raw[3] &= ~(termios.ECHO | termios.ICANON | termios.IEXTEN | termios.ISIG)
             raw[6][termios.VMIN] = 1
             raw[6][termios.VTIME] = 0
-            termios.tcsetattr(0, termios.TCSAFLUSH, raw)
+            termios.tcsetattr(0, termios.TCSADRAIN, raw)
         watch = [master, wake_r, 0]
         while True:
             if status is None:

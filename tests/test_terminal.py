@@ -1,0 +1,90 @@
+"""process.terminal: the pty goes to --console-socket, or is relayed by a foreground `run`."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import threading
+
+import pytest
+
+pytestmark = pytest.mark.kernel
+
+
+def _receive_master(listener: socket.socket, out: dict) -> None:
+    conn, _ = listener.accept()
+    with conn:
+        msg, fds, _flags, _addr = socket.recv_fds(conn, 1024, 1)
+        out["name"] = msg
+        out["fd"] = fds[0] if fds else None
+
+
+def _read_all(fd: int) -> bytes:
+    chunks = []
+    while True:
+        try:
+            data = os.read(fd, 4096)
+        except OSError:  # EIO once the last holder of the peer is gone
+            break
+        if not data:
+            break
+        chunks.append(data)
+    return b"".join(chunks)
+
+
+def test_console_socket_receives_the_pty_master(pyrunc, bundle, tmp_path):
+    cfg = bundle.edit()
+    cfg["process"]["terminal"] = True
+    cfg["process"]["consoleSize"] = {"height": 33, "width": 111}
+    cfg["process"]["args"] = ["sh", "-c", "tty; stty size; ls -l /dev/console | cut -c1-1; echo done"]
+    bundle.write()
+    path = str(tmp_path / "console.sock")
+    got: dict = {}
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as listener:
+        listener.bind(path)
+        listener.listen(1)
+        receiver = threading.Thread(target=_receive_master, args=(listener, got))
+        receiver.start()
+        cid = pyrunc.new_id()
+        # Files, not pipes: until `start` the init holds create's stdio.
+        with open(tmp_path / "create.err", "wb") as err:
+            res = pyrunc("create", "--bundle", str(bundle.path), "--console-socket", path, cid,
+                         capture_output=False, stdout=subprocess.DEVNULL, stderr=err)
+        assert res.returncode == 0, (tmp_path / "create.err").read_text()
+        receiver.join(10)
+    assert got.get("fd") is not None, "no fd arrived over the console socket"
+    pyrunc("start", cid, check=True)
+    output = _read_all(got["fd"]).decode().replace("\r", "")
+    os.close(got["fd"])
+    lines = output.split("\n")
+    assert lines[0].startswith("/dev/pts/"), output
+    assert "33 111" in lines, output
+    assert "c" in lines, output  # /dev/console is the pty, a character device
+    assert "done" in lines, output
+    pyrunc("delete", "--force", cid, check=True)
+
+
+def test_create_with_terminal_needs_a_console_socket(pyrunc, bundle):
+    cfg = bundle.edit()
+    cfg["process"]["terminal"] = True
+    bundle.write()
+    cid = pyrunc.new_id()
+    res = pyrunc("create", "--bundle", str(bundle.path), cid)
+    assert res.returncode == 1
+    assert b"console socket" in res.stderr
+    assert not (pyrunc.root / cid).exists()
+
+
+def test_foreground_run_relays_the_terminal(pyrunc, bundle):
+    """`pyrunc run` with terminal true and no socket: driven through a real pty by script(1)."""
+    cfg = bundle.edit()
+    cfg["process"]["terminal"] = True
+    cfg["process"]["args"] = ["sh", "-c", "read line; echo got-$line; exit 7"]
+    bundle.write()
+    cid = pyrunc.new_id()
+    cmd = f"{pyrunc.binary} --root {pyrunc.root} run --bundle {bundle.path} {cid}"
+    proc = subprocess.run(["script", "-qec", cmd, "/dev/null"], input=b"hello\n",
+                          capture_output=True, timeout=30)
+    assert b"got-hello" in proc.stdout, proc.stdout
+    assert proc.returncode == 7
