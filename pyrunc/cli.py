@@ -32,7 +32,7 @@ COMMANDS: dict[str, tuple[Flags, str, str]] = {
     # name: (flags, usage of positionals, one-line description)
     "create": (_CREATE_FLAGS, "<container-id>", "create a container"),
     "run": ({**_CREATE_FLAGS, "--detach": ("detach", "bool"), "-d": ("detach", "bool"),
-             "--keep": ("keep", "bool"), "--no-subreaper": ("no_subreaper", "bool")},
+             "--keep": ("keep", "bool")},
             "<container-id>", "create and run a container"),
     "start": ({}, "<container-id>", "executes the user defined process in a created container"),
     "state": ({}, "<container-id>", "output the state of a container"),
@@ -172,6 +172,8 @@ def main(argv: list[str] | None = None) -> int:
         if "--help" in cargs[:1] or "-h" in cargs[:1] or (command != "exec" and "--help" in cargs):
             sys.stdout.write(usage(command))
             return 0
+        if gopts.rootless not in (None, "false", "auto"):
+            raise PyruncError("--rootless: rootless mode is not supported yet")
         if gopts.systemd_cgroup:
             raise PyruncError("systemd not running on this host, cannot use systemd cgroups "
                               "manager (--systemd-cgroup)")

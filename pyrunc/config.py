@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 from pyrunc import jsonlite
-from pyrunc.errors import ConfigError
+from pyrunc.errors import ConfigError, NotSupported
 
 NAMESPACES = ("pid", "network", "mount", "ipc", "uts", "user", "cgroup", "time")
 
@@ -66,10 +66,41 @@ def check_semantics(cfg: dict) -> None:
         check_sysctl(key, linux.get("namespaces") or [])
     from pyrunc import capabilities
     capabilities.parse(cfg["process"].get("capabilities"))
+    refuse_unimplemented(cfg)
 
 
 _IPC_SYSCTLS = {"kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem", "kernel.shmall",
                 "kernel.shmmax", "kernel.shmmni", "kernel.shm_rmid_forced"}
+
+
+# Fields engines send on every container, which later issues implement: warned about, so the
+# engines keep working meanwhile, but never dropped silently.
+_WARN_NOT_ENFORCED = (("linux", "resources"), ("linux", "seccomp"))
+# Fields no engine here sends: refused until implemented.
+_REFUSED = (("linux", "netDevices"), ("linux", "intelRdt"), ("linux", "personality"),
+            ("linux", "memoryPolicy"), ("process", "ioPriority"), ("process", "scheduler"),
+            ("process", "execCPUAffinity"))
+
+
+def not_enforced(cfg: dict) -> list[str]:
+    """Paths of fields present in cfg that pyrunc accepts but does not apply yet."""
+    found = []
+    for top, key in _WARN_NOT_ENFORCED:
+        value = (cfg.get(top) or {}).get(key)
+        if key == "resources" and value:
+            # The device list is left out: every config carries one (runc's starter config
+            # too), and until the device cgroup is written the container still only has the
+            # default nodes and no CAP_MKNOD unless granted.
+            value = {k: v for k, v in value.items() if v and k != "devices"}
+        if value:
+            found.append(f"{top}.{key}")
+    return found
+
+
+def refuse_unimplemented(cfg: dict) -> None:
+    for top, key in _REFUSED:
+        if (cfg.get(top) or {}).get(key):
+            raise NotSupported(f"config.json: /{top}/{key}: not supported yet")
 
 
 def check_sysctl(key: str, namespaces: list[dict]) -> None:

@@ -52,6 +52,10 @@ def create(root: str, container_id: str, opts: CreateOptions) -> state.Container
         raise PyruncError("--console-socket given but process.terminal is false")
     if cfg.get("hooks"):
         raise NotSupported("hooks are not supported yet")
+    skipped = config.not_enforced(cfg)
+    if skipped:
+        from pyrunc.log import Log
+        Log.warning(f"not enforced yet: {', '.join(skipped)} (accepted so engines keep working)")
     rootfs_dir = config.rootfs_path(cfg, bundle)
     join, new = namespace_plan(cfg)
     if "mount" not in new and not any(k == "mount" for k, _ in join):

@@ -173,6 +173,7 @@ def init_main(plan: InitPlan, sock: sync.Socket) -> NoReturn:
         proc = cfg["process"]
         ctx = rootfs.RootfsContext(cfg, plan.rootfs, plan.bundle, plan.new, plan.cgroups.paths,
                                    "user" in plan.new)
+        ctx.own_ns.update(kind for kind, _ in plan.join)
         rootfs.prepare(ctx)
         cwd = proc.get("cwd") or "/"
         os.close(saferoot.mkdir_all(ctx.rootfd, cwd))

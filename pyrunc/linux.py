@@ -7,6 +7,7 @@ so callers handle them like any other os error.
 from __future__ import annotations
 
 import ctypes
+import errno
 import os
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -112,10 +113,19 @@ class _OpenHow(ctypes.Structure):
 
 
 def openat2(dirfd: int, path: str, flags: int, resolve: int, mode: int = 0) -> int:
-    """openat2(2): the kernel resolves `path` so that it cannot leave `dirfd` (RESOLVE_IN_ROOT)."""
+    """openat2(2): the kernel resolves `path` so that it cannot leave `dirfd` (RESOLVE_IN_ROOT).
+
+    With RESOLVE_IN_ROOT a lookup through ".." fails with EAGAIN when any mount or rename
+    happened on the system meanwhile (the kernel cannot prove it stayed inside): retry then.
+    """
     how = _OpenHow(flags | os.O_CLOEXEC, mode, resolve)
-    return _check(_syscall(ctypes.c_long(SYS_openat2), ctypes.c_int(dirfd), _b(path),
-                           ctypes.byref(how), ctypes.c_size_t(ctypes.sizeof(how))), path)
+    raw = _b(path)
+    for _ in range(64):
+        ret = _syscall(ctypes.c_long(SYS_openat2), ctypes.c_int(dirfd), raw, ctypes.byref(how),
+                       ctypes.c_size_t(ctypes.sizeof(how)))
+        if ret >= 0 or ctypes.get_errno() != errno.EAGAIN:
+            break
+    return _check(ret, path)
 
 
 def close_range(first: int, last: int, flags: int = 0) -> None:

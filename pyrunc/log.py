@@ -43,8 +43,8 @@ class Log:
 
     @classmethod
     def warning(cls, msg: str) -> None:
-        if cls.path:
-            cls._write("warning", msg)
+        # stderr only: a warning line in --log would make podman's single json.Unmarshal of
+        # that file fail if the call later fails too.
         sys.stderr.write(f"pyrunc: warning: {msg}\n")
 
     @classmethod

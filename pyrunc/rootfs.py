@@ -45,6 +45,7 @@ class RootfsContext:
         self.rootfs = rootfs
         self.bundle = bundle
         self.new_ns = new_ns
+        self.own_ns = set(new_ns)    # created or joined: not the host's
         self.cgroup_paths = cgroup_paths
         self.in_userns = in_userns
         self.rootfd = -1
@@ -97,11 +98,9 @@ def mount_entry(ctx: RootfsContext, plan: mounts.MountPlan) -> None:
     if plan.fstype == "cgroup" and not plan.bind:
         mount_cgroups(ctx, plan)
         return
-    if not plan.bind and plan.fstype == "sysfs" and "network" not in ctx.new_ns:
-        # A new sysfs shows the netns of the mounter; without our own netns, bind the host's.
+    if not plan.bind and plan.fstype == "sysfs" and "network" not in ctx.own_ns:
+        # A new sysfs shows the netns of the mounter; sharing the host's netns, bind the host's.
         plan.bind, plan.recursive, plan.source = True, True, "/sys"
-    elif not plan.bind and plan.fstype == "mqueue" and "ipc" not in ctx.new_ns:
-        plan.bind, plan.source = True, "/dev/mqueue"
     mounts.mount_into_root(plan, ctx.rootfd)
 
 
@@ -218,9 +217,6 @@ def pivot(ctx: RootfsContext, no_pivot: bool) -> None:
     os.chdir("/")
     os.close(ctx.rootfd)
     ctx.rootfd = -1
-    prop = (ctx.cfg.get("linux") or {}).get("rootfsPropagation")
-    if prop:
-        linux.mount(None, "/", None, _PROPAGATION[prop])
 
 
 def _proc_fd(path: str, flags: int) -> int:
@@ -302,6 +298,10 @@ def finalize(cfg: dict) -> None:
         mask_path(path)
     if (cfg.get("root") or {}).get("readonly"):
         linux.mount_setattr(_root_fd(), "", L.AT_EMPTY_PATH, L.MOUNT_ATTR_RDONLY)
+    prop = linux_cfg.get("rootfsPropagation")
+    if prop:
+        # Last: an unbindable tree refuses the clones that readonly and masked paths make.
+        linux.mount(None, "/", None, _PROPAGATION[prop])
     if _ROOT_FD[0] >= 0:
         os.close(_ROOT_FD[0])
         _ROOT_FD[0] = -1

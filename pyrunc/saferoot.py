@@ -29,28 +29,51 @@ def open_in_root(rootfd: int, path: str, flags: int = os.O_PATH) -> int:
 
 
 def mkdir_all(rootfd: int, path: str, mode: int = 0o755) -> int:
-    """Create every missing directory of `path` inside the root; returns an O_PATH fd of the last."""
+    """Create every missing directory of `path` inside the root; returns an O_PATH fd of the last.
+
+    A dangling symlink on the way (an image's /var/run -> /run that does not exist yet) is
+    followed the way the kernel would follow it, but re-rooted at the rootfs, and its target
+    is created there: never on the host.
+    """
     parts = split(path)
-    fd = os.dup(rootfd)
-    try:
-        for index, name in enumerate(parts):
+    hops = 0
+    index = 0
+    while index < len(parts):
+        prefix = "/".join(parts[: index + 1])
+        try:
+            os.close(open_in_root(rootfd, prefix, os.O_PATH | os.O_DIRECTORY))
+            index += 1
+            continue
+        except FileNotFoundError:
+            pass
+        parent = open_in_root(rootfd, "/".join(parts[:index]) or ".", os.O_PATH | os.O_DIRECTORY)
+        try:
             try:
-                nxt = open_in_root(rootfd, "/".join(parts[: index + 1]), os.O_PATH | os.O_DIRECTORY)
+                target = os.readlink(parts[index], dir_fd=parent)
             except FileNotFoundError:
-                try:
-                    os.mkdir(name, mode, dir_fd=fd)
-                except FileExistsError:
-                    pass  # lost a race with another creator; the open below decides
-                nxt = open_in_root(rootfd, "/".join(parts[: index + 1]), os.O_PATH | os.O_DIRECTORY)
-            os.close(fd)
-            fd = nxt
-        return fd
-    except BaseException:
-        os.close(fd)
-        raise
+                target = None
+            except OSError as exc:
+                if exc.errno != errno.EINVAL:  # EINVAL: it exists and is not a symlink
+                    raise
+                target = None
+            if target is not None:
+                hops += 1
+                if hops > 40:
+                    raise OSError(errno.ELOOP, "too many levels of symbolic links", path)
+                head = [] if target.startswith("/") else parts[:index]
+                parts = head + split(target) + parts[index + 1:]
+                index = 0
+                continue
+            try:
+                os.mkdir(parts[index], mode, dir_fd=parent)
+            except FileExistsError:
+                pass  # lost a race with another creator; the next open decides
+        finally:
+            os.close(parent)
+    return open_in_root(rootfd, "/".join(parts) or ".", os.O_PATH | os.O_DIRECTORY)
 
 
-def ensure_target(rootfd: int, path: str, is_dir: bool) -> int:
+def ensure_target(rootfd: int, path: str, is_dir: bool, _hops: int = 0) -> int:
     """An O_PATH fd of a mount target, creating it (a directory, or an empty file) when missing."""
     try:
         fd = open_in_root(rootfd, path)
@@ -73,7 +96,15 @@ def ensure_target(rootfd: int, path: str, is_dir: bool) -> int:
             os.close(os.open(parts[-1], os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW
                              | os.O_CLOEXEC, 0o755, dir_fd=parent))
         except FileExistsError:
-            pass
+            try:
+                target = os.readlink(parts[-1], dir_fd=parent)
+            except OSError:
+                target = None  # a racing creator made a real file: open it below
+            if target is not None:
+                if _hops > 40:
+                    raise OSError(errno.ELOOP, "too many levels of symbolic links", path) from None
+                head = [] if target.startswith("/") else parts[:-1]
+                return ensure_target(rootfd, "/".join(head + split(target)), is_dir, _hops + 1)
     finally:
         os.close(parent)
     return open_in_root(rootfd, path)
