@@ -41,6 +41,31 @@ def namespace_plan(cfg: dict) -> tuple[list[tuple[str, str]], set[str]]:
     return join, new
 
 
+def hook_state(cfg: dict, container_id: str, pid: int, bundle: str, status: str) -> dict:
+    """The state the runtime-spec hands each hook on stdin."""
+    out = {"ociVersion": cfg.get("ociVersion", OCI_VERSION), "id": container_id, "status": status,
+           "pid": pid, "bundle": bundle}
+    if cfg.get("annotations"):
+        out["annotations"] = cfg["annotations"]
+    return out
+
+
+def run_create_hooks(sock: sync.Socket, cfg: dict, container_id: str, pid: int,
+                     bundle: str) -> None:
+    """prestart and createRuntime here, in the runtime's namespaces; then the init runs
+    createContainer inside the container's, with the state we send it."""
+    from pyrunc import hooks
+    creating = hook_state(cfg, container_id, pid, bundle, "creating")
+    try:
+        for kind in ("prestart", "createRuntime"):
+            hooks.run_hooks(kind, (cfg.get("hooks") or {}).get(kind) or [], creating)
+    except hooks.HookError as exc:
+        sync.send(sock, "error", msg=str(exc))
+        raise PyruncError(str(exc)) from None
+    sync.send(sock, "continue", state=creating,
+              created=hook_state(cfg, container_id, pid, bundle, "created"))
+
+
 def create(root: str, container_id: str, opts: CreateOptions) -> state.Container:
     bundle = os.path.abspath(opts.bundle)
     cfg, raw = config.load_bundle(bundle)
@@ -50,8 +75,6 @@ def create(root: str, container_id: str, opts: CreateOptions) -> state.Container
                           "socket (process.terminal is true)")
     if opts.console_socket and not use_tty:
         raise PyruncError("--console-socket given but process.terminal is false")
-    if cfg.get("hooks"):
-        raise NotSupported("hooks are not supported yet")
     skipped = config.not_enforced(cfg)
     if skipped:
         from pyrunc.log import Log
@@ -87,6 +110,9 @@ def create(root: str, container_id: str, opts: CreateOptions) -> state.Container
                     init_pid = int(msg["pid"])
                 finally:
                     os.waitpid(pid, 0)
+                if plan.create_hooks:
+                    sync.recv(parent_sock, "create-hooks", "create")
+                    run_create_hooks(parent_sock, cfg, container_id, init_pid, bundle)
                 if use_tty:
                     _msg, fds = sync.recv_with_fds(parent_sock, "pty", "create")
                     master = fds[0]

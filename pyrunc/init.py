@@ -22,7 +22,7 @@ import struct
 import _signal as signal  # not `signal`: it imports enum
 import _socket
 
-from pyrunc import capabilities, linux, rootfs, saferoot, sync, terminal
+from pyrunc import capabilities, hooks, linux, rootfs, saferoot, sync, terminal
 from pyrunc.cgroups import CgroupManager
 
 TYPE_CHECKING = False
@@ -61,6 +61,10 @@ class InitPlan:
         self.join = join or []          # (type, path) of namespaces to enter
         self.new = new or set()         # types of namespaces to create
         self.keyring = keyring          # session keyring name, None with --no-new-keyring
+        configured = cfg.get("hooks") or {}
+        # The parent and the init must agree on whether the create-time hook exchange happens.
+        self.create_hooks = any(configured.get(k) for k in ("prestart", "createRuntime",
+                                                             "createContainer", "startContainer"))
 
 
 def describe(exc: BaseException) -> str:
@@ -177,6 +181,13 @@ def init_main(plan: InitPlan, sock: sync.Socket) -> NoReturn:
         rootfs.prepare(ctx)
         cwd = proc.get("cwd") or "/"
         os.close(saferoot.mkdir_all(ctx.rootfd, cwd))
+        created_state: dict = {}
+        if plan.create_hooks:
+            sync.send(sock, "create-hooks")
+            reply = sync.recv(sock, "continue", "createRuntime hooks")
+            created_state = reply["created"]
+            hooks.run_hooks("createContainer", (cfg.get("hooks") or {}).get("createContainer")
+                            or [], reply["state"])
         # The fifo lives in the state dir on the host: open it before the host disappears.
         fifo_fd = os.open(plan.fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
         rootfs.pivot(ctx, plan.no_pivot)
@@ -200,12 +211,20 @@ def init_main(plan: InitPlan, sock: sync.Socket) -> NoReturn:
         sock.close()
         wait_for_start(fifo_fd)
         os.close(fifo_fd)
+        start_hooks = (cfg.get("hooks") or {}).get("startContainer")
+        if start_hooks:
+            hooks.run_hooks("startContainer", start_hooks, created_state)
         if peer >= 0:
             terminal.make_controlling(peer)
         close_inherited_fds(plan.preserve_fds)
         for sig in (signal.SIGPIPE, signal.SIGXFSZ):  # Python ignores these; exec would keep it
             signal.signal(sig, signal.SIG_DFL)
         os.execve(exe, proc["args"], env)
+    except hooks.HookError as exc:
+        if ready:
+            os.write(2, f"pyrunc: {exc}\n".encode())
+        else:
+            _report(sock, exc)
     except BaseException as exc:  # noqa: BLE001
         if ready:
             os.write(2, f"pyrunc: container process: {describe(exc)}\n".encode())

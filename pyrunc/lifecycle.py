@@ -32,7 +32,29 @@ def start(root: str, container_id: str) -> None:
     finally:
         os.close(fd)
     os.unlink(ctr.path(state.FIFO))
+    run_late_hooks(ctr, "poststart", "running")
     ctr.unlock()
+
+
+def run_late_hooks(ctr: state.Container, kind: str, status: str) -> None:
+    """poststart and poststop: a failure is a warning and the lifecycle goes on (runtime-spec)."""
+    try:
+        cfg = ctr.config()
+    except (OSError, ValueError):
+        return
+    configured = (cfg.get("hooks") or {}).get(kind)
+    if not configured:
+        return
+    from pyrunc import hooks
+    from pyrunc.create import hook_state
+    st = hook_state(cfg, ctr.id, ctr.pid if status != "stopped" else 0, ctr.data.get("bundle", ""),
+                    status)
+    for index, hook in enumerate(configured):
+        try:
+            hooks.run_one(kind, index, hook, jsonlite.dumps(st, spaced=True).encode())
+        except hooks.HookError as exc:
+            from pyrunc.log import Log
+            Log.warning(str(exc))
 
 
 _SIGNAMES = {name[3:]: int(getattr(signal, name)) for name in dir(signal)
@@ -107,6 +129,7 @@ def delete(root: str, container_id: str, force: bool = False) -> None:
     else:
         cg.kill_all()  # stragglers left in the cgroup (a container sharing the host's pid ns)
     cg.destroy()
+    run_late_hooks(ctr, "poststop", "stopped")
     ctr.remove_dir()
 
 

@@ -1,0 +1,131 @@
+"""Hooks: each kind at its point of the lifecycle, in the namespaces the runtime-spec names, with
+the state on stdin; failures handled as the spec says."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+
+import pytest
+
+pytestmark = pytest.mark.kernel
+
+KINDS = ("prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop")
+
+
+def _recorder(tmp_path, kind: str) -> dict:
+    """A hook that appends "<kind> <mnt ns> <state json>" to a log file on the host."""
+    log = tmp_path / "hooks.log"
+    script = tmp_path / "hook.sh"
+    script.write_text("#!/bin/sh\nstate=$(cat)\n"
+                      f'echo "$1 $(readlink /proc/self/ns/mnt) $state" >> {log}\n')
+    script.chmod(0o755)
+    return {"path": str(script), "args": ["hook.sh", kind]}
+
+
+def _lines(tmp_path) -> list[tuple[str, str, dict]]:
+    out = []
+    for line in (tmp_path / "hooks.log").read_text().splitlines():
+        kind, ns, state = line.split(" ", 2)
+        out.append((kind, ns, json.loads(state)))
+    return out
+
+
+def test_all_hooks_run_in_order_with_state_on_stdin(pyrunc, bundle, tmp_path):
+    cfg = bundle.edit()
+    cfg["root"]["readonly"] = False
+    cfg["process"]["args"] = ["true"]
+    cfg["hooks"] = {k: [_recorder(tmp_path, k)] for k in KINDS}
+    # startContainer runs inside the container after pivot_root: the host's log is out of
+    # reach there, so it records through a bind mount of the test directory.
+    cfg["mounts"].append({"destination": str(tmp_path), "type": "bind", "source": str(tmp_path),
+                          "options": ["rbind"]})
+    bundle.write()
+    cid = pyrunc.new_id()
+    with open(tmp_path / "out", "wb") as out:
+        pyrunc("create", "--bundle", str(bundle.path), cid, check=True, capture_output=False,
+               stdout=out, stderr=out)
+    pid = pyrunc.state(cid)["pid"]
+    container_mnt = os.readlink(f"/proc/{pid}/ns/mnt")
+    host_mnt = os.readlink("/proc/self/ns/mnt")
+    pyrunc("start", cid, check=True)
+    for _ in range(200):
+        if pyrunc.state(cid)["status"] == "stopped":
+            break
+        subprocess.run(["sleep", "0.02"])
+    pyrunc("delete", cid, check=True)
+    lines = _lines(tmp_path)
+    assert [k for k, _, _ in lines] == list(KINDS)
+    where = {k: ns for k, ns, _ in lines}
+    for kind in ("prestart", "createRuntime", "poststart", "poststop"):
+        assert where[kind] == host_mnt, kind
+    for kind in ("createContainer", "startContainer"):
+        assert where[kind] == container_mnt, kind
+    states = {k: st for k, _, st in lines}
+    assert states["createRuntime"]["status"] == "creating"
+    assert states["startContainer"]["status"] == "created"
+    assert states["poststart"]["status"] == "running"
+    assert states["poststop"]["status"] == "stopped"
+    for kind in ("prestart", "createRuntime", "createContainer", "startContainer", "poststart"):
+        assert states[kind]["pid"] == pid, kind
+        assert states[kind]["id"] == cid
+        assert states[kind]["bundle"] == str(bundle.path)
+
+
+@pytest.mark.parametrize("kind", ["prestart", "createRuntime", "createContainer"])
+def test_failing_create_time_hook_fails_create_and_cleans_up(pyrunc, bundle, kind):
+    cfg = bundle.edit()
+    cfg["hooks"] = {kind: [{"path": "/bin/sh", "args": ["sh", "-c", "exit 3"]}]}
+    bundle.write()
+    cid = pyrunc.new_id()
+    res = pyrunc("create", "--bundle", str(bundle.path), cid)
+    assert res.returncode == 1
+    assert f"{kind} hook #0".encode() in res.stderr
+    assert b"exit status 3" in res.stderr
+    assert not (pyrunc.root / cid).exists()
+
+
+def test_hook_timeout_kills_it_and_fails_create(pyrunc, bundle):
+    cfg = bundle.edit()
+    cfg["hooks"] = {"createRuntime": [{"path": "/bin/sleep", "args": ["sleep", "30"], "timeout": 1}]}
+    bundle.write()
+    cid = pyrunc.new_id()
+    res = pyrunc("create", "--bundle", str(bundle.path), cid, timeout=20)
+    assert res.returncode == 1
+    assert b"timed out after 1s" in res.stderr
+    assert not (pyrunc.root / cid).exists()
+
+
+def test_hook_env_and_args_are_exactly_as_configured(pyrunc, bundle, tmp_path):
+    out = tmp_path / "env.txt"
+    cfg = bundle.edit()
+    cfg["hooks"] = {"createRuntime": [{"path": "/bin/sh", "args": ["sh", "-c", f"env > {out}; echo $0", "zero"],
+                                       "env": ["FOO=bar", "BAZ=1"]}]}
+    bundle.write()
+    pyrunc("run", "--bundle", str(bundle.path), pyrunc.new_id(), check=True)
+    env = dict(line.split("=", 1) for line in out.read_text().splitlines())
+    assert env.get("FOO") == "bar" and env.get("BAZ") == "1"
+    assert "PATH" not in env or env["PATH"] != os.environ.get("PATH")
+
+
+@pytest.mark.parametrize("kind", ["poststart", "poststop"])
+def test_failing_late_hook_only_warns(pyrunc, bundle, kind):
+    cfg = bundle.edit()
+    cfg["process"]["args"] = ["sh", "-c", "exit 5"]
+    cfg["hooks"] = {kind: [{"path": "/bin/false"}]}
+    bundle.write()
+    res = pyrunc("run", "--bundle", str(bundle.path), pyrunc.new_id())
+    assert res.returncode == 5
+    assert f"warning: {kind} hook #0".encode() in res.stderr
+
+
+def test_missing_hook_binary_fails_create(pyrunc, bundle):
+    cfg = bundle.edit()
+    cfg["hooks"] = {"prestart": [{"path": "/nonexistent/hook"}]}
+    bundle.write()
+    cid = pyrunc.new_id()
+    res = pyrunc("create", "--bundle", str(bundle.path), cid)
+    assert res.returncode == 1
+    assert b"prestart hook #0 (/nonexistent/hook)" in res.stderr
+    assert not (pyrunc.root / cid).exists()
