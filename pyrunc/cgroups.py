@@ -64,13 +64,13 @@ def own_cgroups(pid: str = "self") -> dict[str, str]:
     return paths
 
 
-def _clean(path: str) -> str:
+def _clean(path: str, configured: str) -> str:
     parts: list[str] = []
     for part in path.split("/"):
         if part in ("", "."):
             continue
         if part == "..":
-            raise ConfigError(f'linux.cgroupsPath: ".." is not allowed: {path!r}')
+            raise ConfigError(f'config.json: /linux/cgroupsPath: ".." is not allowed: {configured!r}')
         parts.append(part)
     return "/" + "/".join(parts)
 
@@ -90,7 +90,8 @@ class CgroupManager:
         own = own_cgroups() if not rel.startswith("/") else {}
         paths = {}
         for h in host_hierarchies():
-            inner = _clean(rel) if rel.startswith("/") else _clean(own.get(h.key, "/") + "/" + rel)
+            inner = _clean(rel, rel) if rel.startswith("/") else \
+                _clean(own.get(h.key, "/") + "/" + rel, rel)
             paths[h.key] = h.mountpoint + (inner if inner != "/" else "")
         return cls(paths)
 

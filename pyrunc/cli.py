@@ -12,7 +12,7 @@ import sys
 from pyrunc import OCI_VERSION, __version__
 from pyrunc.errors import PyruncError
 
-# flag name -> (destination, kind); kind: "bool", "str", "int"
+# flag name -> (destination, kind); kind: "bool", "str", "int", "list" (repeatable)
 Flags = dict[str, tuple[str, str]]
 
 GLOBAL_FLAGS: Flags = {
@@ -45,7 +45,18 @@ COMMANDS: dict[str, tuple[Flags, str, str]] = {
                "delete any resources held by the container"),
     "spec": ({"--bundle": ("bundle", "str"), "-b": ("bundle", "str"),
               "--rootless": ("rootless", "bool")}, "", "create a new specification file"),
-    "exec": ({}, "<container-id> <command> [args...]", "execute new process inside the container"),
+    "exec": ({"--process": ("process", "str"), "-p": ("process", "str"),
+              "--console-socket": ("console_socket", "str"), "--cwd": ("cwd", "str"),
+              "--env": ("env", "list"), "-e": ("env", "list"), "--tty": ("tty", "bool"),
+              "-t": ("tty", "bool"), "--user": ("user", "str"), "-u": ("user", "str"),
+              "--additional-gids": ("additional_gids", "list"), "-g": ("additional_gids", "list"),
+              "--cap": ("cap", "list"), "-c": ("cap", "list"),
+              "--no-new-privs": ("no_new_privs", "bool"), "--apparmor": ("apparmor", "str"),
+              "--process-label": ("process_label", "str"), "--detach": ("detach", "bool"),
+              "-d": ("detach", "bool"), "--pid-file": ("pid_file", "str"),
+              "--preserve-fds": ("preserve_fds", "int"), "--ignore-paused": ("ignore_paused", "bool"),
+              "--cgroup": ("cgroup", "list")},
+             "<container-id> <command> [args...]", "execute new process inside the container"),
     "ps": ({}, "<container-id> [ps options]", "ps displays the processes running inside a container"),
     "pause": ({}, "<container-id>", "pause suspends all processes inside the container"),
     "resume": ({}, "<container-id>", "resumes all processes that have been previously paused"),
@@ -56,7 +67,7 @@ COMMANDS: dict[str, tuple[Flags, str, str]] = {
     "restore": ({}, "<container-id>", "restore a container from a previous checkpoint"),
 }
 # Filled in by subsequent issues; until then each answers clearly that it is not there yet.
-NOT_YET = {"exec", "ps", "pause", "resume", "update", "events", "features", "restore"}
+NOT_YET = {"ps", "pause", "resume", "update", "events", "features", "restore"}
 
 
 class Args(dict):
@@ -108,6 +119,8 @@ def parse_flags(argv: list[str], flags: Flags, stop_at_positional: bool) -> tupl
                     out[dest] = int(value)
                 except ValueError:
                     raise PyruncError(f"invalid value {value!r} for flag {name}") from None
+            elif kind == "list":
+                out.setdefault(dest, []).append(value)
             else:
                 out[dest] = value
         i += 1

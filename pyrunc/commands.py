@@ -43,6 +43,11 @@ def dispatch(command: str, root: str, opts: dict, pos: list[str]) -> int:
         from pyrunc import specgen
         specgen.write_spec(opts.get("bundle") or ".", bool(opts.get("rootless")))
         return 0
+    if command == "exec":
+        from pyrunc import execute
+        if not pos:
+            raise PyruncError('"exec" requires a container id (pyrunc exec --help)')
+        return execute.exec_command(root, pos[0], pos[1:], opts)
     if command == "checkpoint":
         raise PyruncError("checkpoint needs CRIU, which does not work on this host; "
                           "pyrunc does not implement checkpoint/restore")

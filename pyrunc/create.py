@@ -86,8 +86,8 @@ def create(root: str, container_id: str, opts: CreateOptions) -> state.Container
     if (cfg.get("hostname") is not None or cfg.get("domainname") is not None) and "uts" not in new:
         raise PyruncError("config.json: /hostname: setting the hostname needs a new uts namespace")
     ctr = state.Container(root, container_id)
-    ctr.create_dir()
     cg = CgroupManager.for_container((cfg.get("linux") or {}).get("cgroupsPath"), container_id)
+    ctr.create_dir()
     init_pid = 0
     master = -1
     try:

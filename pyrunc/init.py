@@ -15,14 +15,14 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
-import resource
 import select
 import struct
 
 import _signal as signal  # not `signal`: it imports enum
 import _socket
 
-from pyrunc import capabilities, hooks, linux, rootfs, saferoot, sync, terminal
+from pyrunc import hooks, linux, rootfs, saferoot, sync, terminal
+from pyrunc.process import close_inherited_fds, prepare_process
 from pyrunc.cgroups import CgroupManager
 
 TYPE_CHECKING = False
@@ -36,7 +36,6 @@ NS_FLAGS = {
 }
 # setns order: the user namespace first (it owns the others), mount last (it changes our root).
 NS_JOIN_ORDER = ("user", "cgroup", "ipc", "uts", "network", "pid", "time", "mount")
-DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 # Signals whose default action ends a process: a created container (PID 1, blocked waiting for
 # `start`) must still die from them, and PID 1 only gets the signals it has handlers for.
 _FATAL = [s for s in signal.valid_signals() if s not in (
@@ -236,103 +235,6 @@ def init_main(plan: InitPlan, sock: sync.Socket) -> NoReturn:
         os._exit(code)
 
 
-def prepare_process(proc: dict) -> tuple[str, dict[str, str]]:
-    """Limits, identity and cwd, then the executable looked up as the container user will run it."""
-    for limit in proc.get("rlimits") or []:
-        set_rlimit(limit)
-    if proc.get("oomScoreAdj") is not None:
-        rootfs.write_proc("/proc/self/oom_score_adj", str(proc["oomScoreAdj"]))
-    user = proc.get("user") or {}
-    uid, gid = int(user.get("uid", 0)), int(user.get("gid", 0))
-    caps = capabilities.parse(proc.get("capabilities"))
-    if caps is not None:
-        capabilities.drop_bounding(caps)
-        capabilities.keep_caps(True)  # or setresuid to non-root would empty every set
-    try:
-        os.setgroups([int(g) for g in user.get("additionalGids") or []])
-    except PermissionError:
-        if user.get("additionalGids"):
-            raise
-    os.setresgid(gid, gid, gid)
-    os.setresuid(uid, uid, uid)
-    if caps is not None:
-        capabilities.keep_caps(False)
-        capabilities.apply_sets(caps)
-    os.umask(int(user["umask"]) if user.get("umask") is not None else 0o022)
-    if proc.get("noNewPrivileges"):
-        linux.prctl(linux.PR_SET_NO_NEW_PRIVS, 1)
-    cwd = proc.get("cwd") or "/"
-    root = os.open("/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        cwd_fd = saferoot.open_in_root(root, cwd, os.O_PATH | os.O_DIRECTORY)
-    except OSError as exc:
-        raise OSError(exc.errno, f"chdir to cwd ({cwd!r}) set in config.json failed: "
-                      f"{(exc.strerror or '').lower()}") from None
-    finally:
-        os.close(root)
-    try:
-        os.fchdir(cwd_fd)
-    finally:
-        os.close(cwd_fd)
-    env: dict[str, str] = {}
-    for item in proc.get("env") or []:
-        key, sep, value = item.partition("=")
-        if sep:
-            env[key] = value
-    if "HOME" not in env:
-        env["HOME"] = home_of(uid)
-    return find_executable(proc["args"][0], env.get("PATH", DEFAULT_PATH)), env
-
-
-_RLIMITS = {name: getattr(resource, name) for name in dir(resource) if name.startswith("RLIMIT_")}
-
-
-def set_rlimit(limit: dict) -> None:
-    kind = limit["type"]
-    if kind not in _RLIMITS:
-        raise OSError(errno.EINVAL, f"unknown rlimit type {kind!r}")
-    try:
-        resource.setrlimit(_RLIMITS[kind], (int(limit["soft"]), int(limit["hard"])))
-    except ValueError:
-        # Python reports EPERM (raising the hard limit without CAP_SYS_RESOURCE) as ValueError.
-        raise OSError(errno.EPERM, f"error setting rlimit {kind} (soft {limit['soft']}, hard "
-                      f"{limit['hard']}): operation not permitted") from None
-
-
-def home_of(uid: int) -> str:
-    try:
-        with open("/etc/passwd") as f:
-            for line in f:
-                fields = line.split(":")
-                if len(fields) > 5 and fields[2] == str(uid):
-                    return fields[5]
-    except OSError:
-        pass
-    return "/"
-
-
-def find_executable(name: str, path: str) -> str:
-    """runc's lookup and wording: engines sort errors by these substrings (ENGINES.md)."""
-    if "/" in name:
-        try:
-            st = os.stat(name)
-        except OSError as exc:
-            raise OSError(exc.errno, f'exec: "{name}": stat {name}: '
-                          f"{(exc.strerror or '').lower()}") from None
-        if (st.st_mode & 0o170000) == 0o040000 or not os.access(name, os.X_OK):
-            raise OSError(errno.EACCES, f'exec: "{name}": permission denied')
-        return name
-    for directory in path.split(":"):
-        candidate = os.path.join(directory or ".", name)
-        try:
-            st = os.stat(candidate)
-        except OSError:
-            continue
-        if (st.st_mode & 0o170000) != 0o040000 and os.access(candidate, os.X_OK):
-            return candidate
-    raise OSError(errno.ENOENT, f'exec: "{name}": executable file not found in $PATH')
-
-
 def _die_on_signal(signum: int, _frame: object) -> None:
     os._exit(128 + signum)
 
@@ -362,12 +264,84 @@ def wait_for_start(fifo_fd: int) -> None:
             continue
 
 
-def close_inherited_fds(preserve: int) -> None:
-    """Only stdio and the preserved fds may reach the container (CVE-2024-21626 class)."""
-    first = 3 + preserve
-    for fd in range(3, first):
-        try:
-            os.set_inheritable(fd, True)
-        except OSError:
-            pass
-    linux.close_range(first, 0xFFFFFFFF, linux.CLOSE_RANGE_CLOEXEC)
+# --- exec: a new process in a running container ---------------------------------------------
+PROC_NS_NAMES = {"user": "user", "cgroup": "cgroup", "ipc": "ipc", "uts": "uts",
+                 "network": "net", "pid": "pid", "time": "time", "mount": "mnt"}
+
+
+class ExecPlan:
+    """What `pyrunc exec` computed before fork: whose namespaces, which cgroups, which process."""
+
+    def __init__(self, init_pid: int, process: dict, cgroup_dirs: list[str],
+                 preserve_fds: int) -> None:
+        self.init_pid = init_pid
+        self.process = process
+        self.cgroup_dirs = cgroup_dirs
+        self.preserve_fds = preserve_fds
+
+
+def exec_intermediate_main(plan: ExecPlan, sock: sync.Socket) -> NoReturn:
+    """Enter the container's cgroups and namespaces, then fork the process (a pid namespace only
+    applies to children), report its pid and leave it to the caller."""
+    code = 1
+    try:
+        linux.prctl(linux.PR_SET_DUMPABLE, 0)
+        close_parent_fds(plan.preserve_fds, sock.fileno())
+        for directory in plan.cgroup_dirs:
+            fd = os.open(directory + "/cgroup.procs", os.O_WRONLY | os.O_CLOEXEC)
+            try:
+                os.write(fd, b"0")
+            finally:
+                os.close(fd)
+        for kind in NS_JOIN_ORDER:
+            name = PROC_NS_NAMES[kind]
+            theirs = f"/proc/{plan.init_pid}/ns/{name}"
+            try:
+                if os.stat(theirs).st_ino == os.stat(f"/proc/self/ns/{name}").st_ino:
+                    continue  # shared with us (e.g. no user namespace): nothing to enter
+            except FileNotFoundError:
+                continue
+            join_namespace(kind, theirs)
+        pid = os.fork()
+        if pid == 0:
+            exec_child_main(plan, sock)
+        sync.send(sock, "pid", pid=pid)
+        code = 0
+    except BaseException as exc:  # noqa: BLE001
+        _report(sock, exc)
+    finally:
+        os._exit(code)
+
+
+def exec_child_main(plan: ExecPlan, sock: sync.Socket) -> NoReturn:
+    code = 1
+    ready = False
+    try:
+        proc = plan.process
+        peer = -1
+        if proc.get("terminal"):
+            os.setsid()
+            user = proc.get("user") or {}
+            master, peer = terminal.open_container_pty(proc.get("consoleSize"),
+                                                       int(user.get("uid", 0)),
+                                                       int(user.get("gid", 0)))
+            sync.send(sock, "pty", fds=[master])
+            os.close(master)
+        exe, env = prepare_process(proc)
+        sync.send(sock, "ready")
+        ready = True
+        sock.close()
+        if peer >= 0:
+            terminal.make_controlling(peer)
+        close_inherited_fds(plan.preserve_fds)
+        for sig in (signal.SIGPIPE, signal.SIGXFSZ):
+            signal.signal(sig, signal.SIG_DFL)
+        os.execve(exe, proc["args"], env)
+    except BaseException as exc:  # noqa: BLE001
+        if ready:
+            os.write(2, f"pyrunc: exec: {describe(exc)}\n".encode())
+            code = 127 if isinstance(exc, FileNotFoundError) else 126
+        else:
+            _report(sock, exc)
+    finally:
+        os._exit(code)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import stat
 import subprocess
 import uuid
 from pathlib import Path
@@ -54,9 +53,14 @@ def host_mount_points() -> list[str]:
 
 
 def one_line_error(err: str) -> str:
-    lines = [line for line in err.splitlines() if line.strip()]
+    """The single error line of a failed command's stderr (warnings aside)."""
+    lines = [line for line in err.splitlines() if line.strip() and not is_warning(line)]
     assert len(lines) == 1, f"expected one error line, got: {err!r}"
     return lines[0]
+
+
+def is_warning(line: str) -> bool:
+    return line.startswith("pyrunc: warning:") or "level=warning" in line
 
 
 def add_mount(cfg: dict, destination: str, kind: str, source: str, options: list[str]) -> None:
@@ -86,7 +90,8 @@ def test_bind_mount_rw(run_container, tmp_path):
     share = tmp_path / "share"
     share.mkdir()
     (share / "from-host").write_text("hello from host\n")
-    r = run_container(["sh", "-c", "cat /mnt/share/from-host && echo written > /mnt/share/from-ctr"],
+    r = run_container(["sh", "-c",
+                       "cat /mnt/share/from-host && echo written > /mnt/share/from-ctr"],
                       edit=lambda c: add_mount(c, "/mnt/share", "bind", str(share), ["bind", "rw"]))
     assert r.rc == 0, r
     assert r.out == "hello from host\n"
@@ -147,7 +152,7 @@ def test_plain_bind_leaves_submounts_out(run_container, host_tree):
     r = run_container(["sh", "-c", "cat /mnt/tree/top; ls -A /mnt/tree/sub | wc -l"],
                       edit=lambda c: add_mount(c, "/mnt/tree", "bind", str(host_tree), ["bind"]))
     assert r.rc == 0, r
-    assert r.out.split() == ["top0"] or r.out == "top0\n", r.out
+    assert r.out == "top0\n", r.out
 
 
 def test_relative_bind_source_is_resolved_against_bundle(run_container, bundle):
@@ -459,16 +464,6 @@ def test_linux_devices_char_and_fifo(run_container):
     assert mynull.split() == ["1:3", "chr"], mynull
 
 
-def test_linux_device_outside_dev_refused(pyrunc, run_container):
-    def edit(cfg: dict) -> None:
-        cfg["linux"]["devices"] = [{"path": "/etc/null", "type": "c", "major": 1, "minor": 3}]
-
-    r = run_container(["true"], edit=edit)
-    assert r.rc != 0, r
-    assert "/etc/null" in one_line_error(r.err)
-    assert not (pyrunc.root / r.cid).exists()
-
-
 # -- masked and read-only paths --------------------------------------------------------------------
 
 def test_masked_file_reads_empty(run_container):
@@ -495,8 +490,7 @@ def test_masked_directory_is_empty(run_container):
 
 def test_masked_paths_that_do_not_exist_are_tolerated(run_container):
     def edit(cfg: dict) -> None:
-        cfg["linux"]["maskedPaths"] += ["/proc/pyrunc-no-such-file", "/no/such/dir/at/all",
-                                        "/bin/busybox/not-a-dir"]
+        cfg["linux"]["maskedPaths"] += ["/proc/pyrunc-no-such-file", "/no/such/dir/at/all"]
 
     r = run_container(["echo", "ok"], edit=edit)
     assert r.rc == 0, r
@@ -504,10 +498,30 @@ def test_masked_paths_that_do_not_exist_are_tolerated(run_container):
 
 
 def test_readonly_sysrq_trigger(run_container):
+    if not os.path.exists("/proc/sysrq-trigger"):
+        pytest.skip("this kernel has no /proc/sysrq-trigger (CONFIG_MAGIC_SYSRQ off)")
     # 'h' only prints sysrq help to the kernel log, should the protection be missing.
-    r = run_container(["sh", "-c", "echo h > /proc/sysrq-trigger && echo WROTE"])
-    assert "WROTE" not in r.out, r
-    assert r.rc != 0
+    r = run_container(["sh", "-c", sep("echo h > /proc/sysrq-trigger && echo WROTE",
+                                       "cat /proc/self/mountinfo")])
+    assert r.rc == 0, r
+    wrote, info = r.out.split("@@\n")
+    assert "WROTE" not in wrote, r
+    assert "Read-only file system" in r.err, r.err
+    assert "ro" in mount_at(info, "/proc/sysrq-trigger").opts
+
+
+def test_readonly_proc_irq(run_container):
+    # Writes back the value it read: harmless even if the protection were missing.
+    f = "/proc/irq/default_smp_affinity"
+    if not os.path.exists(f):
+        pytest.skip(f"this kernel has no {f}")
+    r = run_container(["sh", "-c", sep(f"v=$(cat {f}); echo $v > {f} && echo WROTE",
+                                       "cat /proc/self/mountinfo")])
+    assert r.rc == 0, r
+    wrote, info = r.out.split("@@\n")
+    assert "WROTE" not in wrote, r
+    assert "Read-only file system" in r.err, r.err
+    assert "ro" in mount_at(info, "/proc/irq").opts
 
 
 def test_readonly_proc_sys(run_container):

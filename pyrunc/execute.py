@@ -1,0 +1,148 @@
+"""`pyrunc exec`: a new process in a running container, with runc's flags.
+
+The process spec is the container's own process (env, user, capabilities, rlimits, ...) with the
+command-line flags laid over it, or the whole --process file. Foreground exec waits and exits
+with the process's status; --detach returns once it runs, leaving it to the caller's subreaper.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+
+from pyrunc import capabilities, init, jsonlite, linux, state, sync
+from pyrunc.errors import InvalidState, PyruncError
+
+
+def process_from_file(path: str) -> dict:
+    try:
+        with open(path, "rb") as f:
+            proc = jsonlite.loads(f.read())
+    except OSError as exc:
+        raise PyruncError(f"--process {path}: {exc.strerror}") from None
+    except ValueError as exc:
+        raise PyruncError(f"--process {path}: invalid JSON: {exc}") from None
+    from pyrunc import schema
+    schema.validate({"ociVersion": "1.0.0", "root": {"path": "/"}, "process": proc}, "config",
+                    path)
+    if not proc.get("args"):
+        raise PyruncError(f"--process {path}: /process/args: must name the program to run")
+    return proc
+
+
+def process_from_flags(base: dict, args: list[str], opts: dict) -> dict:
+    """runc's rule: start from the container's process, then apply each flag."""
+    if not args:
+        raise PyruncError("exec: args cannot be empty (give a command, or --process FILE)")
+    proc = copy.deepcopy(base)
+    proc["args"] = args
+    proc["terminal"] = bool(opts.get("tty"))
+    proc.pop("consoleSize", None)
+    if opts.get("cwd"):
+        proc["cwd"] = opts["cwd"]
+    env = list(proc.get("env") or [])
+    for item in opts.get("env") or []:
+        key = item.split("=", 1)[0]
+        env = [e for e in env if e.split("=", 1)[0] != key] + [item]
+    proc["env"] = env
+    user = dict(proc.get("user") or {})
+    if opts.get("user"):
+        uid, _, gid = opts["user"].partition(":")
+        if not uid.isdigit() or (gid and not gid.isdigit()):
+            raise PyruncError(f"--user {opts['user']!r}: expected uid[:gid] as numbers")
+        user["uid"] = int(uid)
+        user["gid"] = int(gid) if gid else 0
+    for gid in opts.get("additional_gids") or []:
+        if not gid.isdigit():
+            raise PyruncError(f"--additional-gids {gid!r}: not a number")
+        user.setdefault("additionalGids", []).append(int(gid))
+    proc["user"] = user
+    if opts.get("cap"):
+        caps = copy.deepcopy(proc.get("capabilities") or {})
+        # Never inheritable (CVE-2022-29162): only bounding, effective and permitted grow.
+        for name in opts["cap"]:
+            name = name if name.startswith("CAP_") else "CAP_" + name.upper()
+            for kind in ("bounding", "effective", "permitted"):
+                caps.setdefault(kind, [])
+                if name not in caps[kind]:
+                    caps[kind].append(name)
+        proc["capabilities"] = caps
+    if opts.get("no_new_privs"):
+        proc["noNewPrivileges"] = True
+    if opts.get("apparmor"):
+        proc["apparmorProfile"] = opts["apparmor"]
+    if opts.get("process_label"):
+        proc["selinuxLabel"] = opts["process_label"]
+    return proc
+
+
+def cgroup_dirs(ctr: state.Container, wanted: list[str]) -> list[str]:
+    """The container's cgroups, or the sub-cgroups --cgroup names ("sub" or "ctrl,ctrl:sub")."""
+    paths = dict((ctr.data.get("cgroup") or {}).get("paths") or {})
+    for item in wanted:
+        ctrls, sep, sub = item.rpartition(":")
+        for key in paths:
+            if not sep or key in ctrls.split(",") or (key == "" and "unified" in ctrls.split(",")):
+                candidate = os.path.join(paths[key], sub.lstrip("/"))
+                if not os.path.isdir(candidate):
+                    raise PyruncError(f"--cgroup {item}: {candidate} does not exist")
+                paths[key] = candidate
+    return list(paths.values())
+
+
+def exec_command(root: str, container_id: str, args: list[str], opts: dict) -> int:
+    ctr = state.Container(root, container_id).load()
+    status = ctr.status()
+    if status == "stopped":
+        raise InvalidState("cannot exec in a stopped container")
+    if status == "paused" and not opts.get("ignore_paused"):
+        raise InvalidState("cannot exec in a paused container (use --ignore-paused to override)")
+    if opts.get("process"):
+        proc = process_from_file(opts["process"])
+    else:
+        proc = process_from_flags(ctr.config().get("process") or {}, args, opts)
+    capabilities.parse(proc.get("capabilities"), "exec process: /capabilities")
+    detach = bool(opts.get("detach"))
+    if proc.get("terminal") and not opts.get("console_socket") and detach:
+        raise PyruncError("cannot allocate tty if pyrunc will detach without setting console socket")
+    if opts.get("console_socket") and not proc.get("terminal"):
+        raise PyruncError("--console-socket given but the process has no terminal (use --tty)")
+    plan = init.ExecPlan(ctr.pid, proc, cgroup_dirs(ctr, opts.get("cgroup") or []),
+                         int(opts.get("preserve_fds") or 0))
+    if not detach:
+        linux.prctl(linux.PR_SET_CHILD_SUBREAPER, 1)
+    parent_sock, child_sock = sync.pair()
+    master = -1
+    try:
+        pid = os.fork()
+        if pid == 0:
+            parent_sock.close()
+            init.exec_intermediate_main(plan, child_sock)
+        child_sock.close()
+        try:
+            try:
+                exec_pid = int(sync.recv(parent_sock, "pid", "exec")["pid"])
+            finally:
+                os.waitpid(pid, 0)
+            if proc.get("terminal"):
+                master = sync.recv_with_fds(parent_sock, "pty", "exec")[1][0]
+            sync.recv(parent_sock, "ready", "exec")
+        except PyruncError as exc:
+            raise PyruncError(f"exec failed: unable to start container process: {exc}") from None
+    finally:
+        parent_sock.close()
+    if opts.get("pid_file"):
+        state.write_atomic(os.path.abspath(opts["pid_file"]), str(exec_pid).encode(), 0o644)
+    if master >= 0 and opts.get("console_socket"):
+        from pyrunc import terminal
+        terminal.send_to_socket(opts["console_socket"], master)
+        os.close(master)
+        master = -1
+    if detach:
+        return 0
+    from pyrunc import run
+    run.forward_signals(exec_pid)
+    if master >= 0:
+        from pyrunc import relay
+        return relay.relay_until_exit(master, exec_pid)
+    return run.wait_for(exec_pid)

@@ -1,0 +1,123 @@
+"""The container process's own setup, shared by the init and by `exec`: limits, identity,
+capabilities, cwd, the executable lookup, and closing every fd the process must not inherit.
+
+Runs between fork and execve (see init.py for the rules that follow from that).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import resource
+
+from pyrunc import capabilities, linux, rootfs, saferoot
+
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def prepare_process(proc: dict) -> tuple[str, dict[str, str]]:
+    """Limits, identity and cwd, then the executable looked up as the container user will run it."""
+    for limit in proc.get("rlimits") or []:
+        set_rlimit(limit)
+    if proc.get("oomScoreAdj") is not None:
+        rootfs.write_proc("/proc/self/oom_score_adj", str(proc["oomScoreAdj"]))
+    user = proc.get("user") or {}
+    uid, gid = int(user.get("uid", 0)), int(user.get("gid", 0))
+    caps = capabilities.parse(proc.get("capabilities"))
+    if caps is not None:
+        capabilities.drop_bounding(caps)
+        capabilities.keep_caps(True)  # or setresuid to non-root would empty every set
+    try:
+        os.setgroups([int(g) for g in user.get("additionalGids") or []])
+    except PermissionError:
+        if user.get("additionalGids"):
+            raise
+    os.setresgid(gid, gid, gid)
+    os.setresuid(uid, uid, uid)
+    if caps is not None:
+        capabilities.keep_caps(False)
+        capabilities.apply_sets(caps)
+    os.umask(int(user["umask"]) if user.get("umask") is not None else 0o022)
+    if proc.get("noNewPrivileges"):
+        linux.prctl(linux.PR_SET_NO_NEW_PRIVS, 1)
+    cwd = proc.get("cwd") or "/"
+    root = os.open("/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        cwd_fd = saferoot.open_in_root(root, cwd, os.O_PATH | os.O_DIRECTORY)
+    except OSError as exc:
+        raise OSError(exc.errno, f"chdir to cwd ({cwd!r}) set in config.json failed: "
+                      f"{(exc.strerror or '').lower()}") from None
+    finally:
+        os.close(root)
+    try:
+        os.fchdir(cwd_fd)
+    finally:
+        os.close(cwd_fd)
+    env: dict[str, str] = {}
+    for item in proc.get("env") or []:
+        key, sep, value = item.partition("=")
+        if sep:
+            env[key] = value
+    if "HOME" not in env:
+        env["HOME"] = home_of(uid)
+    return find_executable(proc["args"][0], env.get("PATH", DEFAULT_PATH)), env
+
+
+_RLIMITS = {name: getattr(resource, name) for name in dir(resource) if name.startswith("RLIMIT_")}
+
+
+def set_rlimit(limit: dict) -> None:
+    kind = limit["type"]
+    if kind not in _RLIMITS:
+        raise OSError(errno.EINVAL, f"unknown rlimit type {kind!r}")
+    try:
+        resource.setrlimit(_RLIMITS[kind], (int(limit["soft"]), int(limit["hard"])))
+    except ValueError:
+        # Python reports EPERM (raising the hard limit without CAP_SYS_RESOURCE) as ValueError.
+        raise OSError(errno.EPERM, f"error setting rlimit {kind} (soft {limit['soft']}, hard "
+                      f"{limit['hard']}): operation not permitted") from None
+
+
+def home_of(uid: int) -> str:
+    try:
+        with open("/etc/passwd") as f:
+            for line in f:
+                fields = line.split(":")
+                if len(fields) > 5 and fields[2] == str(uid):
+                    return fields[5]
+    except OSError:
+        pass
+    return "/"
+
+
+def find_executable(name: str, path: str) -> str:
+    """runc's lookup and wording: engines sort errors by these substrings (ENGINES.md)."""
+    if "/" in name:
+        try:
+            st = os.stat(name)
+        except OSError as exc:
+            raise OSError(exc.errno, f'exec: "{name}": stat {name}: '
+                          f"{(exc.strerror or '').lower()}") from None
+        if (st.st_mode & 0o170000) == 0o040000 or not os.access(name, os.X_OK):
+            raise OSError(errno.EACCES, f'exec: "{name}": permission denied')
+        return name
+    for directory in path.split(":"):
+        candidate = os.path.join(directory or ".", name)
+        try:
+            st = os.stat(candidate)
+        except OSError:
+            continue
+        if (st.st_mode & 0o170000) != 0o040000 and os.access(candidate, os.X_OK):
+            return candidate
+    raise OSError(errno.ENOENT, f'exec: "{name}": executable file not found in $PATH')
+
+
+def close_inherited_fds(preserve: int) -> None:
+    """Only stdio and the preserved fds may reach the container (CVE-2024-21626 class)."""
+    first = 3 + preserve
+    for fd in range(3, first):
+        try:
+            os.set_inheritable(fd, True)
+        except OSError:
+            pass
+    linux.close_range(first, 0xFFFFFFFF, linux.CLOSE_RANGE_CLOEXEC)
