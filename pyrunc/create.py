@@ -93,6 +93,12 @@ def create(root: str, container_id: str, opts: CreateOptions) -> state.Container
     try:
         state.write_atomic(ctr.path(state.CONFIG_FILE), raw)
         cg.create()
+        # A first state, so that if this process dies from here on, `delete --force` still
+        # knows which cgroups to empty and remove (status reads "creating", then "stopped").
+        ctr.data = {"ociVersion": cfg.get("ociVersion", OCI_VERSION), "id": container_id, "pid": 0,
+                    "creating": True, "bundle": bundle, "rootfs": rootfs_dir, "owner": "",
+                    "cgroup": cg.to_state()}
+        ctr.save()
         fifo = ctr.path(state.FIFO)
         os.mkfifo(fifo, 0o600)
         plan = init.InitPlan(cfg, rootfs_dir, bundle, fifo, cg, opts.no_pivot, opts.preserve_fds,

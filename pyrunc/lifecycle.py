@@ -117,6 +117,7 @@ def delete(root: str, container_id: str, force: bool = False) -> None:
         ctr = state.Container(root, container_id).load(lock=True)
     except ContainerNotFound:
         if force:
+            remove_orphan_dir(root, container_id)
             return  # runc: deleting what is already gone succeeds with --force
         raise
     status = ctr.status()
@@ -130,6 +131,21 @@ def delete(root: str, container_id: str, force: bool = False) -> None:
         cg.kill_all()  # stragglers left in the cgroup (a container sharing the host's pid ns)
     cg.destroy()
     run_late_hooks(ctr, "poststop", "stopped")
+    ctr.remove_dir()
+
+
+def remove_orphan_dir(root: str, container_id: str) -> None:
+    """A state dir with no state.json: a create killed before it wrote anything. Once its lock is
+    ours (so no live create owns it), nothing in it is worth keeping."""
+    ctr = state.Container(root, container_id)
+    try:
+        ctr.lock()
+    except FileNotFoundError:
+        return
+    if os.path.exists(ctr.path(state.STATE_FILE)):
+        ctr.unlock()
+        delete(root, container_id, force=True)
+        return
     ctr.remove_dir()
 
 

@@ -133,7 +133,23 @@ class Container:
         info = proc_start_time(self.pid) if self.pid > 0 else None
         return bool(info) and info[0] == self.data.get("init_start") and info[1] not in ("Z", "X")
 
+    def creator_alive(self) -> bool:
+        """A create still holds the directory's lock; a dead one no longer does."""
+        try:
+            fd = os.open(self.dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            return False
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)
+
     def status(self) -> str:
+        if self.data.get("creating"):
+            return "creating" if self._lock_fd < 0 and self.creator_alive() else "stopped"
         if not self.init_alive():
             return "stopped"
         if os.path.exists(self.path(FIFO)):
