@@ -124,12 +124,21 @@ class CgroupManager:
 
     def join_self(self) -> None:
         """Move the calling process into every hierarchy ("0" means the writer itself)."""
-        for key, path in self.paths.items():
+        self.join(0)
+
+    def join(self, pid: int) -> None:
+        """Move a process (all its threads) into every hierarchy."""
+        data = str(pid).encode()
+        for path in self.paths.values():
+            procs = os.path.join(path, "cgroup.procs")
             try:
-                with open(os.path.join(path, "cgroup.procs"), "w") as f:
-                    f.write("0")
+                fd = os.open(procs, os.O_WRONLY | os.O_CLOEXEC)
+                try:
+                    os.write(fd, data)
+                finally:
+                    os.close(fd)
             except OSError as exc:
-                raise OSError(exc.errno, exc.strerror, os.path.join(path, "cgroup.procs")) from None
+                raise OSError(exc.errno, exc.strerror, procs) from None
 
     def _frozen(self, key: str, path: str) -> bool:
         try:

@@ -116,6 +116,8 @@ def create(root: str, container_id: str, opts: CreateOptions) -> state.Container
                     init_pid = int(msg["pid"])
                 finally:
                     os.waitpid(pid, 0)
+                if "cgroup" not in new:
+                    cg.join(init_pid)  # while the init builds its rootfs on the other core
                 if plan.create_hooks:
                     sync.recv(parent_sock, "create-hooks", "create")
                     run_create_hooks(parent_sock, cfg, container_id, init_pid, bundle)

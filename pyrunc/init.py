@@ -90,7 +90,11 @@ def intermediate_main(plan: InitPlan, sock: sync.Socket) -> NoReturn:
     try:
         linux.prctl(linux.PR_SET_DUMPABLE, 0)
         close_parent_fds(plan.preserve_fds, sock.fileno())
-        plan.cgroups.join_self()
+        if "cgroup" in plan.new:
+            # A new cgroup namespace is rooted where its creator stands: join first. Otherwise
+            # the parent moves the init in, in parallel with the init's rootfs work (the first
+            # cgroup.procs write waits ~10-18 ms for an RCU grace period).
+            plan.cgroups.join_self()
         for kind in NS_JOIN_ORDER:
             for jkind, path in plan.join:
                 if jkind == kind:
