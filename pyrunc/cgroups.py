@@ -218,3 +218,42 @@ def _inherit_cpuset(directory: str) -> None:
                 f.write(value)
         except FileNotFoundError:
             return
+
+
+def prewarm_migration() -> int:
+    """Start the kernel's slow path for cgroup migration early, in a throwaway child.
+
+    Every cgroup.procs write takes a global percpu rwsem for writing, and the first writer after
+    a quiet period waits a whole RCU grace period (10-18 ms here; runc pays it too). A no-op move
+    of a child into its own cgroup, forked before config parsing, pays that wait while we work;
+    writes within the next grace period then take microseconds. Returns the child's pid (reap
+    it with reap_prewarm), or 0 when there is nothing to write to.
+    """
+    try:
+        with open("/proc/self/cgroup") as f:
+            line = f.readline().rstrip("\n")
+    except OSError:
+        return 0
+    _, key, path = line.split(":", 2)
+    target = None
+    for h in host_hierarchies():
+        if h.key == key:
+            target = h.mountpoint + (path if path != "/" else "") + "/cgroup.procs"
+    if target is None:
+        return 0
+    pid = os.fork()
+    if pid == 0:
+        try:
+            fd = os.open(target, os.O_WRONLY)
+            os.write(fd, b"0")
+        finally:
+            os._exit(0)
+    return pid
+
+
+def reap_prewarm(pid: int) -> None:
+    if pid:
+        try:
+            os.waitpid(pid, 0)
+        except ChildProcessError:
+            pass  # a subreaper loop (run) already took it

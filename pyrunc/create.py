@@ -67,6 +67,15 @@ def run_create_hooks(sock: sync.Socket, cfg: dict, container_id: str, pid: int,
 
 
 def create(root: str, container_id: str, opts: CreateOptions) -> state.Container:
+    from pyrunc.cgroups import prewarm_migration, reap_prewarm
+    warm = prewarm_migration()
+    try:
+        return _create(root, container_id, opts)
+    finally:
+        reap_prewarm(warm)
+
+
+def _create(root: str, container_id: str, opts: CreateOptions) -> state.Container:
     bundle = os.path.abspath(opts.bundle)
     cfg, raw = config.load_bundle(bundle)
     use_tty = bool(cfg["process"].get("terminal"))

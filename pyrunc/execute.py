@@ -111,6 +111,15 @@ def exec_command(root: str, container_id: str, args: list[str], opts: dict) -> i
                          int(opts.get("preserve_fds") or 0))
     if not detach:
         linux.prctl(linux.PR_SET_CHILD_SUBREAPER, 1)
+    from pyrunc.cgroups import prewarm_migration, reap_prewarm
+    warm = prewarm_migration()
+    try:
+        return _spawn(plan, proc, opts, detach)
+    finally:
+        reap_prewarm(warm)
+
+
+def _spawn(plan: init.ExecPlan, proc: dict, opts: dict, detach: bool) -> int:
     parent_sock, child_sock = sync.pair()
     master = -1
     try:

@@ -35,6 +35,10 @@ def mkdir_all(rootfd: int, path: str, mode: int = 0o755) -> int:
     followed the way the kernel would follow it, but re-rooted at the rootfs, and its target
     is created there: never on the host.
     """
+    try:  # the common case: it all exists already, one lookup
+        return open_in_root(rootfd, path, os.O_PATH | os.O_DIRECTORY)
+    except FileNotFoundError:
+        pass
     parts = split(path)
     hops = 0
     index = 0
