@@ -39,7 +39,7 @@ _PROPAGATION: dict[str, tuple[int, bool]] = {
     "slave": (L.MS_SLAVE, False), "rslave": (L.MS_SLAVE, True),
     "unbindable": (L.MS_UNBINDABLE, False), "runbindable": (L.MS_UNBINDABLE, True),
 }
-_LATER = {"idmap", "ridmap", "tmpcopyup", "remount"}
+_LATER = {"idmap", "ridmap", "remount"}
 
 
 class MountPlan:
@@ -60,6 +60,7 @@ class MountPlan:
         self.propagation: list[tuple[int, bool]] = []   # (MS_* flag, recursive)
         self.sb_flags: list[str] = []                   # superblock flags for fsconfig
         self.data: list[tuple[str, str | None]] = data or []
+        self.copy_up = False                            # runc's tmpcopyup
 
 
 def parse_mount(entry: dict, index: int, bundle: str) -> MountPlan:
@@ -87,6 +88,8 @@ def parse_mount(entry: dict, index: int, bundle: str) -> MountPlan:
             plan.sb_flags.append(opt)
         elif opt in _IGNORED:
             continue
+        elif opt == "tmpcopyup":
+            plan.copy_up = True
         elif opt in _LATER:
             raise NotSupported(f"{where} ({dest}): mount option {opt!r} is not supported yet")
         else:
@@ -94,6 +97,8 @@ def parse_mount(entry: dict, index: int, bundle: str) -> MountPlan:
             plan.data.append((key, value if sep else None))
     if plan.fstype == "bind":
         plan.bind = True
+    if plan.copy_up and (plan.bind or plan.fstype != "tmpfs"):
+        raise ConfigError(f"{where} ({dest}): tmpcopyup only applies to tmpfs mounts")
     if plan.bind:
         src = plan.source
         if not src:
@@ -165,10 +170,58 @@ def mount_into_root(plan: MountPlan, rootfd: int) -> None:
         if not is_dir and not os.path.exists(plan.source):
             raise FileNotFoundError(2, "No such file or directory", plan.source)
     target = saferoot.ensure_target(rootfd, plan.destination, is_dir)
+    below = -1
     try:
+        if plan.copy_up:
+            # Keep a handle on what the tmpfs is about to cover, to copy it up afterwards.
+            below = os.open(saferoot.proc_fd_path(target), os.O_RDONLY | os.O_DIRECTORY
+                            | os.O_CLOEXEC)
         if plan.bind:
             attach_bind(plan, target)
         else:
             attach_filesystem(plan, target)
+        if below >= 0:
+            above = saferoot.open_in_root(rootfd, plan.destination, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                copy_tree(below, above)
+            finally:
+                os.close(above)
     finally:
+        if below >= 0:
+            os.close(below)
         os.close(target)
+
+
+def copy_tree(src: int, dst: int) -> None:
+    """Copy a directory's contents between two fds (tmpcopyup), never following symlinks."""
+    for entry in os.scandir(src):
+        st = entry.stat(follow_symlinks=False)
+        mode = st.st_mode & 0o7777
+        if entry.is_symlink():
+            os.symlink(os.readlink(entry.name, dir_fd=src), entry.name, dir_fd=dst)
+        elif entry.is_dir(follow_symlinks=False):
+            os.mkdir(entry.name, mode, dir_fd=dst)
+            sfd = os.open(entry.name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
+                          dir_fd=src)
+            dfd = os.open(entry.name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
+                          dir_fd=dst)
+            try:
+                copy_tree(sfd, dfd)
+            finally:
+                os.close(sfd)
+                os.close(dfd)
+        elif entry.is_file(follow_symlinks=False):
+            sfd = os.open(entry.name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=src)
+            dfd = os.open(entry.name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+                          | os.O_CLOEXEC, mode, dir_fd=dst)
+            try:
+                while os.sendfile(dfd, sfd, None, 1 << 20):
+                    pass
+            finally:
+                os.close(sfd)
+                os.close(dfd)
+        else:
+            continue  # device nodes, fifos and sockets are not copied
+        os.chown(entry.name, st.st_uid, st.st_gid, dir_fd=dst, follow_symlinks=False)
+        if not entry.is_symlink():
+            os.chmod(entry.name, mode, dir_fd=dst)
