@@ -108,15 +108,32 @@ def intermediate_main(plan: InitPlan, sock: sync.Socket) -> NoReturn:
             write_time_offsets(offsets)
         if "network" in plan.new:
             loopback_up()
-        pid = os.fork()
+        pid = fork_after_report(sock)
         if pid == 0:
             init_main(plan, sock)
-        sync.send(sock, "pid", pid=pid)
         code = 0
     except BaseException as exc:  # noqa: BLE001 - the child must never unwind into the CLI
         _report(sock, exc)
     finally:
         os._exit(code)
+
+
+def fork_after_report(sock: sync.Socket) -> int:
+    """fork(); the parent reports the child's pid before the child may say anything, so the
+    CLI always reads "pid" first on the shared socket (the child waits on a pipe for that)."""
+    gate_r, gate_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(gate_w)
+        os.read(gate_r, 1)  # EOF once the pid is reported (or the intermediate is gone)
+        os.close(gate_r)
+        return 0
+    os.close(gate_r)
+    try:
+        sync.send(sock, "pid", pid=pid)
+    finally:
+        os.close(gate_w)
+    return pid
 
 
 def close_parent_fds(preserve: int, keep: int) -> None:
@@ -306,10 +323,9 @@ def exec_intermediate_main(plan: ExecPlan, sock: sync.Socket) -> NoReturn:
             except FileNotFoundError:
                 continue
             join_namespace(kind, theirs)
-        pid = os.fork()
+        pid = fork_after_report(sock)
         if pid == 0:
             exec_child_main(plan, sock)
-        sync.send(sock, "pid", pid=pid)
         code = 0
     except BaseException as exc:  # noqa: BLE001
         _report(sock, exc)
