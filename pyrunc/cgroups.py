@@ -156,6 +156,45 @@ class CgroupManager:
                 return self._frozen(key, path)
         return False
 
+    def _freezer(self) -> tuple[str, str] | None:
+        """(key, dir) of the hierarchy that freezes: the v1 freezer, else cgroup2's cgroup.freeze."""
+        for key, path in self.paths.items():
+            if "freezer" in key.split(","):
+                return key, path
+        if "" in self.paths and os.path.exists(os.path.join(self.paths[""], "cgroup.freeze")):
+            return "", self.paths[""]
+        return None
+
+    def freeze(self, frozen: bool, timeout: float = 10.0) -> None:
+        """Freeze or thaw every process, and wait until the kernel says it is done."""
+        where = self._freezer()
+        if where is None:
+            raise PyruncError("no freezer cgroup for this container: cannot pause")
+        key, path = where
+        if key == "":
+            with open(os.path.join(path, "cgroup.freeze"), "w") as f:
+                f.write("1" if frozen else "0")
+            want, events = ("frozen 1" if frozen else "frozen 0"), os.path.join(path, "cgroup.events")
+            check = lambda: want in open(events).read().splitlines()  # noqa: E731
+        else:
+            state_file = os.path.join(path, "freezer.state")
+            target = "FROZEN" if frozen else "THAWED"
+            check = lambda: open(state_file).read().strip() == target  # noqa: E731
+            with open(state_file, "w") as f:
+                f.write(target)
+        deadline = time.monotonic() + timeout
+        delay = 0.0005
+        while not check():
+            if time.monotonic() > deadline:
+                raise PyruncError(f"cgroup {path}: timed out waiting to be "
+                                  f"{'frozen' if frozen else 'thawed'}")
+            if key != "" and frozen:
+                # v1 FREEZING can stall on a task in a syscall; writing FROZEN again retries.
+                with open(os.path.join(path, "freezer.state"), "w") as f:
+                    f.write("FROZEN")
+            time.sleep(delay)
+            delay = min(delay * 2, 0.02)
+
     def pids(self) -> list[int]:
         """Every process in the container's cgroup (from one hierarchy: they all hold the same)."""
         key = self._primary()
@@ -180,12 +219,14 @@ class CgroupManager:
         if sig == signal.SIGKILL and unified and os.path.exists(os.path.join(unified, "cgroup.kill")):
             with open(os.path.join(unified, "cgroup.kill"), "w") as f:
                 f.write("1")
-            return
-        for pid in self.pids():
-            try:
-                os.kill(pid, sig)
-            except ProcessLookupError:
-                pass
+        else:
+            for pid in self.pids():
+                try:
+                    os.kill(pid, sig)
+                except ProcessLookupError:
+                    pass
+        if sig == signal.SIGKILL and self.is_paused():
+            self.freeze(False)  # a task frozen by the v1 freezer only dies once thawed
 
     def destroy(self, timeout: float = 5.0) -> None:
         """rmdir what we created, deepest first; EBUSY while killed tasks are still exiting."""

@@ -48,6 +48,12 @@ def dispatch(command: str, root: str, opts: dict, pos: list[str]) -> int:
         if not pos:
             raise PyruncError('"exec" requires a container id (pyrunc exec --help)')
         return execute.exec_command(root, pos[0], pos[1:], opts)
+    if command in ("pause", "resume"):
+        from pyrunc import lifecycle
+        lifecycle.pause(root, _one_id(command, pos), command == "pause")
+        return 0
+    if command == "ps":
+        return ps_command(root, opts, pos)
     if command == "checkpoint":
         raise PyruncError("checkpoint needs CRIU, which does not work on this host; "
                           "pyrunc does not implement checkpoint/restore")
@@ -89,4 +95,39 @@ def list_command(root: str, opts: dict) -> int:
             sys.stdout.write("   ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() + "\n")
     else:
         raise PyruncError(f"invalid format option: {fmt}")
+    return 0
+
+
+def ps_command(root: str, opts: dict, pos: list[str]) -> int:
+    """`ps --format json`: a bare JSON array of host pids (go-runc reads stdout+stderr together,
+    so nothing else may be printed); `--format table`: ps(1) with the extra args, our rows only."""
+    from pyrunc import lifecycle
+    if not pos:
+        raise PyruncError('"ps" requires a container id (pyrunc ps --help)')
+    pids = lifecycle.container_pids(root, pos[0])
+    fmt = opts.get("format") or "table"
+    if fmt == "json":
+        sys.stdout.write("[" + ",".join(str(p) for p in pids) + "]\n")
+        return 0
+    if fmt != "table":
+        raise PyruncError(f"invalid format option: {fmt}")
+    import subprocess
+    ps_args = pos[1:] or ["-ef"]
+    try:
+        out = subprocess.run(["ps", *ps_args], capture_output=True, check=True).stdout.decode()
+    except (OSError, subprocess.CalledProcessError) as exc:
+        raise PyruncError(f"ps {' '.join(ps_args)}: {exc}") from None
+    lines = out.splitlines()
+    if not lines:
+        return 0
+    header = lines[0].split()
+    if "PID" not in header:
+        raise PyruncError("ps output has no PID column; pass options that print one")
+    column = header.index("PID")
+    wanted = set(pids)
+    sys.stdout.write(lines[0] + "\n")
+    for line in lines[1:]:
+        fields = line.split()
+        if len(fields) > column and fields[column].isdigit() and int(fields[column]) in wanted:
+            sys.stdout.write(line + "\n")
     return 0

@@ -180,3 +180,20 @@ def list_containers(root: str) -> list[dict]:
         except PyruncError:
             continue  # a create in progress, or removed while we listed
     return out
+
+
+def pause(root: str, container_id: str, frozen: bool) -> None:
+    ctr = state.Container(root, container_id).load(lock=True)
+    status = ctr.status()
+    if frozen and status != "running":
+        raise InvalidState(f"cannot pause a container that is {status}" if status != "stopped"
+                           else "container not running")
+    if not frozen and status != "paused":
+        raise InvalidState(f"container not paused (it is {status})")
+    CgroupManager.from_state(ctr.data.get("cgroup", {})).freeze(frozen)
+    ctr.unlock()
+
+
+def container_pids(root: str, container_id: str) -> list[int]:
+    ctr = state.Container(root, container_id).load()
+    return CgroupManager.from_state(ctr.data.get("cgroup", {})).pids()

@@ -1,0 +1,113 @@
+"""pause, resume and ps on real containers (the freezer of this host's v1 hierarchy)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.kernel
+
+
+@pytest.fixture
+def running(pyrunc, bundle, tmp_path):
+    cfg = bundle.edit()
+    cfg["process"]["args"] = ["sleep", "100000"]
+    bundle.write()
+    cid = pyrunc.new_id()
+    with open(tmp_path / "ctr.out", "wb") as out:
+        pyrunc("run", "-d", "--bundle", str(bundle.path), cid, check=True, capture_output=False,
+               stdout=out, stderr=out)
+    return cid
+
+
+def _freezer_state(pid: int) -> str:
+    path = [line.split(":", 2)[2] for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines()
+            if line.split(":")[1] == "freezer"][0]
+    return Path(f"/sys/fs/cgroup/freezer{path}/freezer.state").read_text().strip()
+
+
+def _proc_state(pid: int) -> str:
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+
+
+def test_pause_freezes_and_resume_thaws(pyrunc, running):
+    pid = pyrunc.state(running)["pid"]
+    pyrunc("pause", running, check=True)
+    assert pyrunc.state(running)["status"] == "paused"
+    assert _freezer_state(pid) == "FROZEN"
+    pyrunc("resume", running, check=True)
+    assert pyrunc.state(running)["status"] == "running"
+    assert _freezer_state(pid) == "THAWED"
+
+
+def test_pause_and_resume_in_the_wrong_state_fail(pyrunc, running):
+    res = pyrunc("resume", running)
+    assert res.returncode == 1 and b"not paused" in res.stderr
+    pyrunc("pause", running, check=True)
+    res = pyrunc("pause", running)
+    assert res.returncode == 1 and b"paused" in res.stderr
+    assert pyrunc.state(running)["status"] == "paused"
+
+
+def test_exec_into_a_paused_container_is_refused(pyrunc, running):
+    pyrunc("pause", running, check=True)
+    res = pyrunc("exec", running, "true")
+    assert res.returncode == 1
+    assert b"paused" in res.stderr
+
+
+def test_delete_force_of_a_paused_container(pyrunc, running):
+    pid = pyrunc.state(running)["pid"]
+    pyrunc("pause", running, check=True)
+    pyrunc("delete", "--force", running, check=True, timeout=15)
+    assert not (pyrunc.root / running).exists()
+    try:
+        assert _proc_state(pid) in ("Z", "X")
+    except FileNotFoundError:
+        pass
+
+
+def test_kill_all_reaches_every_process(pyrunc, running, tmp_path):
+    pidfile = tmp_path / "exec.pid"
+    with open(tmp_path / "exec.out", "wb") as out:
+        pyrunc("exec", "-d", "--pid-file", str(pidfile), running, "sleep", "100000", check=True,
+               capture_output=False, stdout=out, stderr=out)
+    other = int(pidfile.read_text())
+    pyrunc("kill", "--all", running, "KILL", check=True)
+    for _ in range(250):
+        if pyrunc.state(running)["status"] == "stopped":
+            break
+        subprocess.run(["sleep", "0.02"])
+    assert pyrunc.state(running)["status"] == "stopped"
+    try:
+        assert _proc_state(other) in ("Z", "X")
+    except FileNotFoundError:
+        pass
+
+
+def test_ps_json_is_a_bare_array_of_host_pids(pyrunc, running, tmp_path):
+    pidfile = tmp_path / "exec.pid"
+    with open(tmp_path / "exec.out", "wb") as out:
+        pyrunc("exec", "-d", "--pid-file", str(pidfile), running, "sleep", "100000", check=True,
+               capture_output=False, stdout=out, stderr=out)
+    res = pyrunc("ps", "--format", "json", running)
+    assert res.returncode == 0 and res.stderr == b""  # go-runc reads stdout+stderr as one
+    pids = json.loads(res.stdout)
+    assert sorted(pids) == sorted([pyrunc.state(running)["pid"], int(pidfile.read_text())])
+
+
+def test_ps_table_passes_options_to_ps(pyrunc, running):
+    res = pyrunc("ps", running, "-o", "pid,args")
+    assert res.returncode == 0, res.stderr
+    lines = res.stdout.decode().splitlines()
+    assert lines[0].split() == ["PID", "COMMAND"]
+    assert [line.split()[1:] for line in lines[1:]] == [["sleep", "100000"]]
+    assert int(lines[1].split()[0]) == pyrunc.state(running)["pid"]
+
+
+def test_ps_of_a_missing_container(pyrunc):
+    res = pyrunc("ps", "--format", "json", "nosuchcontainer")
+    assert res.returncode == 1 and b"container does not exist" in res.stderr
