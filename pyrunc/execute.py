@@ -51,7 +51,8 @@ def process_from_flags(base: dict, args: list[str], opts: dict) -> dict:
         if not uid.isdigit() or (gid and not gid.isdigit()):
             raise PyruncError(f"--user {opts['user']!r}: expected uid[:gid] as numbers")
         user["uid"] = int(uid)
-        user["gid"] = int(gid) if gid else 0
+        if gid:
+            user["gid"] = int(gid)  # runc: without ":gid" the process keeps the config's gid
     for gid in opts.get("additional_gids") or []:
         if not gid.isdigit():
             raise PyruncError(f"--additional-gids {gid!r}: not a number")

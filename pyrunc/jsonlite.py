@@ -43,16 +43,26 @@ def loads(data: bytes | str) -> object:
         start += 1
     try:
         obj, end = _scan(text, start)
-    except StopIteration as stop:
-        raise JSONError(f"expecting a value at character {stop.value}") from None
-    except ValueError as exc:  # the C scanner raises json.JSONDecodeError (a ValueError)
-        raise JSONError(str(exc)) from None
+    except (StopIteration, ValueError, SystemError):
+        # The C scanner reports most syntax errors by importing json.decoder, which it only
+        # looks up among loaded modules (SystemError otherwise). On this error path the
+        # import is free to pay: let json itself phrase the problem.
+        raise JSONError(_explain(text)) from None
     finally:
         _Context.memo.clear()
     rest = text[end:].strip(_WS)
     if rest:
-        raise JSONError(f"extra data at character {end}")
+        raise JSONError(f"extra data at line {text.count(chr(10), 0, end) + 1}")
     return obj
+
+
+def _explain(text: str) -> str:
+    import json
+    try:
+        json.loads(text)
+    except json.JSONDecodeError as exc:
+        return f"{exc.msg} at line {exc.lineno} column {exc.colno}"
+    return "malformed JSON"
 
 
 def dumps(obj: object, spaced: bool = False) -> str:
