@@ -35,9 +35,12 @@ install: $(VENV)/.done
 	rm -rf $(LIBDIR) && mv $(LIBDIR).new $(LIBDIR)
 	sed -e 's|@PYTHON@|$(PYTHON)|' -e 's|@LIBDIR@|$(PREFIX)/lib/pyrunc|g' launcher.in > $(BINDIR)/pyrunc.tmp
 	chmod 755 $(BINDIR)/pyrunc.tmp && mv $(BINDIR)/pyrunc.tmp $(BINDIR)/pyrunc
+	# pyrunc-shim is self-contained (os, sys, time): a small interpreter, a small RSS.
+	(echo '#!$(PYTHON) -IS'; cat pyrunc/shim.py) > $(BINDIR)/pyrunc-shim.tmp
+	chmod 755 $(BINDIR)/pyrunc-shim.tmp && mv $(BINDIR)/pyrunc-shim.tmp $(BINDIR)/pyrunc-shim
 
 uninstall:
-	rm -rf $(LIBDIR) $(BINDIR)/pyrunc
+	rm -rf $(LIBDIR) $(BINDIR)/pyrunc $(BINDIR)/pyrunc-shim
 
 # The kernel tests need root; they run the installed launcher, exactly what engines would run.
 test: $(VENV)/.done

@@ -30,7 +30,8 @@ _CREATE_FLAGS: Flags = {
 }
 COMMANDS: dict[str, tuple[Flags, str, str]] = {
     # name: (flags, usage of positionals, one-line description)
-    "create": (_CREATE_FLAGS, "<container-id>", "create a container"),
+    "create": ({**_CREATE_FLAGS, "--shim": ("shim", "bool")}, "<container-id>",
+               "create a container (--shim: watched by pyrunc-shim, for use without an engine)"),
     "run": ({**_CREATE_FLAGS, "--detach": ("detach", "bool"), "-d": ("detach", "bool"),
              "--keep": ("keep", "bool")},
             "<container-id>", "create and run a container"),
@@ -39,6 +40,8 @@ COMMANDS: dict[str, tuple[Flags, str, str]] = {
     "list": ({"--format": ("format", "str"), "-f": ("format", "str"),
               "--quiet": ("quiet", "bool"), "-q": ("quiet", "bool")},
              "", "lists containers started by pyrunc with the given root"),
+    "logs": ({"--follow": ("follow", "bool"), "-f": ("follow", "bool")}, "<container-id>",
+             "print the output of a container started by run -d or create --shim"),
     "kill": ({"--all": ("all", "bool"), "-a": ("all", "bool")}, "<container-id> [signal]",
              "kill sends the specified signal (default: SIGTERM) to the container's init process"),
     "delete": ({"--force": ("force", "bool"), "-f": ("force", "bool")}, "<container-id>",

@@ -39,6 +39,9 @@ def dispatch(command: str, root: str, opts: dict, pos: list[str]) -> int:
         return 0
     if command == "list":
         return list_command(root, opts)
+    if command == "logs":
+        from pyrunc import lifecycle
+        return lifecycle.logs(root, _one_id(command, pos), bool(opts.get("follow")))
     if command == "spec":
         from pyrunc import specgen
         specgen.write_spec(opts.get("bundle") or ".", bool(opts.get("rootless")))
@@ -71,10 +74,20 @@ def create_or_run(command: str, root: str, opts: dict, pos: list[str]) -> int:
     if copts.preserve_fds < 0:
         raise PyruncError("--preserve-fds must not be negative")
     if command == "create":
+        if opts.get("shim"):
+            from pyrunc import detached
+            return detached.launch(root, cid, copts, start=False)
         create.create(root, cid, copts)
         return 0
     from pyrunc import run
     return run.run(root, cid, copts, detach=bool(opts.get("detach")), keep=bool(opts.get("keep")))
+
+
+def _exit_text(item: dict) -> str:
+    if "exitStatus" not in item:
+        return ""
+    text = str(item["exitStatus"])
+    return f"{text} ({item['exitSignal']})" if item.get("exitSignal") else text
 
 
 def list_command(root: str, opts: dict) -> int:
@@ -87,10 +100,11 @@ def list_command(root: str, opts: dict) -> int:
         from pyrunc.jsonlite import dumps_indent
         sys.stdout.write(dumps_indent(items) + "\n")
     elif fmt == "table":
-        rows = [("ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER")]
-        rows += [(c["id"], str(c["pid"]), c["status"], c["bundle"], c["created"], c["owner"])
-                 for c in items]
-        widths = [max(len(r[i]) for r in rows) for i in range(6)]
+        # runc's columns, then how a stopped container ended (when pyrunc-shim saw it end).
+        rows = [("ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER", "EXIT")]
+        rows += [(c["id"], str(c["pid"]), c["status"], c["bundle"], c["created"], c["owner"],
+                  _exit_text(c)) for c in items]
+        widths = [max(len(r[i]) for r in rows) for i in range(7)]
         for r in rows:
             sys.stdout.write("   ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() + "\n")
     else:

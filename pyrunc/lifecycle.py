@@ -122,10 +122,11 @@ def delete(root: str, container_id: str, force: bool = False) -> None:
         raise
     status = ctr.status()
     cg = CgroupManager.from_state(ctr.data.get("cgroup", {}))
+    if status != "stopped" and not force:
+        raise InvalidState(f"cannot delete container {container_id} that is not stopped: "
+                           f"{status}")
+    stop_shim(ctr)
     if status != "stopped":
-        if not force:
-            raise InvalidState(f"cannot delete container {container_id} that is not stopped: "
-                               f"{status}")
         kill_and_wait(ctr, cg)
     else:
         cg.kill_all()  # stragglers left in the cgroup (a container sharing the host's pid ns)
@@ -197,3 +198,59 @@ def pause(root: str, container_id: str, frozen: bool) -> None:
 def container_pids(root: str, container_id: str) -> list[int]:
     ctr = state.Container(root, container_id).load()
     return CgroupManager.from_state(ctr.data.get("cgroup", {})).pids()
+
+
+def stop_shim(ctr: state.Container) -> None:
+    """pyrunc-shim goes first, so that it cannot write into a state dir being removed."""
+    shim = ctr.data.get("shim")
+    if not shim:
+        return
+    info = state.proc_start_time(int(shim.get("pid", 0)))
+    if info is None or info[0] != shim.get("start"):
+        return
+    try:
+        pidfd = os.pidfd_open(int(shim["pid"]))
+    except ProcessLookupError:
+        return
+    try:
+        signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            info = state.proc_start_time(int(shim["pid"]))
+            if info is None or info[1] in ("Z", "X"):
+                break
+            time.sleep(0.002)
+    except ProcessLookupError:
+        pass
+    finally:
+        os.close(pidfd)
+
+
+def logs(root: str, container_id: str, follow: bool) -> int:
+    """Print output.log; with follow, keep printing until the container has stopped."""
+    import sys
+    ctr = state.Container(root, container_id).load()
+    try:
+        fd = os.open(ctr.path("output.log"), os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise PyruncError(f"container {container_id} has no log: only containers started by "
+                          "`run -d` or `create --shim` keep their output") from None
+    out = sys.stdout.buffer
+    try:
+        while True:
+            chunk = os.read(fd, 65536)
+            if chunk:
+                out.write(chunk)
+                out.flush()
+                continue
+            if not follow or ctr.status() == "stopped":
+                if follow:  # drain what was written between the last read and the exit
+                    rest = os.read(fd, 1 << 20)
+                    while rest:
+                        out.write(rest)
+                        rest = os.read(fd, 1 << 20)
+                    out.flush()
+                return 0
+            time.sleep(0.1)
+    finally:
+        os.close(fd)

@@ -17,6 +17,9 @@ _NOT_FORWARDED = {signal.SIGKILL, signal.SIGSTOP, signal.SIGCHLD}
 
 
 def run(root: str, container_id: str, opts: create.CreateOptions, detach: bool, keep: bool) -> int:
+    if detach:
+        from pyrunc import detached
+        return detached.launch(root, container_id, opts, start=True)
     if not detach:
         linux.prctl(linux.PR_SET_CHILD_SUBREAPER, 1)
         opts.keep_pty = True

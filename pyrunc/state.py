@@ -174,4 +174,15 @@ class Container:
         }
         if self.data.get("annotations"):
             out["annotations"] = self.data["annotations"]
+        if status == "stopped" and "shim" in self.data:
+            out.update(self.exit_record())
         return out
+
+    def exit_record(self) -> dict:
+        """pyrunc-shim's record of how the init ended: exitStatus, exitSignal, finished."""
+        try:
+            with open(self.path("exit.json"), "rb") as f:
+                record = jsonlite.loads(f.read())
+        except (OSError, ValueError):
+            return {}
+        return record if isinstance(record, dict) else {}
