@@ -36,9 +36,7 @@ def send(sock: Socket, kind: str, fds: list[int] | None = None, **fields: object
         sock.send(data)
 
 
-def recv(sock: Socket, expect: str, what: str) -> dict:
-    """The next message, which must be `expect`; an error message from the child is raised."""
-    data = sock.recv(MAX)
+def _decode(data: bytes, expect: str, what: str) -> dict:
     if not data:
         raise PyruncError(f"{what}: the container process exited before reporting")
     msg = jsonlite.loads(data)
@@ -49,6 +47,11 @@ def recv(sock: Socket, expect: str, what: str) -> dict:
     return msg
 
 
+def recv(sock: Socket, expect: str, what: str) -> dict:
+    """The next message, which must be `expect`; an error message from the child is raised."""
+    return _decode(sock.recv(MAX), expect, what)
+
+
 def recv_with_fds(sock: Socket, expect: str, what: str) -> tuple[dict, list[int]]:
     fds: list[int] = []
     data, ancdata, _flags, _addr = sock.recvmsg(MAX, _socket.CMSG_LEN(4 * 4))
@@ -56,11 +59,4 @@ def recv_with_fds(sock: Socket, expect: str, what: str) -> tuple[dict, list[int]
         if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS:
             usable = len(payload) - len(payload) % 4
             fds.extend(struct.unpack(f"{usable // 4}i", payload[:usable]))
-    if not data:
-        raise PyruncError(f"{what}: the container process exited before reporting")
-    msg = jsonlite.loads(data)
-    if msg.get("type") == "error":
-        raise PyruncError(msg.get("msg", "unknown error in the container process"))
-    if msg.get("type") != expect:
-        raise PyruncError(f"{what}: unexpected message {msg.get('type')!r}")
-    return msg, fds
+    return _decode(data, expect, what), fds

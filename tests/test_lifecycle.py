@@ -487,7 +487,7 @@ def test_list_formats(pyrunc, bundle, io_dir):
     s1, s2 = pyrunc.state(c1), pyrunc.state(c2)
 
     table = pyrunc("list", check=True).stdout.decode().splitlines()
-    assert table[0].split() == ["ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER"]
+    assert table[0].split() == ["ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER", "EXIT"]
     rows = {line.split()[0]: line.split() for line in table[1:]}
     assert set(rows) == {c1, c2}
     assert rows[c1][1:5] == [str(s1["pid"]), "created", str(bundle.path), s1["created"]]
@@ -615,7 +615,12 @@ def test_run_detach(pyrunc, bundle, io_dir):
     out = io_dir / "d.out"
     res = call(pyrunc, "run", "-d", "--bundle", str(bundle.path), cid, io_dir=io_dir, out=out)
     assert res.returncode == 0, res
-    wait_file(out, "ready")
+    # Detached, the output goes to pyrunc-shim's log, not to the caller's stdout (runc's).
+    deadline = time.monotonic() + 5
+    while b"ready" not in pyrunc("logs", cid).stdout and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert b"ready" in pyrunc("logs", cid).stdout
+    assert b"ready" not in out.read_bytes()
     st = pyrunc.state(cid)
     assert st["status"] == "running" and alive(st["pid"])
     pyrunc("kill", cid, "KILL", check=True)
