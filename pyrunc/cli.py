@@ -71,7 +71,7 @@ COMMANDS: dict[str, tuple[Flags, str, str]] = {
     "restore": ({}, "<container-id>", "restore a container from a previous checkpoint"),
 }
 # Filled in by subsequent issues; until then each answers clearly that it is not there yet.
-NOT_YET = {"update", "events", "features", "restore"}
+NOT_YET = {"update", "events", "restore"}
 
 
 class Args(dict):

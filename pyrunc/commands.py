@@ -57,6 +57,10 @@ def dispatch(command: str, root: str, opts: dict, pos: list[str]) -> int:
         return 0
     if command == "ps":
         return ps_command(root, opts, pos)
+    if command == "features":
+        from pyrunc import features, jsonlite
+        sys.stdout.write(jsonlite.dumps_indent(features.features(), "    ") + "\n")
+        return 0
     if command == "checkpoint":
         raise PyruncError("checkpoint needs CRIU, which does not work on this host; "
                           "pyrunc does not implement checkpoint/restore")
