@@ -33,12 +33,18 @@ PR_CAP_AMBIENT = 47
 PR_CAP_AMBIENT_RAISE = 2
 
 
+_last_cap: list[int] = []
+
+
 def last_cap() -> int:
-    try:
-        with open("/proc/sys/kernel/cap_last_cap") as f:
-            return int(f.read())
-    except OSError:
-        return len(CAPS) - 1
+    """Read once per process (cached: it is also needed after the seccomp filter is loaded)."""
+    if not _last_cap:
+        try:
+            with open("/proc/sys/kernel/cap_last_cap") as f:
+                _last_cap.append(int(f.read()))
+        except OSError:
+            _last_cap.append(len(CAPS) - 1)
+    return _last_cap[0]
 
 
 def parse(caps: dict | None, where: str = "config.json: /process/capabilities") -> dict[str, list[int]] | None:
@@ -81,7 +87,7 @@ def keep_caps(on: bool) -> None:
     _prctl.prctl(PR_SET_KEEPCAPS, 1 if on else 0)
 
 
-def apply_sets(sets: dict[str, list[int]]) -> None:
+def apply_sets(sets: dict[str, list[int]], ambient: bool = True) -> None:
     """Effective, permitted and inheritable in one capset, then ambient raised one by one."""
     every = range(last_cap() + 1)
     eff, prm, inh = set(sets["effective"]), set(sets["permitted"]), set(sets["inheritable"])
@@ -91,7 +97,7 @@ def apply_sets(sets: dict[str, list[int]]) -> None:
                         [c for c in every if c not in inh])
     except OSError as exc:
         raise OSError(exc.errno, f"unable to apply caps: {exc.strerror}") from None
-    for cap in sets["ambient"]:
+    for cap in sets["ambient"] if ambient else ():
         try:
             linux.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap)
         except OSError as exc:

@@ -2,8 +2,8 @@
 
 One manager serves v1, hybrid and v2 hosts: a "hierarchy" is one cgroup mount, keyed as
 /proc/<pid>/cgroup names it ("memory", "cpu,cpuacct", "name=systemd", and "" for cgroup2).
-The resource files themselves are the cgroups issue; this module only decides where a
-container lives and makes sure `delete` removes exactly what `create` made.
+It decides where a container lives, makes sure `delete` removes exactly what `create` made, and
+writes linux.resources there (the translation itself is cgroup_resources.py).
 """
 
 from __future__ import annotations
@@ -12,8 +12,9 @@ import _signal as signal  # not `signal`: it imports enum
 import errno
 import os
 import time
+from collections.abc import Callable
 
-from pyrunc.errors import ConfigError, PyruncError
+from pyrunc.errors import ConfigError, NotSupported, PyruncError
 
 _V1_SKIP_OPTS = {"rw", "ro", "nosuid", "nodev", "noexec", "relatime", "noatime", "strictatime",
                  "nodiratime", "clone_children", "noprefix", "xattr", "cpuset_v2_mode",
@@ -121,6 +122,66 @@ class CgroupManager:
             if key == "" or "freezer" in key.split(","):
                 if self._frozen(key, path):
                     raise PyruncError(f"cgroup {path} is frozen: refusing to create a container in it")
+
+    def apply(self, resources: dict | None, linux_devices: list[dict] | None = None) -> list[str]:
+        """Write linux.resources (and the device allow-list) into the container's directories.
+
+        v1 fields go to the hierarchy holding their controller; hugepageLimits and `unified`
+        go to the cgroup2 directory when no v1 hierarchy has hugetlb (this hybrid host).
+        Returns the warnings (fields ignored); raises one-line errors naming field and file.
+        """
+        from pyrunc import cgroup_resources as tr
+        resources = resources or {}
+        warnings: list[str] = []
+        owner = {c: k for k in self.paths if k and not k.startswith("name=") for c in k.split(",")}
+        unified = self.paths.get("")
+        if not owner:
+            if unified is None:
+                return warnings
+            if resources.get("devices"):
+                raise NotSupported("linux.resources.devices: the cgroup v2 device filter (eBPF) "
+                                   "is not supported yet")
+            self._write_v2(unified, tr.v2_writes(resources, self._v2_has(unified), warnings))
+            return warnings
+
+        def has_file(ctrl: str, name: str) -> bool:
+            return ctrl in owner and os.path.exists(os.path.join(self.paths[owner[ctrl]], name))
+
+        cur = None
+        if "memory" in owner:
+            try:
+                with open(os.path.join(self.paths[owner["memory"]], "memory.limit_in_bytes")) as f:
+                    cur = int(f.read())
+            except (OSError, ValueError):
+                pass
+        writes = tr.v1_writes(resources, set(owner), has_file, cur, warnings)
+        if "devices" in owner:
+            writes += tr.device_writes(resources, linux_devices or [])
+        for w in writes:
+            ctrl, name, value = w
+            _write(self.paths[owner[ctrl]], name, value, getattr(w, "field", name))
+            if name == "cpu.shares":
+                _check_shares(self.paths[owner[ctrl]], value, getattr(w, "field", name))
+        rest = {"hugepageLimits", "unified"} if "hugetlb" not in owner else {"unified"}
+        if any(resources.get(k) for k in rest):
+            if unified is None:
+                k = "unified" if resources.get("unified") else "hugepageLimits"
+                raise ConfigError(f"linux.resources.{k}: needs cgroup v2 (or a v1 hugetlb "
+                                  "hierarchy), which this host does not mount")
+            self._write_v2(unified, tr.v2_writes(resources, self._v2_has(unified), warnings, rest))
+        return warnings
+
+    @staticmethod
+    def _v2_has(directory: str) -> Callable[[str, str], bool]:
+        return lambda _ctrl, name: os.path.exists(os.path.join(directory, name))
+
+    @staticmethod
+    def _write_v2(directory: str, writes: list[tuple[str, str]]) -> None:
+        for w in writes:
+            name, value = w
+            if not os.path.exists(os.path.join(directory, name)):
+                _enable_controller(directory, name.split(".", 1)[0])
+            _write(directory, name, value, getattr(w, "field", name))
 
     def join_self(self) -> None:
         """Move the calling process into every hierarchy ("0" means the writer itself)."""
@@ -243,6 +304,51 @@ class CgroupManager:
                         raise PyruncError(f"cannot remove cgroup {directory}: {exc.strerror}") from None
                     time.sleep(0.005)
         self.created = []
+
+
+def _write(directory: str, name: str, value: str, field: str) -> None:
+    try:
+        fd = os.open(os.path.join(directory, name), os.O_WRONLY | os.O_TRUNC | os.O_CLOEXEC)
+        try:
+            os.write(fd, value.encode())
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        reason = (exc.strerror or str(exc)).lower()
+        raise ConfigError(f"{field}: writing {value} to {name}: {reason}") from None
+
+
+def _check_shares(directory: str, value: str, field: str) -> None:
+    """The kernel clamps cpu.shares silently; runc reports it, so do we."""
+    with open(os.path.join(directory, "cpu.shares")) as f:
+        got = f.read().strip()
+    if got != value:
+        bound = "maximum" if int(value) > int(got) else "minimum"
+        raise ConfigError(f"{field}: the {bound} allowed cpu-shares is {got}")
+
+
+def _enable_controller(directory: str, ctrl: str) -> None:
+    """A cgroup2 child only gets <ctrl>.* files once every ancestor lists +ctrl in its
+    cgroup.subtree_control (the root's is empty on this host, see DESIGN.md 8)."""
+    chain = []
+    parent = os.path.dirname(directory)
+    while os.path.exists(os.path.join(parent, "cgroup.subtree_control")):
+        chain.append(parent)
+        up = os.path.dirname(parent)
+        if up == parent:
+            break
+        parent = up
+    for d in reversed(chain):
+        try:
+            with open(os.path.join(d, "cgroup.controllers")) as f:
+                if ctrl not in f.read().split():
+                    return  # not available: the write itself reports the missing file
+            with open(os.path.join(d, "cgroup.subtree_control")) as f:
+                if ctrl in f.read().split():
+                    continue
+            _write(d, "cgroup.subtree_control", "+" + ctrl, f"enabling {ctrl} in {d}")
+        except FileNotFoundError:
+            return
 
 
 def _inherit_cpuset(directory: str) -> None:

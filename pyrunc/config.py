@@ -66,6 +66,8 @@ def check_semantics(cfg: dict) -> None:
         check_sysctl(key, linux.get("namespaces") or [])
     from pyrunc import capabilities
     capabilities.parse(cfg["process"].get("capabilities"))
+    from pyrunc import seccomp
+    seccomp.check(linux.get("seccomp"))
     refuse_unimplemented(cfg)
 
 
@@ -75,7 +77,7 @@ _IPC_SYSCTLS = {"kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem",
 
 # Fields engines send on every container, which later issues implement: warned about, so the
 # engines keep working meanwhile, but never dropped silently.
-_WARN_NOT_ENFORCED = (("linux", "resources"), ("linux", "seccomp"))
+_WARN_NOT_ENFORCED: tuple[tuple[str, str], ...] = ()  # linux.resources: cgroups.apply
 # Fields no engine here sends: refused until implemented.
 _REFUSED = (("linux", "netDevices"), ("linux", "intelRdt"), ("linux", "personality"),
             ("linux", "memoryPolicy"), ("process", "ioPriority"), ("process", "scheduler"),
@@ -87,11 +89,6 @@ def not_enforced(cfg: dict) -> list[str]:
     found = []
     for top, key in _WARN_NOT_ENFORCED:
         value = (cfg.get(top) or {}).get(key)
-        if key == "resources" and value:
-            # The device list is left out: every config carries one (runc's starter config
-            # too), and until the device cgroup is written the container still only has the
-            # default nodes and no CAP_MKNOD unless granted.
-            value = {k: v for k, v in value.items() if v and k != "devices"}
         if value:
             found.append(f"{top}.{key}")
     return found

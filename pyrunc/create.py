@@ -89,6 +89,11 @@ def _create(root: str, container_id: str, opts: CreateOptions) -> state.Containe
         from pyrunc.log import Log
         Log.warning(f"not enforced yet: {', '.join(skipped)} (accepted so engines keep working)")
     rootfs_dir = config.rootfs_path(cfg, bundle)
+    seccomp_cfg = (cfg.get("linux") or {}).get("seccomp")
+    seccomp_filter = None
+    if seccomp_cfg:
+        from pyrunc import seccomp
+        seccomp_filter = seccomp.compile(seccomp_cfg)  # before anything exists to clean up
     join, new = namespace_plan(cfg)
     if "mount" not in new and not any(k == "mount" for k, _ in join):
         raise PyruncError("config.json: /linux/namespaces: a mount namespace is required")
@@ -102,6 +107,10 @@ def _create(root: str, container_id: str, opts: CreateOptions) -> state.Containe
     try:
         state.write_atomic(ctr.path(state.CONFIG_FILE), raw)
         cg.create()
+        linux = cfg.get("linux") or {}
+        for warning in cg.apply(linux.get("resources"), linux.get("devices")):
+            from pyrunc.log import Log
+            Log.warning(warning)
         # A first state, so that if this process dies from here on, `delete --force` still
         # knows which cgroups to empty and remove (status reads "creating", then "stopped").
         ctr.data = {"ociVersion": cfg.get("ociVersion", OCI_VERSION), "id": container_id, "pid": 0,
@@ -112,6 +121,8 @@ def _create(root: str, container_id: str, opts: CreateOptions) -> state.Containe
         os.mkfifo(fifo, 0o600)
         plan = init.InitPlan(cfg, rootfs_dir, bundle, fifo, cg, opts.no_pivot, opts.preserve_fds,
                              join, new, None if opts.no_new_keyring else container_id)
+        plan.container_id = container_id
+        plan.seccomp = seccomp_filter
         parent_sock, child_sock = sync.pair()
         try:
             pid = os.fork()

@@ -110,6 +110,14 @@ def exec_command(root: str, container_id: str, args: list[str], opts: dict) -> i
         raise PyruncError("--console-socket given but the process has no terminal (use --tty)")
     plan = init.ExecPlan(ctr.pid, proc, cgroup_dirs(ctr, opts.get("cgroup") or []),
                          int(opts.get("preserve_fds") or 0))
+    ctr_cfg = ctr.config()
+    seccomp_cfg = (ctr_cfg.get("linux") or {}).get("seccomp")
+    if seccomp_cfg:
+        from pyrunc import seccomp
+        plan.seccomp = seccomp.compile(seccomp_cfg)
+        plan.container_id, plan.bundle = ctr.id, ctr.data.get("bundle", "")
+        plan.annotations = ctr_cfg.get("annotations") or {}
+        plan.oci_version = ctr_cfg.get("ociVersion", "")
     if not detach:
         linux.prctl(linux.PR_SET_CHILD_SUBREAPER, 1)
     from pyrunc.cgroups import prewarm_migration, reap_prewarm

@@ -21,8 +21,8 @@ import struct
 import _signal as signal  # not `signal`: it imports enum
 import _socket
 
-from pyrunc import hooks, linux, rootfs, saferoot, sync, terminal
-from pyrunc.process import close_inherited_fds, prepare_process
+from pyrunc import hooks, linux, rootfs, saferoot, seccomp, sync, terminal
+from pyrunc.process import close_inherited_fds, drop_seccomp_admin, prepare_process
 from pyrunc.cgroups import CgroupManager
 
 TYPE_CHECKING = False
@@ -60,6 +60,8 @@ class InitPlan:
         self.join = join or []          # (type, path) of namespaces to enter
         self.new = new or set()         # types of namespaces to create
         self.keyring = keyring          # session keyring name, None with --no-new-keyring
+        self.container_id = ""         # set by create: the notify listener is told the id
+        self.seccomp: seccomp.Filter | None = None  # compiled by the parent, loaded last
         configured = cfg.get("hooks") or {}
         # The parent and the init must agree on whether the create-time hook exchange happens.
         self.create_hooks = any(configured.get(k) for k in ("prestart", "createRuntime",
@@ -210,6 +212,13 @@ def init_main(plan: InitPlan, sock: sync.Socket) -> NoReturn:
                             or [], reply["state"])
         # The fifo lives in the state dir on the host: open it before the host disappears.
         fifo_fd = os.open(plan.fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        # So does the seccomp listener's socket; our host pid is read from the host's /proc.
+        notify_state = b""
+        if plan.seccomp is not None and plan.seccomp.notify:
+            seccomp.connect_listener(plan.seccomp)
+            notify_state = seccomp.process_state(
+                plan.seccomp, plan.container_id, int(os.readlink("/proc/self")), plan.bundle,
+                cfg.get("annotations") or {}, "creating", cfg.get("ociVersion", ""))
         rootfs.pivot(ctx, plan.no_pivot)
         if cfg.get("hostname") is not None:
             _socket.sethostname(cfg["hostname"])
@@ -225,7 +234,7 @@ def init_main(plan: InitPlan, sock: sync.Socket) -> NoReturn:
             terminal.bind_console(peer)
             sync.send(sock, "pty", fds=[master])
             os.close(master)
-        exe, env = prepare_process(proc)
+        exe, env = prepare_process(proc, plan.seccomp is not None)
         sync.send(sock, "ready")
         ready = True
         sock.close()
@@ -239,6 +248,9 @@ def init_main(plan: InitPlan, sock: sync.Socket) -> NoReturn:
         close_inherited_fds(plan.preserve_fds)
         for sig in (signal.SIGPIPE, signal.SIGXFSZ):  # Python ignores these; exec would keep it
             signal.signal(sig, signal.SIG_DFL)
+        seccomp.load(plan.seccomp, notify_state)  # last: then only a capset and execve
+        if plan.seccomp is not None:
+            drop_seccomp_admin(proc)
         os.execve(exe, proc["args"], env)
     except hooks.HookError as exc:
         if ready:
@@ -299,6 +311,12 @@ class ExecPlan:
         self.process = process
         self.cgroup_dirs = cgroup_dirs
         self.preserve_fds = preserve_fds
+        self.seccomp: seccomp.Filter | None = None  # compiled by the parent, loaded last
+        self.container_id = ""
+        self.bundle = ""
+        self.annotations: dict = {}
+        self.oci_version = ""
+        self.host_proc = -1  # the host's /proc, for our host pid (the notify listener's state)
 
 
 def exec_intermediate_main(plan: ExecPlan, sock: sync.Socket) -> NoReturn:
@@ -308,6 +326,9 @@ def exec_intermediate_main(plan: ExecPlan, sock: sync.Socket) -> NoReturn:
     try:
         linux.prctl(linux.PR_SET_DUMPABLE, 0)
         close_parent_fds(plan.preserve_fds, sock.fileno())
+        if plan.seccomp is not None and plan.seccomp.notify:
+            seccomp.connect_listener(plan.seccomp)  # host paths: before entering the mount ns
+            plan.host_proc = os.open("/proc", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         for directory in plan.cgroup_dirs:
             fd = os.open(directory + "/cgroup.procs", os.O_WRONLY | os.O_CLOEXEC)
             try:
@@ -347,7 +368,7 @@ def exec_child_main(plan: ExecPlan, sock: sync.Socket) -> NoReturn:
                                                        int(user.get("gid", 0)))
             sync.send(sock, "pty", fds=[master])
             os.close(master)
-        exe, env = prepare_process(proc)
+        exe, env = prepare_process(proc, plan.seccomp is not None)
         sync.send(sock, "ready")
         ready = True
         sock.close()
@@ -356,6 +377,15 @@ def exec_child_main(plan: ExecPlan, sock: sync.Socket) -> NoReturn:
         close_inherited_fds(plan.preserve_fds)
         for sig in (signal.SIGPIPE, signal.SIGXFSZ):
             signal.signal(sig, signal.SIG_DFL)
+        notify_state = b""
+        if plan.host_proc >= 0:
+            notify_state = seccomp.process_state(
+                plan.seccomp, plan.container_id, int(os.readlink("self", dir_fd=plan.host_proc)),
+                plan.bundle, plan.annotations, "running", plan.oci_version)
+            os.close(plan.host_proc)
+        seccomp.load(plan.seccomp, notify_state)  # last: then only a capset and execve
+        if plan.seccomp is not None:
+            drop_seccomp_admin(proc)
         os.execve(exe, proc["args"], env)
     except BaseException as exc:  # noqa: BLE001
         if ready:

@@ -15,8 +15,27 @@ from pyrunc import capabilities, linux, rootfs, saferoot
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
-def prepare_process(proc: dict) -> tuple[str, dict[str, str]]:
-    """Limits, identity and cwd, then the executable looked up as the container user will run it."""
+CAP_SYS_ADMIN = 21
+
+
+def seccomp_needs_admin(proc: dict, caps: dict[str, list[int]] | None) -> bool:
+    """Without no_new_privs, loading a seccomp filter needs CAP_SYS_ADMIN. runc loads the filter
+    before dropping capabilities then; we load it last, so CAP_SYS_ADMIN is kept effective until
+    the filter is in and dropped right after (drop_seccomp_admin)."""
+    return (caps is not None and not proc.get("noNewPrivileges")
+            and CAP_SYS_ADMIN not in caps["effective"])
+
+
+def drop_seccomp_admin(proc: dict) -> None:
+    """After seccomp.load: the capability sets the config asked for (one capset)."""
+    caps = capabilities.parse(proc.get("capabilities"))
+    if seccomp_needs_admin(proc, caps):
+        capabilities.apply_sets(caps, ambient=False)
+
+
+def prepare_process(proc: dict, seccomp: bool = False) -> tuple[str, dict[str, str]]:
+    """Limits, identity and cwd, then the executable looked up as the container user will run it.
+    seccomp: a filter will be loaded before execve (see seccomp_needs_admin)."""
     for limit in proc.get("rlimits") or []:
         set_rlimit(limit)
     if proc.get("oomScoreAdj") is not None:
@@ -36,7 +55,12 @@ def prepare_process(proc: dict) -> tuple[str, dict[str, str]]:
     os.setresuid(uid, uid, uid)
     if caps is not None:
         capabilities.keep_caps(False)
-        capabilities.apply_sets(caps)
+        if seccomp and seccomp_needs_admin(proc, caps):
+            kept = dict(caps, effective=caps["effective"] + [CAP_SYS_ADMIN],
+                        permitted=caps["permitted"] + [CAP_SYS_ADMIN])
+            capabilities.apply_sets(kept)
+        else:
+            capabilities.apply_sets(caps)
     os.umask(int(user["umask"]) if user.get("umask") is not None else 0o022)
     if proc.get("noNewPrivileges"):
         linux.prctl(linux.PR_SET_NO_NEW_PRIVS, 1)

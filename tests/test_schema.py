@@ -123,6 +123,7 @@ def test_valid_config(name: str) -> None:
     ("process/oomScoreAdj", -1000),
     ("linux/resources/memory/limit", -9223372036854775808),
     ("linux/resources/blockIO/weightDevice/0", {"major": 8, "minor": 0, "weight": 0}),
+    ("linux/resources/blockIO/weight", 0),  # docker sends 0 for "unset"
     ("linux/seccomp/syscalls/2/args/0/value", 18446744073709551615),
     ("x-vendor", None),
 ])
