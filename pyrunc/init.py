@@ -225,15 +225,7 @@ def init_main(plan: InitPlan, sock: sync.Socket) -> NoReturn:
         if cfg.get("domainname") is not None:
             linux.setdomainname(cfg["domainname"])
         rootfs.finalize(cfg)
-        peer = -1
-        if proc.get("terminal"):
-            user = proc.get("user") or {}
-            master, peer = terminal.open_container_pty(proc.get("consoleSize"),
-                                                       int(user.get("uid", 0)),
-                                                       int(user.get("gid", 0)))
-            terminal.bind_console(peer)
-            sync.send(sock, "pty", fds=[master])
-            os.close(master)
+        peer = hand_out_pty(proc, sock, console=True) if proc.get("terminal") else -1
         exe, env = prepare_process(proc, plan.seccomp is not None)
         sync.send(sock, "ready")
         ready = True
@@ -270,6 +262,18 @@ def init_main(plan: InitPlan, sock: sync.Socket) -> NoReturn:
 
 def _die_on_signal(signum: int, _frame: object) -> None:
     os._exit(128 + signum)
+
+
+def hand_out_pty(proc: dict, sock: sync.Socket, console: bool) -> int:
+    """Open the pty in the container, send the master to the CLI, keep the peer for stdio."""
+    user = proc.get("user") or {}
+    master, peer = terminal.open_container_pty(proc.get("consoleSize"), int(user.get("uid", 0)),
+                                               int(user.get("gid", 0)))
+    if console:
+        terminal.bind_console(peer)
+    sync.send(sock, "pty", fds=[master])
+    os.close(master)
+    return peer
 
 
 def wait_for_start(fifo_fd: int) -> None:
@@ -361,13 +365,8 @@ def exec_child_main(plan: ExecPlan, sock: sync.Socket) -> NoReturn:
         proc = plan.process
         peer = -1
         if proc.get("terminal"):
-            os.setsid()
-            user = proc.get("user") or {}
-            master, peer = terminal.open_container_pty(proc.get("consoleSize"),
-                                                       int(user.get("uid", 0)),
-                                                       int(user.get("gid", 0)))
-            sync.send(sock, "pty", fds=[master])
-            os.close(master)
+            os.setsid()  # an exec'd process gets its own session to own the terminal
+            peer = hand_out_pty(proc, sock, console=False)
         exe, env = prepare_process(proc, plan.seccomp is not None)
         sync.send(sock, "ready")
         ready = True
