@@ -14,5 +14,5 @@ cd "$B"
 "$PYRUNC" spec
 # The starter config wants a terminal; the demo prints and exits, so plain stdio is enough.
 sed -i -e 's/"terminal": true/"terminal": false/' \
-    -e 's/"sh"$/"sh", "-c", "echo hostname: $(hostname); id; ps"/' config.json
+    -e 's/"sh"$/"sh", "-c", "echo hostname: $(hostname); id; ps; exit 0"/' config.json
 "$PYRUNC" run "demo-$$"
