@@ -12,9 +12,12 @@ import _signal as signal  # not `signal`: it imports enum
 import errno
 import os
 import time
-from collections.abc import Callable
 
 from pyrunc.errors import ConfigError, NotSupported, PyruncError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 _V1_SKIP_OPTS = {"rw", "ro", "nosuid", "nodev", "noexec", "relatime", "noatime", "strictatime",
                  "nodiratime", "clone_children", "noprefix", "xattr", "cpuset_v2_mode",

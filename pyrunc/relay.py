@@ -11,8 +11,9 @@ import errno
 import fcntl
 import os
 import select
-import signal
 import termios
+
+import _signal as signal  # not `signal`: it imports enum
 
 from pyrunc import terminal
 from pyrunc.run import exit_code
