@@ -201,3 +201,14 @@ def run_container(pyrunc: Runtime, bundle: Bundle):
         return RunResult(proc, cid)
 
     return run
+
+
+def one_line_error(err: str) -> str:
+    """The single error line of a failed command's stderr (warnings aside)."""
+    lines = [line for line in err.splitlines() if line.strip() and not is_warning(line)]
+    assert len(lines) == 1, f"expected one error line, got: {err!r}"
+    return lines[0]
+
+
+def is_warning(line: str) -> bool:
+    return line.startswith("pyrunc: warning:") or "level=warning" in line

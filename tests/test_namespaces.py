@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import is_warning, one_line_error  # noqa: F401
+
 pytestmark = pytest.mark.kernel
 
 # config.json namespace type -> name under /proc/<pid>/ns
@@ -56,15 +58,6 @@ def join_only(cfg: dict, kind: str, path: str) -> None:
     cfg["linux"]["namespaces"].append({"type": kind, "path": path})
 
 
-def one_line_error(err: str) -> str:
-    """The single error line of a failed command's stderr (warnings aside)."""
-    lines = [line for line in err.splitlines() if line.strip() and not is_warning(line)]
-    assert len(lines) == 1, f"expected one error line, got: {err!r}"
-    return lines[0]
-
-
-def is_warning(line: str) -> bool:
-    return line.startswith("pyrunc: warning:") or "level=warning" in line
 
 
 @pytest.fixture

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import is_warning, one_line_error  # noqa: F401
+
 pytestmark = pytest.mark.kernel
 
 
@@ -25,15 +27,6 @@ def proc_status(text: str) -> dict[str, str]:
     return fields
 
 
-def one_line_error(err: str) -> str:
-    """The single error line of a failed command's stderr (warnings aside)."""
-    lines = [line for line in err.splitlines() if line.strip() and not is_warning(line)]
-    assert len(lines) == 1, f"expected one error line, got: {err!r}"
-    return lines[0]
-
-
-def is_warning(line: str) -> bool:
-    return line.startswith("pyrunc: warning:") or "level=warning" in line
 
 
 def set_process(**fields: object):

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import is_warning, one_line_error  # noqa: F401
+
 pytestmark = pytest.mark.kernel
 
 
@@ -52,15 +54,6 @@ def host_mount_points() -> list[str]:
     return [m.point for m in mountinfo(Path("/proc/self/mountinfo").read_text())]
 
 
-def one_line_error(err: str) -> str:
-    """The single error line of a failed command's stderr (warnings aside)."""
-    lines = [line for line in err.splitlines() if line.strip() and not is_warning(line)]
-    assert len(lines) == 1, f"expected one error line, got: {err!r}"
-    return lines[0]
-
-
-def is_warning(line: str) -> bool:
-    return line.startswith("pyrunc: warning:") or "level=warning" in line
 
 
 def add_mount(cfg: dict, destination: str, kind: str, source: str, options: list[str]) -> None:
