@@ -9,7 +9,8 @@ apt-get update -qq
 # libseccomp2: loaded through ctypes. busybox-static: the test and demo rootfs. runc: the oracle
 # some tests compare against. util-linux and iproute2: namespace holders and checks in tests.
 # golang-github-containers-common: podman's default seccomp profile, loaded by a test.
+# tmux: drives an interactive `pyrunc run` in a test.
 apt-get install -y -qq --no-install-recommends make gcc python3 python3-venv python3-dev \
     libcap-dev libseccomp2 busybox-static runc util-linux iproute2 git ca-certificates \
-    golang-github-containers-common >/dev/null
+    golang-github-containers-common tmux >/dev/null
 make install PREFIX="${PREFIX:-/usr/local}"

@@ -77,6 +77,8 @@ def create_or_run(command: str, root: str, opts: dict, pos: list[str]) -> int:
         preserve_fds=int(opts.get("preserve_fds") or 0), command=command)
     if copts.preserve_fds < 0:
         raise PyruncError("--preserve-fds must not be negative")
+    copts.listen_fds = socket_activation_fds()
+    copts.preserve_fds += copts.listen_fds
     if command == "create":
         if opts.get("shim"):
             from pyrunc import detached
@@ -92,6 +94,15 @@ def _exit_text(item: dict) -> str:
         return ""
     text = str(item["exitStatus"])
     return f"{text} ({item['exitSignal']})" if item.get("exitSignal") else text
+
+
+def socket_activation_fds() -> int:
+    """systemd socket activation (sd_listen_fds): fds 3.. are ours to pass when LISTEN_FDS is
+    set and LISTEN_PID names this very process; they go first, before --preserve-fds."""
+    count, owner = os.environ.get("LISTEN_FDS", ""), os.environ.get("LISTEN_PID", "")
+    if not count.isdigit() or owner != str(os.getpid()):
+        return 0
+    return int(count)
 
 
 def list_command(root: str, opts: dict) -> int:

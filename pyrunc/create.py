@@ -26,6 +26,7 @@ class CreateOptions:
         self.preserve_fds = preserve_fds
         self.command = command
         self.keep_pty = keep_pty    # foreground `run`: we relay the pty ourselves
+        self.listen_fds = 0         # socket-activation fds among preserve_fds (LISTEN_FDS)
 
 
 def namespace_plan(cfg: dict) -> tuple[list[tuple[str, str]], set[str]]:
@@ -78,6 +79,11 @@ def create(root: str, container_id: str, opts: CreateOptions) -> state.Container
 def _create(root: str, container_id: str, opts: CreateOptions) -> state.Container:
     bundle = os.path.abspath(opts.bundle)
     cfg, raw = config.load_bundle(bundle)
+    if opts.listen_fds:
+        # The container's process is told how many fds it got; init.py fills in LISTEN_PID.
+        env = [e for e in cfg["process"].get("env") or []
+               if e.split("=", 1)[0] not in ("LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES")]
+        cfg["process"]["env"] = env + [f"LISTEN_FDS={opts.listen_fds}"]
     use_tty = bool(cfg["process"].get("terminal"))
     if use_tty and not opts.console_socket and not opts.keep_pty:
         raise PyruncError("cannot allocate tty if pyrunc will detach without setting console "

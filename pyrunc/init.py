@@ -227,6 +227,8 @@ def init_main(plan: InitPlan, sock: sync.Socket) -> NoReturn:
         rootfs.finalize(cfg)
         peer = hand_out_pty(proc, sock, console=True) if proc.get("terminal") else -1
         exe, env = prepare_process(proc, plan.seccomp is not None)
+        if "LISTEN_FDS" in env:
+            env["LISTEN_PID"] = str(os.getpid())  # 1 in a new pid namespace
         sync.send(sock, "ready")
         ready = True
         sock.close()

@@ -381,3 +381,36 @@ def test_stdio_is_the_callers(run_container):
 def test_exit_status_passed_through(run_container):
     r = run_container(["sh", "-c", "exit 42"])
     assert r.rc == 42, r
+
+
+def test_socket_activation_fds_are_passed_with_listen_fds(pyrunc, bundle, tmp_path):
+    """LISTEN_FDS/LISTEN_PID naming pyrunc itself: fds 3.. go in, and the container is told."""
+    import socket as socketmod
+    cfg = bundle.edit()
+    cfg["process"]["args"] = ["sh", "-c", "ls /proc/self/fd | sort -n | tr '\\n' ' '; echo; "
+                              "echo $LISTEN_FDS $LISTEN_PID; readlink /proc/self/fd/3"]
+    bundle.write()
+    listener = socketmod.socket(socketmod.AF_UNIX, socketmod.SOCK_STREAM)
+    listener.bind(str(tmp_path / "activation.sock"))
+    listener.listen(1)
+    fd = listener.fileno()
+    cid = pyrunc.new_id()
+    script = (f"exec 3<&{fd}; LISTEN_PID=$$ LISTEN_FDS=1 exec {pyrunc.binary} --root {pyrunc.root} "
+              f"run --bundle {bundle.path} {cid}")
+    res = subprocess.run(["bash", "-c", script], pass_fds=[fd], capture_output=True, timeout=30)
+    listener.close()
+    assert res.returncode == 0, res.stderr
+    fds, env, target = res.stdout.decode().splitlines()
+    assert fds.split() == ["0", "1", "2", "3", "4"], fds  # 4: ls's own directory fd
+    assert env == "1 1"
+    assert target.startswith("socket:")
+
+
+def test_listen_fds_for_another_process_are_ignored(pyrunc, bundle):
+    cfg = bundle.edit()
+    cfg["process"]["args"] = ["sh", "-c", "echo [$LISTEN_FDS]"]
+    bundle.write()
+    env = dict(os.environ, LISTEN_FDS="2", LISTEN_PID="1")  # not pyrunc's pid
+    res = pyrunc("run", "--bundle", str(bundle.path), pyrunc.new_id(), env=env)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout == b"[]\n"

@@ -88,3 +88,49 @@ def test_foreground_run_relays_the_terminal(pyrunc, bundle):
                           capture_output=True, timeout=30)
     assert b"got-hello" in proc.stdout, proc.stdout
     assert proc.returncode == 7
+
+
+def test_interactive_run_in_tmux(pyrunc, bundle, tmp_path):
+    """`pyrunc run` with a terminal, typed at through tmux: the container's shell sees the
+    user's window size, echoes what is typed, and its exit status comes back."""
+    import shutil
+    import time
+    tmux = shutil.which("tmux")
+    if tmux is None:
+        pytest.skip("tmux is not installed (contrib/setup.sh installs it)")
+    cfg = bundle.edit()
+    cfg["process"]["terminal"] = True
+    cfg["process"]["args"] = ["sh"]
+    bundle.write()
+    cid = pyrunc.new_id()
+    session = f"pyrunc-{cid}"
+    sock = str(tmp_path / "tmux.sock")
+    command = (f"{pyrunc.binary} --root {pyrunc.root} run --bundle {bundle.path} {cid}; "
+               f"echo EXIT=$?; sleep 60")
+
+    def screen() -> str:
+        return subprocess.run([tmux, "-S", sock, "capture-pane", "-p", "-t", session],
+                              capture_output=True, text=True).stdout
+
+    def wait_for(text: str) -> str:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            shown = screen()
+            if text in shown:
+                return shown
+            time.sleep(0.05)
+        raise AssertionError(f"{text!r} never appeared:\n{screen()}")
+
+    subprocess.run([tmux, "-S", sock, "new-session", "-d", "-s", session, "-x", "91", "-y", "27",
+                    command], check=True)
+    try:
+        wait_for("#")  # the container shell's prompt
+        subprocess.run([tmux, "-S", sock, "send-keys", "-t", session,
+                        "stty size; echo typed-$((40+2))", "Enter"], check=True)
+        shown = wait_for("typed-42")
+        assert "27 91" in shown
+        subprocess.run([tmux, "-S", sock, "send-keys", "-t", session, "exit 5", "Enter"],
+                       check=True)
+        wait_for("EXIT=5")
+    finally:
+        subprocess.run([tmux, "-S", sock, "kill-server"], capture_output=True)
