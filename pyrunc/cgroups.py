@@ -126,7 +126,8 @@ class CgroupManager:
                 if self._frozen(key, path):
                     raise PyruncError(f"cgroup {path} is frozen: refusing to create a container in it")
 
-    def apply(self, resources: dict | None, linux_devices: list[dict] | None = None) -> list[str]:
+    def apply(self, resources: dict | None, linux_devices: list[dict] | None = None,
+              with_devices: bool = True) -> list[str]:
         """Write linux.resources (and the device allow-list) into the container's directories.
 
         v1 fields go to the hierarchy holding their controller; hugepageLimits and `unified`
@@ -158,7 +159,7 @@ class CgroupManager:
             except (OSError, ValueError):
                 pass
         writes = tr.v1_writes(resources, set(owner), has_file, cur, warnings)
-        if "devices" in owner:
+        if "devices" in owner and with_devices:
             writes += tr.device_writes(resources, linux_devices or [])
         for w in writes:
             ctrl, name, value = w

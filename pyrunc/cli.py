@@ -64,14 +64,26 @@ COMMANDS: dict[str, tuple[Flags, str, str]] = {
            "ps displays the processes running inside a container"),
     "pause": ({}, "<container-id>", "pause suspends all processes inside the container"),
     "resume": ({}, "<container-id>", "resumes all processes that have been previously paused"),
-    "update": ({}, "<container-id>", "update container resource constraints"),
+    "update": ({"--resources": ("resources", "str"), "-r": ("resources", "str"),
+                "--memory": ("memory", "str"), "--memory-swap": ("memory_swap", "str"),
+                "--memory-reservation": ("memory_reservation", "str"),
+                "--kernel-memory": ("kernel_memory", "str"),
+                "--kernel-memory-tcp": ("kernel_memory_tcp", "str"),
+                "--cpu-shares": ("cpu_shares", "str"), "--cpu-quota": ("cpu_quota", "str"),
+                "--cpu-period": ("cpu_period", "str"), "--cpu-rt-runtime": ("cpu_rt_runtime", "str"),
+                "--cpu-rt-period": ("cpu_rt_period", "str"), "--cpu-idle": ("cpu_idle", "str"),
+                "--cpuset-cpus": ("cpuset_cpus", "str"), "--cpuset-mems": ("cpuset_mems", "str"),
+                "--pids-limit": ("pids_limit", "str"), "--blkio-weight": ("blkio_weight", "str"),
+                "--l3-cache-schema": ("l3_cache_schema", "str"),
+                "--mem-bw-schema": ("mem_bw_schema", "str")},
+               "<container-id>", "update container resource constraints"),
     "events": ({}, "<container-id>", "display container events such as OOM notifications"),
     "features": ({}, "", "show the enabled features"),
     "checkpoint": ({}, "<container-id>", "checkpoint a running container (needs CRIU)"),
     "restore": ({}, "<container-id>", "restore a container from a previous checkpoint"),
 }
 # Filled in by subsequent issues; until then each answers clearly that it is not there yet.
-NOT_YET = {"update", "events", "restore"}
+NOT_YET = {"events", "restore"}
 
 
 class Args(dict):

@@ -55,6 +55,9 @@ def dispatch(command: str, root: str, opts: dict, pos: list[str]) -> int:
         from pyrunc import lifecycle
         lifecycle.pause(root, _one_id(command, pos), command == "pause")
         return 0
+    if command == "update":
+        from pyrunc import update
+        return update.update(root, _one_id(command, pos), opts)
     if command == "ps":
         return ps_command(root, opts, pos)
     if command == "features":

@@ -194,7 +194,7 @@ def test_unknown_flag_or_command(tmp_path, args, needle):
     assert not (tmp_path / "x").exists()
 
 
-@pytest.mark.parametrize("args", [["update", "someid"], ["events", "someid"]])
+@pytest.mark.parametrize("args", [["events", "someid"], ["restore", "someid"]])
 def test_not_supported_yet(tmp_path, args):
     res = run_cli(*args, root=tmp_path)
     assert res.returncode != 0
