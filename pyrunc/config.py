@@ -20,20 +20,31 @@ def check_oci_version(version: object) -> None:
                           "(pyrunc supports 1.0.x to 1.3.x)")
 
 
+def read_file(path: str, label: str) -> bytes:
+    """A file's bytes ("-": standard input), or one line naming `label` and the OS error."""
+    try:
+        if path == "-":
+            import sys
+            return sys.stdin.buffer.read()
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError as exc:
+        text = exc.strerror or str(exc)
+        raise ConfigError(f"{label}: {text[:1].lower()}{text[1:]}") from None
+
+
+def parse_json(raw: bytes, label: str) -> object:
+    try:
+        return jsonlite.loads(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{label}: invalid JSON: {exc}") from None
+
+
 def load_bundle(bundle: str) -> tuple[dict, bytes]:
     """(config, raw bytes) of <bundle>/config.json, validated; raw bytes are kept in the state dir."""
     path = os.path.join(bundle, "config.json")
-    try:
-        with open(path, "rb") as f:
-            raw = f.read()
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such file or directory") from None
-    except OSError as exc:
-        raise ConfigError(f"{path}: {exc.strerror}") from None
-    try:
-        cfg = jsonlite.loads(raw)
-    except ValueError as exc:
-        raise ConfigError(f"config.json: invalid JSON: {exc}") from None
+    raw = read_file(path, path)
+    cfg = parse_json(raw, "config.json")
     if not isinstance(cfg, dict):
         raise ConfigError("config.json: the document must be a JSON object")
     check_oci_version(cfg.get("ociVersion"))

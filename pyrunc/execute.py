@@ -10,18 +10,16 @@ from __future__ import annotations
 import copy
 import os
 
-from pyrunc import capabilities, init, jsonlite, linux, state, sync
+from pyrunc import capabilities, init, linux, state, sync
 from pyrunc.errors import InvalidState, PyruncError
 
 
 def process_from_file(path: str) -> dict:
-    try:
-        with open(path, "rb") as f:
-            proc = jsonlite.loads(f.read())
-    except OSError as exc:
-        raise PyruncError(f"--process {path}: {exc.strerror}") from None
-    except ValueError as exc:
-        raise PyruncError(f"--process {path}: invalid JSON: {exc}") from None
+    from pyrunc.config import parse_json, read_file
+    label = f"--process {path}"
+    proc = parse_json(read_file(path, label), label)
+    if not isinstance(proc, dict):
+        raise PyruncError(f"{label}: expected a JSON object (a process)")
     from pyrunc import schema
     schema.validate({"ociVersion": "1.0.0", "root": {"path": "/"}, "process": proc}, "config",
                     path)

@@ -7,9 +7,7 @@ translation as create (cgroup_resources.py), after the same schema check.
 
 from __future__ import annotations
 
-import sys
-
-from pyrunc import jsonlite, state
+from pyrunc import state
 from pyrunc.cgroups import CgroupManager
 from pyrunc.errors import ConfigError, InvalidState, NotSupported, PyruncError
 
@@ -63,16 +61,11 @@ def resources_from_flags(opts: dict) -> dict:
 
 
 def resources_from_file(path: str) -> dict:
-    try:
-        data = sys.stdin.buffer.read() if path == "-" else open(path, "rb").read()
-    except OSError as exc:
-        raise PyruncError(f"--resources {path}: {exc.strerror}") from None
-    try:
-        res = jsonlite.loads(data)
-    except ValueError as exc:
-        raise ConfigError(f"--resources {path}: invalid JSON: {exc}") from None
+    from pyrunc.config import parse_json, read_file
+    label = f"--resources {path}"
+    res = parse_json(read_file(path, label), label)
     if not isinstance(res, dict):
-        raise ConfigError(f"--resources {path}: expected a JSON object (linux.resources)")
+        raise ConfigError(f"{label}: expected a JSON object (linux.resources)")
     return res
 
 

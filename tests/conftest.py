@@ -13,6 +13,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -212,3 +213,25 @@ def one_line_error(err: str) -> str:
 
 def is_warning(line: str) -> bool:
     return line.startswith("pyrunc: warning:") or "level=warning" in line
+
+
+def poll(predicate, timeout: float = 5.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.01)
+
+
+def wait_status(rt: Runtime, cid: str, want: str, timeout: float = 5.0) -> dict:
+    last: dict = {}
+
+    def check() -> bool:
+        nonlocal last
+        last = rt.state(cid)
+        return last["status"] == want
+    try:
+        poll(check, timeout, f"{cid} to be {want}")
+    except AssertionError:
+        raise AssertionError(f"{cid} never became {want}; last state {last}") from None
+    return last

@@ -11,11 +11,10 @@ import itertools
 import json
 import re
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
-from conftest import Bundle, Runtime, pyrunc_binary
+from conftest import Bundle, Runtime, poll, pyrunc_binary, wait_status  # noqa: F401
 
 from pyrunc import OCI_VERSION
 from pyrunc.cli import COMMANDS, GLOBAL_FLAGS, parse_flags
@@ -38,12 +37,6 @@ def one_line(text: str) -> str:
     return lines[0]
 
 
-def poll(predicate, timeout: float = 5.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.01)
 
 
 def alive(pid: int) -> bool:
@@ -71,18 +64,6 @@ def listed(rt: Runtime, *global_args: str) -> list[str]:
     return rt("list", "-q", check=True, global_args=global_args).stdout.decode().split()
 
 
-def wait_status(rt: Runtime, cid: str, want: str) -> dict:
-    last: dict = {}
-
-    def check() -> bool:
-        nonlocal last
-        last = rt.state(cid)
-        return last["status"] == want
-    try:
-        poll(check, what=f"{cid} to be {want}")
-    except AssertionError:
-        raise AssertionError(f"{cid} never became {want}; last state {last}") from None
-    return last
 
 
 # --------------------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import Bundle, Runtime, leaks
+from conftest import Bundle, Runtime, leaks, poll, wait_status  # noqa: F401
 
 pytestmark = pytest.mark.kernel
 
@@ -69,26 +69,8 @@ def alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
 
 
-def poll(predicate, timeout: float = 5.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.01)
 
 
-def wait_status(rt: Runtime, cid: str, want: str, timeout: float = 5.0) -> dict:
-    last: dict = {}
-
-    def check() -> bool:
-        nonlocal last
-        last = rt.state(cid)
-        return last["status"] == want
-    try:
-        poll(check, timeout, f"{cid} to be {want}")
-    except AssertionError:
-        raise AssertionError(f"{cid} never became {want}; last state {last}") from None
-    return last
 
 
 def wait_file(path: Path, content: str | None = None, timeout: float = 5.0) -> None:
