@@ -112,6 +112,9 @@ def _create(root: str, container_id: str, opts: CreateOptions) -> state.Containe
     master = -1
     try:
         state.write_atomic(ctr.path(state.CONFIG_FILE), raw)
+        if os.environ.get("NOTIFY_SOCKET"):
+            from pyrunc import notify
+            notify.setup_create(ctr.dir, cfg)
         cg.create()
         linux = cfg.get("linux") or {}
         for warning in cg.apply(linux.get("resources"), linux.get("devices")):

@@ -12,13 +12,22 @@ from pyrunc.cgroups import CgroupManager
 from pyrunc.errors import ContainerNotFound, InvalidState, PyruncError
 
 
-def start(root: str, container_id: str) -> None:
+def start(root: str, container_id: str, wait_ready: bool = True) -> object:
+    """Let the init execve the user program. With NOTIFY_SOCKET (notify.py), return only once
+    the container said READY=1 (or died); with wait_ready False, return the proxy for `run`."""
     ctr = state.Container(root, container_id).load(lock=True)
     status = ctr.status()
     if status == "stopped":
         raise InvalidState("cannot start a container that has stopped")
     if status != "created":
         raise InvalidState(f"cannot start an already {status} container")
+    proxy = None
+    if os.environ.get("NOTIFY_SOCKET") and os.path.isdir(ctr.path("notify")):
+        from pyrunc import notify
+        try:
+            proxy = notify.Proxy(ctr.dir, os.environ["NOTIFY_SOCKET"], ctr.pid)
+        except ProcessLookupError:
+            raise InvalidState("cannot start a container that has stopped") from None
     try:
         # O_NONBLOCK: if no reader is left (the init died), this fails at once with ENXIO
         # instead of blocking forever.
@@ -33,7 +42,11 @@ def start(root: str, container_id: str) -> None:
         os.close(fd)
     os.unlink(ctr.path(state.FIFO))
     run_late_hooks(ctr, "poststart", "running")
-    ctr.unlock()
+    ctr.unlock()  # kill and delete must not wait behind a container that never gets ready
+    if proxy is not None and wait_ready:
+        proxy.run(ctr.pid)
+        return None
+    return proxy
 
 
 def run_late_hooks(ctr: state.Container, kind: str, status: str) -> None:

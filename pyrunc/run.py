@@ -28,7 +28,9 @@ def run(root: str, container_id: str, opts: create.CreateOptions, detach: bool, 
     try:
         if not detach:
             forward_signals(pid)
-        lifecycle.start(root, container_id)
+        proxy = lifecycle.start(root, container_id, wait_ready=False)
+        if proxy is not None:  # NOTIFY_SOCKET: pyrunc stays the main process (MAINPID)
+            proxy.run_in_background(os.getpid())
         if ctr.pty_master >= 0:
             from pyrunc import relay
             status = relay.relay_until_exit(ctr.pty_master, pid)

@@ -92,7 +92,13 @@ class Container:
 
     def remove_dir(self) -> None:
         for name in os.listdir(self.dir):
-            os.unlink(os.path.join(self.dir, name))
+            try:
+                os.unlink(os.path.join(self.dir, name))
+            except IsADirectoryError:  # notify/ (NOTIFY_SOCKET): one level, ours only
+                sub = os.path.join(self.dir, name)
+                for inner in os.listdir(sub):
+                    os.unlink(os.path.join(sub, inner))
+                os.rmdir(sub)
         os.rmdir(self.dir)
         self.unlock()
 
