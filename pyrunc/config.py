@@ -79,6 +79,9 @@ def check_semantics(cfg: dict) -> None:
     capabilities.parse(cfg["process"].get("capabilities"))
     from pyrunc import seccomp
     seccomp.check(linux.get("seccomp"))
+    if linux.get("netDevices"):
+        from pyrunc import netdev
+        netdev.check(cfg)
     refuse_unimplemented(cfg)
 
 
@@ -90,7 +93,7 @@ _IPC_SYSCTLS = {"kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem",
 # engines keep working meanwhile, but never dropped silently.
 _WARN_NOT_ENFORCED: tuple[tuple[str, str], ...] = ()  # linux.resources: cgroups.apply
 # Fields no engine here sends: refused until implemented.
-_REFUSED = (("linux", "netDevices"), ("linux", "intelRdt"), ("linux", "personality"),
+_REFUSED = (("linux", "intelRdt"), ("linux", "personality"),
             ("linux", "memoryPolicy"), ("process", "ioPriority"), ("process", "scheduler"),
             ("process", "execCPUAffinity"))
 

@@ -67,6 +67,18 @@ def run_create_hooks(sock: sync.Socket, cfg: dict, container_id: str, pid: int,
               created=hook_state(cfg, container_id, pid, bundle, "created"))
 
 
+def start_mover(sock: sync.Socket, init_pid: int):  # -> netdev.Mover
+    """netDevices need the init's network namespace: if the init already died, say why."""
+    from pyrunc import netdev
+    try:
+        return netdev.Mover(init_pid)
+    except OSError:
+        info = state.proc_start_time(init_pid)
+        if info is None or info[1] in ("Z", "X"):
+            sync.recv(sock, "ready", "create")  # raises the error the init reported
+        raise
+
+
 def create(root: str, container_id: str, opts: CreateOptions) -> state.Container:
     from pyrunc.cgroups import prewarm_migration, reap_prewarm
     warm = prewarm_migration()
@@ -105,11 +117,16 @@ def _create(root: str, container_id: str, opts: CreateOptions) -> state.Containe
         raise PyruncError("config.json: /linux/namespaces: a mount namespace is required")
     if (cfg.get("hostname") is not None or cfg.get("domainname") is not None) and "uts" not in new:
         raise PyruncError("config.json: /hostname: setting the hostname needs a new uts namespace")
+    net_devices = None
+    if (cfg.get("linux") or {}).get("netDevices"):
+        from pyrunc import netdev
+        net_devices = netdev.plan(cfg)  # all present, before anything exists to clean up
     ctr = state.Container(root, container_id)
     cg = CgroupManager.for_container((cfg.get("linux") or {}).get("cgroupsPath"), container_id)
     ctr.create_dir()
     init_pid = 0
     master = -1
+    mover = None
     try:
         state.write_atomic(ctr.path(state.CONFIG_FILE), raw)
         if os.environ.get("NOTIFY_SOCKET"):
@@ -147,6 +164,9 @@ def _create(root: str, container_id: str, opts: CreateOptions) -> state.Containe
                     os.waitpid(pid, 0)
                 if "cgroup" not in new:
                     cg.join(init_pid)  # while the init builds its rootfs on the other core
+                if net_devices:
+                    mover = start_mover(parent_sock, init_pid)
+                    mover.move_all(net_devices)
                 if plan.create_hooks:
                     sync.recv(parent_sock, "create-hooks", "create")
                     run_create_hooks(parent_sock, cfg, container_id, init_pid, bundle)
@@ -184,11 +204,17 @@ def _create(root: str, container_id: str, opts: CreateOptions) -> state.Containe
         ctr.pty_master = master
         if opts.pid_file:
             state.write_atomic(os.path.abspath(opts.pid_file), str(init_pid).encode(), 0o644)
+        if mover is not None:
+            mover.close()  # the devices are the container's now
+            mover = None
         ctr.unlock()
         return ctr
     except BaseException:
         if master >= 0:
             os.close(master)
+        if mover is not None:
+            mover.give_back()  # before the kill: a dying namespace destroys virtual devices
+            mover.close()
         if init_pid:
             try:
                 os.kill(init_pid, signal.SIGKILL)

@@ -48,6 +48,7 @@ def features() -> dict:
             "selinux": {"enabled": False},
             "intelRdt": {"enabled": False},
             "mountExtensions": {"idmap": {"enabled": False}},
+            "netDevices": {"enabled": True},
         },
         "annotations": {
             "org.opencontainers.pyrunc.version": __version__,

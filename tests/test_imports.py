@@ -40,3 +40,18 @@ def test_validating_a_config_with_devices_needs_no_re() -> None:
     out = subprocess.run([sys.executable, "-I", "-S", "-c", code], capture_output=True, text=True,
                          check=True).stdout.strip()
     assert out == "False"
+
+
+@pytest.mark.kernel
+def test_a_real_run_without_net_devices_never_imports_pyroute2(pyrunc, bundle) -> None:
+    """-X importtime lists every import of a real `run`, children included: no pyroute2 unless
+    the config has linux.netDevices (test_netdev.py checks the other half)."""
+    launcher = (f"import sys; sys.path[:0] = [{str(REPO)!r}, '/usr/local/lib/pyrunc/vendor']; "
+                "from pyrunc.cli import main; sys.exit(main())")
+    bundle.write()
+    r = subprocess.run(["/usr/bin/python3", "-X", "importtime", "-I", "-S", "-c", launcher,
+                        "--root", str(pyrunc.root), "run", "--bundle", str(bundle.path),
+                        pyrunc.new_id()], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert "| pyrunc.create" in r.stderr  # the trace is there
+    assert "pyroute2" not in r.stderr and "pyrunc.netdev" not in r.stderr

@@ -1,0 +1,211 @@
+"""linux.netDevices: interfaces moved into the container's network namespace, as the spec says.
+
+Everything happens in a network namespace each test creates (`ip netns add`); pyrunc runs in it
+through nsenter (only the network namespace changes: cgroups and mounts stay the host's), so
+no interface of the host is ever touched, and the namespace is deleted after the test. A
+virtual device moved into a container must die with the container's namespace (and a veth's
+peer with it): the tests wait for that after delete.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+
+import pytest
+
+from conftest import is_warning, one_line_error, poll, wait_status
+
+pytestmark = pytest.mark.kernel
+
+
+def ip(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    return subprocess.run(["ip", *args], capture_output=True, text=True, check=check)
+
+
+def links(ns: str) -> list[str]:
+    out = ip("-n", ns, "-o", "link", "show").stdout
+    return sorted(line.split(":")[1].strip().split("@")[0] for line in out.splitlines())
+
+
+class NetNS:
+    """A private network namespace, and pyrunc running inside it."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def sh(self, script: str) -> None:
+        subprocess.run(["ip", "netns", "exec", self.name, "sh", "-ec", script], check=True,
+                       capture_output=True)
+
+    def addrs(self, dev: str) -> str:
+        return ip("-n", self.name, "-o", "addr", "show", "dev", dev).stdout
+
+
+@pytest.fixture
+def netns(pyrunc, tmp_path):
+    name = f"{pyrunc.prefix}-net"
+    ip("netns", "add", name)
+    wrapper = tmp_path / "pyrunc-in-netns"
+    wrapper.write_text(f"#!/bin/sh\nexec nsenter --net=/run/netns/{name} {pyrunc.binary} \"$@\"\n")
+    wrapper.chmod(0o755)
+    original, pyrunc.binary = pyrunc.binary, str(wrapper)
+    ns = NetNS(name)
+    try:
+        yield ns
+        for cid in list(pyrunc.ids):
+            if (pyrunc.root / cid).exists():
+                pyrunc("delete", "--force", cid)
+    finally:
+        pyrunc.binary = original
+        ip("netns", "del", name, check=False)
+    assert name not in ip("netns", "list").stdout
+
+
+def veth_pair(ns: NetNS) -> None:
+    """ve-host (10.200.0.1) stays; ve-ctr carries global v4/v6 addresses, a host-scope one
+    (not to be moved), an MTU of 1400, and is up."""
+    ns.sh("ip link add ve-host type veth peer name ve-ctr; "
+          "ip addr add 10.200.0.1/24 dev ve-host; ip link set ve-host up; "
+          "ip addr add 10.200.0.2/24 dev ve-ctr; ip addr add fd00:200::2/64 dev ve-ctr; "
+          "ip addr add 10.200.9.9/32 scope host dev ve-ctr; "
+          "ip link set ve-ctr mtu 1400; ip link set ve-ctr up")
+
+
+def with_devices(bundle, devices: dict, args: list[str]) -> None:
+    cfg = bundle.edit()
+    cfg["linux"]["netDevices"] = devices
+    cfg["process"]["args"] = args
+    caps = cfg["process"]["capabilities"]
+    for kind in ("bounding", "effective", "permitted"):
+        caps[kind] = caps[kind] + ["CAP_NET_RAW"]  # busybox ping opens a raw socket
+    for applet in ("ping",):
+        link = bundle.rootfs / "bin" / applet
+        if not link.exists():
+            link.symlink_to("busybox")
+    bundle.write()
+
+
+def test_veth_moved_renamed_with_its_addresses_and_gone_after_delete(pyrunc, bundle, netns,
+                                                                      tmp_path):
+    veth_pair(netns)
+    with_devices(bundle, {"ve-ctr": {"name": "eth0"}},
+                 ["sh", "-c", "ip -o link show eth0; ip -o addr show dev eth0; "
+                              "ping -c 1 -W 10 10.200.0.1"])
+    cid = pyrunc.new_id()
+    with open(tmp_path / "out", "wb") as out:
+        pyrunc("create", "--bundle", str(bundle.path), cid, check=True, capture_output=False,
+               stdout=out, stderr=out)
+    pid = pyrunc.state(cid)["pid"]
+    assert "ve-ctr" not in links(netns.name)
+    inside = subprocess.run(["nsenter", f"--net=/proc/{pid}/ns/net", "ip", "-o", "addr", "show"],
+                            capture_output=True, text=True, check=True).stdout
+    assert "eth0" in inside and "10.200.0.2/24" in inside and "fd00:200::2/64" in inside
+    pyrunc("start", cid, check=True)
+    wait_status(pyrunc, cid, "stopped", timeout=30)
+    text = (tmp_path / "out").read_text()
+    link_line = text.splitlines()[0]
+    assert ": eth0" in link_line and "mtu 1400" in link_line and ",UP" in link_line, text
+    assert "inet 10.200.0.2/24" in text and "inet6 fd00:200::2/64" in text, text
+    assert "10.200.9.9" not in text, "a host-scope address must not be moved"
+    assert "1 packets received" in text, text  # the moved device carries traffic
+    pyrunc("delete", cid, check=True)
+    # Virtual devices are destroyed with the container's namespace (runtime-spec), and
+    # the veth's peer with them.
+    poll(lambda: "ve-host" not in links(netns.name), 10, "the veth pair to be destroyed")
+
+
+@pytest.mark.parametrize("kind", ["dummy", "macvlan"])
+def test_second_device_kind_keeps_its_name_or_gets_a_numbered_one(pyrunc, bundle, netns, kind):
+    veth_pair(netns)
+    if kind == "dummy":
+        if subprocess.run(["ip", "-n", netns.name, "link", "add", "extra0", "type", "dummy"],
+                          capture_output=True).returncode != 0:
+            pytest.skip("this kernel has no dummy interfaces (module missing)")
+        devices = {"extra0": {}}
+        name = "extra0"
+    else:
+        netns.sh("ip link add extra0 link ve-host type macvlan")
+        devices = {"extra0": {"name": "mv%d"}}  # the kernel picks the number
+        name = "mv0"
+    netns.sh("ip addr add 10.201.0.5/16 dev extra0")
+    with_devices(bundle, devices, ["sh", "-c", "ip -o addr show"])
+    r = pyrunc("run", "--bundle", str(bundle.path), pyrunc.new_id())
+    assert r.returncode == 0, r.stderr
+    assert f": {name}    inet 10.201.0.5/16" in r.stdout.decode(), r.stdout
+    poll(lambda: "extra0" not in links(netns.name), 10, "the device to die with the container")
+
+
+def test_missing_device_fails_create_and_moves_nothing(pyrunc, bundle, netns):
+    veth_pair(netns)
+    with_devices(bundle, {"ve-ctr": {"name": "eth0"}, "nope0": {}}, ["true"])
+    cid = pyrunc.new_id()
+    r = pyrunc("run", "--bundle", str(bundle.path), cid)
+    assert r.returncode == 1
+    line = one_line_error(r.stderr.decode())
+    assert "/linux/netDevices/nope0: no such network device" in line, line
+    assert "ve-ctr" in links(netns.name)
+    assert "10.200.0.2/24" in netns.addrs("ve-ctr")
+    assert not (pyrunc.root / cid).exists()
+
+
+def test_failure_midway_gives_the_moved_devices_back(pyrunc, bundle, netns):
+    veth_pair(netns)
+    netns.sh("ip link add mv-x link ve-host type macvlan")
+    # ve-ctr moves first; "lo" is taken in the container's namespace, so mv-x cannot follow.
+    with_devices(bundle, {"ve-ctr": {"name": "eth0"}, "mv-x": {"name": "lo"}}, ["true"])
+    cid = pyrunc.new_id()
+    r = pyrunc("run", "--bundle", str(bundle.path), cid)
+    assert r.returncode == 1
+    line = one_line_error(r.stderr.decode())
+    assert "/linux/netDevices/mv-x: moving it into the container's network namespace as lo: " \
+           "a device of that name is already there" in line, line
+    assert {"ve-ctr", "mv-x"} <= set(links(netns.name))
+    back = ip("-n", netns.name, "-o", "link", "show", "ve-ctr").stdout
+    assert "mtu 1400" in back and ",UP" in back, back
+    addrs = netns.addrs("ve-ctr")
+    assert "10.200.0.2/24" in addrs and "fd00:200::2/64" in addrs, addrs
+    assert not (pyrunc.root / cid).exists()
+    assert not [ln for ln in r.stderr.decode().splitlines() if is_warning(ln)]
+
+
+@pytest.mark.parametrize("devices, namespaces, message", [
+    ({"eth9": {}}, False, "/linux/netDevices: needs a network namespace"),
+    ({"bad/name": {}}, True, "/linux/netDevices/bad/name: invalid network device name"),
+    ({"eth9": {"name": "x" * 16}}, True, "/linux/netDevices/eth9/name: invalid network device"),
+    ({"eth8": {"name": "c0"}, "eth9": {"name": "c0"}}, True,
+     "/linux/netDevices/eth9/name: 'c0' is also the name of /linux/netDevices/eth8"),
+])
+def test_config_mistakes_are_one_line(pyrunc, bundle, devices, namespaces, message):
+    cfg = bundle.edit()
+    cfg["linux"]["netDevices"] = devices
+    if not namespaces:
+        cfg["linux"]["namespaces"] = [n for n in cfg["linux"]["namespaces"]
+                                      if n["type"] != "network"]
+    bundle.write()
+    cid = pyrunc.new_id()
+    r = pyrunc("run", "--bundle", str(bundle.path), cid)
+    assert r.returncode == 1
+    assert message in one_line_error(r.stderr.decode())
+
+
+def test_features_lists_net_devices(pyrunc):
+    feats = json.loads(pyrunc("features", check=True).stdout)
+    assert feats["linux"]["netDevices"] == {"enabled": True}
+
+
+def test_pyroute2_is_imported_for_net_devices(pyrunc, bundle, netns):
+    """The other half of test_imports.py's check: -X importtime of a real `run` with
+    netDevices lists pyroute2 (and its cost, see README)."""
+    from conftest import REPO
+    launcher = (f"import sys; sys.path[:0] = [{str(REPO)!r}, '/usr/local/lib/pyrunc/vendor']; "
+                "from pyrunc.cli import main; sys.exit(main())")
+    veth_pair(netns)
+    with_devices(bundle, {"ve-ctr": {}}, ["true"])
+    moved = subprocess.run(["nsenter", f"--net=/run/netns/{netns.name}", "/usr/bin/python3",
+                            "-X", "importtime", "-I", "-S", "-c", launcher, "--root",
+                            str(pyrunc.root), "run", "--bundle", str(bundle.path),
+                            pyrunc.new_id()], capture_output=True, text=True)
+    assert moved.returncode == 0, moved.stderr
+    assert "| pyroute2\n" in moved.stderr
