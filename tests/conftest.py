@@ -235,3 +235,51 @@ def wait_status(rt: Runtime, cid: str, want: str, timeout: float = 5.0) -> dict:
     except AssertionError:
         raise AssertionError(f"{cid} never became {want}; last state {last}") from None
     return last
+
+
+# -- a private network namespace for the networking tests (netdev, CNI) ------------------------
+
+def ip(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    return subprocess.run(["ip", *args], capture_output=True, text=True, check=check)
+
+
+def links(ns: str) -> list[str]:
+    """Interface names in the named network namespace, sorted."""
+    out = ip("-n", ns, "-o", "link", "show").stdout
+    return sorted(line.split(":")[1].strip().split("@")[0] for line in out.splitlines())
+
+
+class NetNS:
+    """A network namespace a test made (`ip netns add`), in which pyrunc runs."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def sh(self, script: str) -> None:
+        subprocess.run(["ip", "netns", "exec", self.name, "sh", "-ec", script], check=True,
+                       capture_output=True)
+
+    def addrs(self, dev: str) -> str:
+        return ip("-n", self.name, "-o", "addr", "show", "dev", dev).stdout
+
+
+@pytest.fixture
+def netns(pyrunc: Runtime, tmp_path: Path):
+    """The `pyrunc` fixture's runtime, moved into a fresh network namespace with nsenter (only
+    the network namespace: cgroups and mounts stay the host's), so no host interface is ever
+    touched; the namespace is deleted afterwards, its containers first."""
+    name = f"{pyrunc.prefix}-net"
+    ip("netns", "add", name)
+    wrapper = tmp_path / "pyrunc-in-netns"
+    wrapper.write_text(f"#!/bin/sh\nexec nsenter --net=/run/netns/{name} {pyrunc.binary} \"$@\"\n")
+    wrapper.chmod(0o755)
+    original, pyrunc.binary = pyrunc.binary, str(wrapper)
+    try:
+        yield NetNS(name)
+        for cid in list(pyrunc.ids):
+            if (pyrunc.root / cid).exists():
+                pyrunc("delete", "--force", cid)
+    finally:
+        pyrunc.binary = original
+        ip("netns", "del", name, check=False)
+    assert name not in ip("netns", "list").stdout

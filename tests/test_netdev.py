@@ -15,52 +15,9 @@ import subprocess
 
 import pytest
 
-from conftest import is_warning, one_line_error, poll, wait_status
+from conftest import NetNS, ip, is_warning, links, one_line_error, poll, wait_status  # noqa: F401
 
 pytestmark = pytest.mark.kernel
-
-
-def ip(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    return subprocess.run(["ip", *args], capture_output=True, text=True, check=check)
-
-
-def links(ns: str) -> list[str]:
-    out = ip("-n", ns, "-o", "link", "show").stdout
-    return sorted(line.split(":")[1].strip().split("@")[0] for line in out.splitlines())
-
-
-class NetNS:
-    """A private network namespace, and pyrunc running inside it."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-
-    def sh(self, script: str) -> None:
-        subprocess.run(["ip", "netns", "exec", self.name, "sh", "-ec", script], check=True,
-                       capture_output=True)
-
-    def addrs(self, dev: str) -> str:
-        return ip("-n", self.name, "-o", "addr", "show", "dev", dev).stdout
-
-
-@pytest.fixture
-def netns(pyrunc, tmp_path):
-    name = f"{pyrunc.prefix}-net"
-    ip("netns", "add", name)
-    wrapper = tmp_path / "pyrunc-in-netns"
-    wrapper.write_text(f"#!/bin/sh\nexec nsenter --net=/run/netns/{name} {pyrunc.binary} \"$@\"\n")
-    wrapper.chmod(0o755)
-    original, pyrunc.binary = pyrunc.binary, str(wrapper)
-    ns = NetNS(name)
-    try:
-        yield ns
-        for cid in list(pyrunc.ids):
-            if (pyrunc.root / cid).exists():
-                pyrunc("delete", "--force", cid)
-    finally:
-        pyrunc.binary = original
-        ip("netns", "del", name, check=False)
-    assert name not in ip("netns", "list").stdout
 
 
 def veth_pair(ns: NetNS) -> None:
