@@ -286,17 +286,25 @@ def v2_writes(resources: dict, has_file: HasFile = _all,
     return out
 
 
-# Nodes pyrunc always creates in /dev, so the device cgroup must let them through whatever the
-# config denies (runc's AllowedDevices; podman sends only deny-all and relies on this).
-DEFAULT_ALLOWS = ("c 1:3 rwm", "c 1:5 rwm", "c 1:7 rwm", "c 1:8 rwm", "c 1:9 rwm", "c 5:0 rwm",
-                  "c 5:1 rwm", "c 5:2 rwm", "c 136:* rwm")
+# Always allowed whatever the config denies, runc 1.1's list (its AllowedDevices): mknod of any
+# node, the nodes pyrunc creates in /dev, the pty ones and /dev/net/tun. podman sends only
+# deny-all and relies on these.
+DEFAULT_ALLOWS = ("c *:* m", "b *:* m", "c 1:3 rwm", "c 1:8 rwm", "c 1:7 rwm", "c 5:0 rwm",
+                  "c 1:5 rwm", "c 1:9 rwm", "c 136:* rwm", "c 5:2 rwm", "c 10:200 rwm")
 
 
 def device_writes(resources: dict, linux_devices: list[dict]) -> list[tuple[str, str, str]]:
     """v1 devices.deny/devices.allow lines: the configured rules in order, then the defaults
-    and the configured linux.devices nodes."""
+    and the configured linux.devices nodes. Like runc (and like the v2 filter, where what no
+    rule matches is denied), a list that does not start with deny-all gets one first."""
+    rules = resources.get("devices") or []
+    first = rules[0] if rules else {}
     out: list[Write] = []
-    for i, rule in enumerate(resources.get("devices") or []):
+    wildcard = (first.get("type") or "a") == "a" and set(first.get("access") or "rwm") == set("rwm") \
+        and all(first.get(k) is None or first[k] < 0 for k in ("major", "minor"))
+    if not rules or first.get("allow") or not wildcard:
+        out.append(Write(("devices", "devices.deny", "a"), F + "devices (implicit deny-all)"))
+    for i, rule in enumerate(rules):
         kind = rule.get("type") or "a"
         major = "*" if rule.get("major") is None or rule["major"] < 0 else rule["major"]
         minor = "*" if rule.get("minor") is None or rule["minor"] < 0 else rule["minor"]

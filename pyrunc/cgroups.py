@@ -13,7 +13,7 @@ import errno
 import os
 import time
 
-from pyrunc.errors import ConfigError, NotSupported, PyruncError
+from pyrunc.errors import ConfigError, PyruncError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -79,32 +79,57 @@ def _clean(path: str, configured: str) -> str:
     return "/" + "/".join(parts)
 
 
+LAYOUT_ENV = "PYRUNC_CGROUP_LAYOUT"
+
+
 class CgroupManager:
-    """Where one container's processes live, and which of those directories we created."""
+    """Where one container's processes live, and which of those directories we created.
+
+    The interface every layout shares; V1Manager, HybridManager and UnifiedManager fill in what
+    differs (resource files, freezing, killing, stats). for_container picks one from the host.
+    """
+
+    layout = ""
 
     def __init__(self, paths: dict[str, str], created: list[str] | None = None) -> None:
         self.paths = paths                    # hierarchy key -> absolute directory
         self.created = created or []
 
-    @classmethod
-    def for_container(cls, cgroups_path: str | None, container_id: str) -> "CgroupManager":
+    @staticmethod
+    def for_container(cgroups_path: str | None, container_id: str) -> "CgroupManager":
         # runc's rule: an absolute path hangs from each hierarchy's root; a relative one (and the
         # default, the container id) from the cgroup the runtime itself is in.
+        hierarchies = host_hierarchies()
+        kind = layout(hierarchies)
+        forced = os.environ.get(LAYOUT_ENV)
+        if forced:
+            # A view of this host as another layout would see it: "v2" keeps only the cgroup2
+            # mount (so a hybrid host can run the pure-v2 code for real), "v1" only the v1 ones.
+            if forced not in _LAYOUTS or (forced == "hybrid" and kind != "hybrid"):
+                raise PyruncError(f"{LAYOUT_ENV}={forced}: this host is {kind}; "
+                                  f"choose one of {', '.join(l for l in _LAYOUTS if l != 'hybrid' or kind == 'hybrid')}")
+            keep = {"v2": lambda k: k == "", "v1": lambda k: k != ""}.get(forced, lambda k: True)
+            hierarchies = [h for h in hierarchies if keep(h.key)]
+            if not hierarchies:
+                raise PyruncError(f"{LAYOUT_ENV}={forced}: this host has no such cgroup mount")
+            kind = forced
         rel = cgroups_path if cgroups_path else container_id
         own = own_cgroups() if not rel.startswith("/") else {}
         paths = {}
-        for h in host_hierarchies():
+        for h in hierarchies:
             inner = _clean(rel, rel) if rel.startswith("/") else \
                 _clean(own.get(h.key, "/") + "/" + rel, rel)
             paths[h.key] = h.mountpoint + (inner if inner != "/" else "")
-        return cls(paths)
+        return _LAYOUTS[kind](paths)
 
-    @classmethod
-    def from_state(cls, data: dict) -> "CgroupManager":
-        return cls(dict(data.get("paths", {})), list(data.get("created", [])))
+    @staticmethod
+    def from_state(data: dict) -> "CgroupManager":
+        paths = dict(data.get("paths", {}))
+        kind = data.get("layout") or layout([Hierarchy(k, "") for k in paths] or [Hierarchy("", "")])
+        return _LAYOUTS.get(kind, HybridManager)(paths, list(data.get("created", [])))
 
     def to_state(self) -> dict:
-        return {"paths": self.paths, "created": self.created}
+        return {"layout": self.layout, "paths": self.paths, "created": self.created}
 
     def create(self) -> None:
         """mkdir every missing level, remembering each one so delete removes only ours."""
@@ -122,70 +147,21 @@ class CgroupManager:
                 self.created.append(directory)
                 if "cpuset" in key.split(","):
                     _inherit_cpuset(directory)
-            if key == "" or "freezer" in key.split(","):
-                if self._frozen(key, path):
-                    raise PyruncError(f"cgroup {path} is frozen: refusing to create a container in it")
+            if (key == "" or "freezer" in key.split(",")) and _frozen(key, path):
+                raise PyruncError(f"cgroup {path} is frozen: refusing to create a container in it")
 
     def apply(self, resources: dict | None, linux_devices: list[dict] | None = None,
               with_devices: bool = True) -> list[str]:
-        """Write linux.resources (and the device allow-list) into the container's directories.
+        """Write linux.resources (and the device rules) into the container's directories.
 
-        v1 fields go to the hierarchy holding their controller; hugepageLimits and `unified`
-        go to the cgroup2 directory when no v1 hierarchy has hugetlb (this hybrid host).
         Returns the warnings (fields ignored); raises one-line errors naming field and file.
+        with_devices=False leaves the device rules as they are (an update without devices).
         """
-        from pyrunc import cgroup_resources as tr
-        resources = resources or {}
-        warnings: list[str] = []
-        owner = {c: k for k in self.paths if k and not k.startswith("name=") for c in k.split(",")}
-        unified = self.paths.get("")
-        if not owner:
-            if unified is None:
-                return warnings
-            if resources.get("devices"):
-                raise NotSupported("linux.resources.devices: the cgroup v2 device filter (eBPF) "
-                                   "is not supported yet")
-            self._write_v2(unified, tr.v2_writes(resources, self._v2_has(unified), warnings))
-            return warnings
+        raise NotImplementedError
 
-        def has_file(ctrl: str, name: str) -> bool:
-            return ctrl in owner and os.path.exists(os.path.join(self.paths[owner[ctrl]], name))
-
-        cur = None
-        if "memory" in owner:
-            try:
-                with open(os.path.join(self.paths[owner["memory"]], "memory.limit_in_bytes")) as f:
-                    cur = int(f.read())
-            except (OSError, ValueError):
-                pass
-        writes = tr.v1_writes(resources, set(owner), has_file, cur, warnings)
-        if "devices" in owner and with_devices:
-            writes += tr.device_writes(resources, linux_devices or [])
-        for w in writes:
-            ctrl, name, value = w
-            _write(self.paths[owner[ctrl]], name, value, getattr(w, "field", name))
-            if name == "cpu.shares":
-                _check_shares(self.paths[owner[ctrl]], value, getattr(w, "field", name))
-        rest = {"hugepageLimits", "unified"} if "hugetlb" not in owner else {"unified"}
-        if any(resources.get(k) for k in rest):
-            if unified is None:
-                k = "unified" if resources.get("unified") else "hugepageLimits"
-                raise ConfigError(f"linux.resources.{k}: needs cgroup v2 (or a v1 hugetlb "
-                                  "hierarchy), which this host does not mount")
-            self._write_v2(unified, tr.v2_writes(resources, self._v2_has(unified), warnings, rest))
-        return warnings
-
-    @staticmethod
-    def _v2_has(directory: str) -> Callable[[str, str], bool]:
-        return lambda _ctrl, name: os.path.exists(os.path.join(directory, name))
-
-    @staticmethod
-    def _write_v2(directory: str, writes: list[tuple[str, str]]) -> None:
-        for w in writes:
-            name, value = w
-            if not os.path.exists(os.path.join(directory, name)):
-                _enable_controller(directory, name.split(".", 1)[0])
-            _write(directory, name, value, getattr(w, "field", name))
+    def stats(self) -> dict:
+        """runc's `events --stats` data object, read from this container's cgroup files."""
+        raise NotImplementedError
 
     def join_self(self) -> None:
         """Move the calling process into every hierarchy ("0" means the writer itself)."""
@@ -205,30 +181,13 @@ class CgroupManager:
             except OSError as exc:
                 raise OSError(exc.errno, exc.strerror, procs) from None
 
-    def _frozen(self, key: str, path: str) -> bool:
-        try:
-            if key == "":
-                with open(os.path.join(path, "cgroup.freeze")) as f:
-                    return f.read().strip() == "1"
-            with open(os.path.join(path, "freezer.state")) as f:
-                return f.read().strip() != "THAWED"
-        except FileNotFoundError:
-            return False
+    def _freezer(self) -> tuple[str, str] | None:
+        """(key, dir) of the hierarchy that freezes, None when there is none."""
+        raise NotImplementedError
 
     def is_paused(self) -> bool:
-        for key, path in self.paths.items():
-            if "freezer" in key.split(",") or (key == "" and len(self.paths) == 1):
-                return self._frozen(key, path)
-        return False
-
-    def _freezer(self) -> tuple[str, str] | None:
-        """(key, dir) of the hierarchy that freezes: the v1 freezer, else cgroup2's cgroup.freeze."""
-        for key, path in self.paths.items():
-            if "freezer" in key.split(","):
-                return key, path
-        if "" in self.paths and os.path.exists(os.path.join(self.paths[""], "cgroup.freeze")):
-            return "", self.paths[""]
-        return None
+        where = self._freezer()
+        return where is not None and _frozen(*where)
 
     def freeze(self, frozen: bool, timeout: float = 10.0) -> None:
         """Freeze or thaw every process, and wait until the kernel says it is done."""
@@ -308,6 +267,139 @@ class CgroupManager:
                         raise PyruncError(f"cannot remove cgroup {directory}: {exc.strerror}") from None
                     time.sleep(0.005)
         self.created = []
+
+
+class V1Manager(CgroupManager):
+    """One directory per v1 hierarchy; every resource goes to the hierarchy of its controller."""
+
+    layout = "v1"
+
+    def _owners(self) -> dict[str, str]:
+        return {c: k for k in self.paths if k and not k.startswith("name=") for c in k.split(",")}
+
+    def apply(self, resources: dict | None, linux_devices: list[dict] | None = None,
+              with_devices: bool = True) -> list[str]:
+        from pyrunc import cgroup_resources as tr
+        resources = resources or {}
+        warnings: list[str] = []
+        owner = self._owners()
+
+        def has_file(ctrl: str, name: str) -> bool:
+            return ctrl in owner and os.path.exists(os.path.join(self.paths[owner[ctrl]], name))
+
+        cur = None
+        if "memory" in owner:
+            try:
+                with open(os.path.join(self.paths[owner["memory"]], "memory.limit_in_bytes")) as f:
+                    cur = int(f.read())
+            except (OSError, ValueError):
+                pass
+        writes = tr.v1_writes(resources, set(owner), has_file, cur, warnings)
+        if "devices" in owner and with_devices:
+            writes += tr.device_writes(resources, linux_devices or [])
+        for w in writes:
+            ctrl, name, value = w
+            _write(self.paths[owner[ctrl]], name, value, getattr(w, "field", name))
+            if name == "cpu.shares":
+                _check_shares(self.paths[owner[ctrl]], value, getattr(w, "field", name))
+        self._apply_rest(resources, "hugetlb" in owner, warnings)
+        return warnings
+
+    def _apply_rest(self, resources: dict, v1_hugetlb: bool, warnings: list[str]) -> None:
+        """What only cgroup2 can take: `unified` (and hugepageLimits without a v1 hugetlb)."""
+        rest = {"unified"} if v1_hugetlb else {"hugepageLimits", "unified"}
+        if any(resources.get(k) for k in rest):
+            k = "unified" if resources.get("unified") else "hugepageLimits"
+            raise ConfigError(f"linux.resources.{k}: needs cgroup v2 (or a v1 hugetlb "
+                              "hierarchy), which this host does not mount")
+
+    def _freezer(self) -> tuple[str, str] | None:
+        for key, path in self.paths.items():
+            if "freezer" in key.split(","):
+                return key, path
+        return None
+
+    def stats(self) -> dict:
+        from pyrunc import cgroup_stats
+        return cgroup_stats.v1_stats(self._owners(), self.paths)
+
+
+class HybridManager(V1Manager):
+    """v1 controllers plus a cgroup2 mount: resources go to v1, except what only cgroup2 has
+    (on this host hugetlb, and any `unified` key), which goes to the cgroup2 directory."""
+
+    layout = "hybrid"
+
+    def _apply_rest(self, resources: dict, v1_hugetlb: bool, warnings: list[str]) -> None:
+        from pyrunc import cgroup_resources as tr
+        rest = {"unified"} if v1_hugetlb else {"hugepageLimits", "unified"}
+        unified = self.paths.get("")
+        if unified is None:
+            return super()._apply_rest(resources, v1_hugetlb, warnings)
+        if any(resources.get(k) for k in rest):
+            _write_v2(unified, tr.v2_writes(resources, _v2_has(unified), warnings, rest))
+
+    def stats(self) -> dict:
+        from pyrunc import cgroup_stats
+        data = super().stats()
+        if "hugetlb" not in self._owners() and "" in self.paths:
+            data["hugetlb"] = cgroup_stats.v2_hugetlb(self.paths[""])
+        return data
+
+
+class UnifiedManager(CgroupManager):
+    """Pure cgroup v2: one directory; devices through an eBPF filter attached to it."""
+
+    layout = "v2"
+
+    def apply(self, resources: dict | None, linux_devices: list[dict] | None = None,
+              with_devices: bool = True) -> list[str]:
+        from pyrunc import cgroup_resources as tr
+        resources = resources or {}
+        warnings: list[str] = []
+        directory = self.paths[""]
+        _write_v2(directory, tr.v2_writes(resources, _v2_has(directory), warnings))
+        if with_devices:
+            from pyrunc import devfilter
+            devfilter.install(directory, devfilter.rules_from_config(
+                resources, linux_devices or [], tr.DEFAULT_ALLOWS))
+        return warnings
+
+    def _freezer(self) -> tuple[str, str] | None:
+        if os.path.exists(os.path.join(self.paths[""], "cgroup.freeze")):
+            return "", self.paths[""]
+        return None
+
+    def stats(self) -> dict:
+        from pyrunc import cgroup_stats
+        return cgroup_stats.v2_stats(self.paths[""])
+
+
+_LAYOUTS: dict[str, type[CgroupManager]] = {"v1": V1Manager, "hybrid": HybridManager,
+                                            "v2": UnifiedManager}
+
+
+def _v2_has(directory: str) -> Callable[[str, str], bool]:
+    return lambda _ctrl, name: os.path.exists(os.path.join(directory, name))
+
+
+def _write_v2(directory: str, writes: list[tuple[str, str]]) -> None:
+    for w in writes:
+        name, value = w
+        if not os.path.exists(os.path.join(directory, name)):
+            _enable_controller(directory, name.split(".", 1)[0])
+        _write(directory, name, value, getattr(w, "field", name))
+
+
+def _frozen(key: str, path: str) -> bool:
+    try:
+        if key == "":
+            with open(os.path.join(path, "cgroup.freeze")) as f:
+                return f.read().strip() == "1"
+        with open(os.path.join(path, "freezer.state")) as f:
+            return f.read().strip() != "THAWED"
+    except FileNotFoundError:
+        return False
 
 
 def _write(directory: str, name: str, value: str, field: str) -> None:

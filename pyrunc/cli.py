@@ -77,13 +77,14 @@ COMMANDS: dict[str, tuple[Flags, str, str]] = {
                 "--l3-cache-schema": ("l3_cache_schema", "str"),
                 "--mem-bw-schema": ("mem_bw_schema", "str")},
                "<container-id>", "update container resource constraints"),
-    "events": ({}, "<container-id>", "display container events such as OOM notifications"),
+    "events": ({"--interval": ("interval", "str"), "--stats": ("stats", "bool")}, "<container-id>",
+               "display container events such as OOM notifications, and resource stats"),
     "features": ({}, "", "show the enabled features"),
     "checkpoint": ({}, "<container-id>", "checkpoint a running container (needs CRIU)"),
     "restore": ({}, "<container-id>", "restore a container from a previous checkpoint"),
 }
 # Filled in by subsequent issues; until then each answers clearly that it is not there yet.
-NOT_YET = {"events", "restore"}
+NOT_YET = {"restore"}
 
 
 class Args(dict):

@@ -60,6 +60,9 @@ def dispatch(command: str, root: str, opts: dict, pos: list[str]) -> int:
         return update.update(root, _one_id(command, pos), opts)
     if command == "ps":
         return ps_command(root, opts, pos)
+    if command == "events":
+        from pyrunc import events
+        return events.events(root, _one_id(command, pos), opts)
     if command == "features":
         from pyrunc import features, jsonlite
         sys.stdout.write(jsonlite.dumps_indent(features.features(), "    ") + "\n")

@@ -175,7 +175,7 @@ def test_unknown_flag_or_command(tmp_path, args, needle):
     assert not (tmp_path / "x").exists()
 
 
-@pytest.mark.parametrize("args", [["events", "someid"], ["restore", "someid"]])
+@pytest.mark.parametrize("args", [["restore", "someid"]])
 def test_not_supported_yet(tmp_path, args):
     res = run_cli(*args, root=tmp_path)
     assert res.returncode != 0

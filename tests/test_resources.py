@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from pyrunc import cgroup_resources as tr
-from pyrunc.cgroups import CgroupManager
-from pyrunc.errors import ConfigError, NotSupported
+from pyrunc.cgroups import UnifiedManager, V1Manager
+from pyrunc.errors import ConfigError
 
 kernel = pytest.mark.kernel
 RUNC = shutil.which("runc") or "/usr/sbin/runc"
@@ -148,7 +148,7 @@ def test_v2_apply_to_directory_tree(tmp_path: Path) -> None:
              "cpu.max.burst", "cpu.idle", "cpuset.cpus", "cpuset.mems", "pids.max", "io.weight",
              "io.bfq.weight", "io.max", "hugetlb.2MB.max", "memory.high"]
     d = _fake_v2(tmp_path, names)
-    warnings = CgroupManager({"": str(d)}).apply({k: v for k, v in FULL.items()})
+    warnings = UnifiedManager({"": str(d)}).apply(dict(FULL), with_devices=False)
     assert (d / "memory.max").read_text() == "33554432"
     assert (d / "memory.swap.max").read_text() == "33554432"
     assert (d / "cpu.weight").read_text() == "39"
@@ -165,11 +165,9 @@ def test_v2_apply_errors(tmp_path: Path) -> None:
     d = _fake_v2(tmp_path, ["pids.max"])
     with pytest.raises(ConfigError, match=r"^linux.resources.memory.limit: writing 100 to "
                                           r"memory.max: no such file or directory$"):
-        CgroupManager({"": str(d)}).apply({"memory": {"limit": 100}})
-    with pytest.raises(NotSupported, match="eBPF"):
-        CgroupManager({"": str(d)}).apply({"devices": [{"allow": False, "access": "rwm"}]})
+        UnifiedManager({"": str(d)}).apply({"memory": {"limit": 100}}, with_devices=False)
     with pytest.raises(ConfigError, match="unified"):
-        CgroupManager({"pids": str(d)}).apply({"unified": {"pids.max": "5"}})
+        V1Manager({"pids": str(d)}).apply({"unified": {"pids.max": "5"}})
 
 
 # -- real enforcement on this host ---------------------------------------------------------------
