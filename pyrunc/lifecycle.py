@@ -105,7 +105,12 @@ def kill(root: str, container_id: str, sig: int, all_procs: bool = False) -> Non
     cg = CgroupManager.from_state(ctr.data.get("cgroup", {}))
     if all_procs:
         cg.kill_all(sig)
-    signal_init(ctr, sig)
+        try:
+            signal_init(ctr, sig)  # the init too, should it not be in the cgroup
+        except InvalidState:
+            pass  # already killed through the cgroup (cgroup.kill is synchronous)
+    else:
+        signal_init(ctr, sig)
     ctr.unlock()
 
 
