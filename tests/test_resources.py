@@ -257,6 +257,10 @@ def test_deny_all_devices_keeps_default_nodes(run_container) -> None:
 
 ENGINE_RESOURCES = {
     "podman": {"pids": {"limit": 2048}, "devices": [{"allow": False, "access": "rwm"}]},
+    # podman run --memory 256m --memory-swap 512m --cpus 0.5
+    "podman-limits": {"memory": {"limit": 268435456, "swap": 536870912},
+                      "cpu": {"quota": 50000, "period": 100000}, "pids": {"limit": 2048},
+                      "devices": [{"allow": False, "access": "rwm"}]},
     "containerd": {"cpu": {"shares": 1024}, "devices": [
         {"allow": False, "access": "rwm"},
         {"allow": True, "type": "c", "major": 1, "minor": 3, "access": "rwm"},
@@ -268,8 +272,8 @@ ENGINE_RESOURCES = {
         {"allow": True, "type": "c", "major": 5, "minor": 1, "access": "rwm"},
         {"allow": True, "type": "c", "major": 136, "access": "rwm"},
         {"allow": True, "type": "c", "major": 5, "minor": 2, "access": "rwm"}]},
-    # docker also sends blockIO.weight 0, which schema.py rejects (minimum 10) before any of this
-    "docker": {"memory": {"disableOOMKiller": False}, "cpu": {"shares": 0}, "devices": [
+    "docker": {"memory": {"disableOOMKiller": False}, "cpu": {"shares": 0},
+               "blockIO": {"weight": 0}, "devices": [
                    {"allow": False, "access": "rwm"},
                    {"allow": True, "type": "c", "major": 1, "minor": 5, "access": "rwm"},
                    {"allow": True, "type": "c", "major": 1, "minor": 3, "access": "rwm"},
@@ -302,16 +306,47 @@ def test_bad_value_one_line_error(pyrunc, bundle) -> None:
     assert not (pyrunc.root / cid).exists()
 
 
+RUNC_CASES = {
+    "limits": {"memory": {"limit": 48 << 20, "swap": 96 << 20, "reservation": 32 << 20,
+                          "swappiness": 20, "disableOOMKiller": True},
+               "cpu": {"shares": 700, "quota": 30000, "period": 100000, "cpus": "0", "mems": "0"},
+               "pids": {"limit": 40},
+               "blockIO": {"throttleReadBpsDevice": [{"major": 254, "minor": 0, "rate": 1048576}],
+                           "throttleWriteIOPSDevice": [{"major": 254, "minor": 0, "rate": 300}]},
+               "devices": [{"allow": False, "access": "rwm"},
+                           {"allow": True, "type": "b", "major": 7, "access": "r"}]},
+    "no-device-rules": {"pids": {"limit": 10}},
+    **{k: ENGINE_RESOURCES[k] for k in ("podman", "podman-limits", "docker", "containerd")},
+}
+RUNC_FILES = [("memory", "memory.limit_in_bytes"), ("memory", "memory.memsw.limit_in_bytes"),
+              ("memory", "memory.soft_limit_in_bytes"), ("memory", "memory.swappiness"),
+              ("memory", "memory.oom_control"), ("cpu", "cpu.shares"), ("cpu", "cpu.cfs_quota_us"),
+              ("cpu", "cpu.cfs_period_us"), ("cpuset", "cpuset.cpus"), ("cpuset", "cpuset.mems"),
+              ("pids", "pids.max"), ("blkio", "blkio.throttle.read_bps_device"),
+              ("blkio", "blkio.throttle.write_iops_device"), ("freezer", "freezer.state"),
+              ("devices", "devices.list")]
+
+
+def _snapshot(cid: str) -> dict[str, object]:
+    """The files above, plus which hierarchies hold the container (cgroup2 included)."""
+    out: dict[str, object] = {}
+    for ctrl, name in RUNC_FILES:
+        text = _file(ctrl, cid, name)
+        if name == "memory.oom_control":
+            text = text.splitlines()[0]            # under_oom and the kill count vary
+        out[name] = sorted(text.splitlines()) if name == "devices.list" else text
+    out["dirs"] = sorted(h.name for h in Path("/sys/fs/cgroup").iterdir() if (h / cid).is_dir())
+    return out
+
+
 @kernel
 @pytest.mark.skipif(not os.access(RUNC, os.X_OK), reason="runc (the oracle) is not installed")
-def test_same_values_as_runc(pyrunc, bundle, tmp_path: Path) -> None:
-    res = {"memory": {"limit": 48 << 20}, "cpu": {"shares": 700, "quota": 30000, "period": 100000},
-           "pids": {"limit": 40}, "devices": [{"allow": False, "access": "rwm"}]}
-    files = [("memory", "memory.limit_in_bytes"), ("cpu", "cpu.shares"),
-             ("cpu", "cpu.cfs_quota_us"), ("pids", "pids.max")]
+@pytest.mark.parametrize("case", sorted(RUNC_CASES))
+def test_same_values_as_runc(pyrunc, bundle, tmp_path: Path, case: str) -> None:
+    res = RUNC_CASES[case]
     ours = _created(pyrunc, bundle, res)
     try:
-        mine = [_file(c, ours, n) for c, n in files]
+        mine = _snapshot(ours)
     finally:
         pyrunc("delete", "--force", ours, check=True)
     theirs = pyrunc.new_id("runc")
@@ -323,7 +358,7 @@ def test_same_values_as_runc(pyrunc, bundle, tmp_path: Path) -> None:
                               timeout=60, check=False)
     try:
         assert proc.returncode == 0, (tmp_path / "runc.log").read_text()
-        assert [_file(c, theirs, n) for c, n in files] == mine
+        assert _snapshot(theirs) == mine
     finally:
         subprocess.run([*runc, "delete", "--force", theirs], capture_output=True, timeout=60,
                        check=False)
