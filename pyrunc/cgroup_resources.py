@@ -25,6 +25,10 @@ What happens to a field the host cannot honour (E = error, W = warning and skipp
 | network.classID / priorities        | W when net_cls / net_prio are not mounted | W (no v2 controller)        |
 | rdma                                | E (no rdma hierarchy)                     | E if rdma.max is missing    |
 | unified                             | E on a v1-only host; hybrid: cgroup2 dir  | written as given, last      |
+| devices                             | devices.deny/allow (runc's defaults added) | eBPF filter (devfilter.py)  |
+
+runc 1.1.5 differs on one row on this hybrid host: it refuses hugepageLimits (no v1 hugetlb),
+where pyrunc writes them to the cgroup2 directory.
 """
 
 from __future__ import annotations

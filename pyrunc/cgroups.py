@@ -163,6 +163,11 @@ class CgroupManager:
         """runc's `events --stats` data object, read from this container's cgroup files."""
         raise NotImplementedError
 
+    def exclusive(self) -> bool:
+        """Whether every directory the container is in was made by us: only then may killing
+        "everything in the cgroup" be done, since a joined cgroup can hold other processes."""
+        return all(path in self.created for path in self.paths.values())
+
     def join_self(self) -> None:
         """Move the calling process into every hierarchy ("0" means the writer itself)."""
         self.join(0)

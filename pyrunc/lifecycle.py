@@ -146,7 +146,7 @@ def delete(root: str, container_id: str, force: bool = False) -> None:
     stop_shim(ctr)
     if status != "stopped":
         kill_and_wait(ctr, cg)
-    else:
+    elif cg.exclusive() or not own_pid_namespace(ctr):
         cg.kill_all()  # stragglers left in the cgroup (a container sharing the host's pid ns)
     cg.destroy()
     run_late_hooks(ctr, "poststop", "stopped")
@@ -169,8 +169,15 @@ def remove_orphan_dir(root: str, container_id: str) -> None:
 
 
 def kill_and_wait(ctr: state.Container, cg: CgroupManager, timeout: float = 10.0) -> None:
-    """SIGKILL everything (thawing a paused container so the kill lands) and wait for the init."""
-    cg.kill_all(signal.SIGKILL)
+    """SIGKILL everything (thawing a paused container so the kill lands) and wait for the init.
+
+    In a cgroup we joined rather than made, other processes may live: then, as runc does, only
+    the init is killed (its pid namespace goes with it) unless the container shares the host's.
+    """
+    if cg.exclusive() or not own_pid_namespace(ctr):
+        cg.kill_all(signal.SIGKILL)
+    elif cg.is_paused():
+        cg.freeze(False)
     try:
         signal_init(ctr, signal.SIGKILL)
     except InvalidState:
@@ -180,6 +187,14 @@ def kill_and_wait(ctr: state.Container, cg: CgroupManager, timeout: float = 10.0
         if time.monotonic() > deadline:
             raise PyruncError(f"container {ctr.id}: init {ctr.pid} did not die after SIGKILL")
         time.sleep(0.002)
+
+
+def own_pid_namespace(ctr: state.Container) -> bool:
+    try:
+        namespaces = (ctr.config().get("linux") or {}).get("namespaces") or []
+    except (OSError, PyruncError):
+        return True  # unknown: then only a cgroup of our own is emptied wholesale
+    return any(ns.get("type") == "pid" and not ns.get("path") for ns in namespaces)
 
 
 def state_json(root: str, container_id: str) -> str:
