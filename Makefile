@@ -32,6 +32,7 @@ install: $(VENV)/.done
 	echo 'COMMIT = "$(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)"' > $(LIBDIR).new/pyrunc/_build.py
 	$(VENV)/bin/pip install -q --disable-pip-version-check --no-compile --target $(LIBDIR).new/vendor $(DEPS)
 	$(PYTHON) -m compileall -q -j0 $(LIBDIR).new
+	$(PYTHON) -I -S pyrunc/_bundle.py $(LIBDIR).new $(PREFIX)/lib/pyrunc
 	rm -rf $(LIBDIR) && mv $(LIBDIR).new $(LIBDIR)
 	sed -e 's|@PYTHON@|$(PYTHON)|' -e 's|@LIBDIR@|$(PREFIX)/lib/pyrunc|g' launcher.in > $(BINDIR)/pyrunc.tmp
 	chmod 755 $(BINDIR)/pyrunc.tmp && mv $(BINDIR)/pyrunc.tmp $(BINDIR)/pyrunc

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import _signal as signal  # not `signal`: it imports enum
 import errno
-import os
 import time
 
+from pyrunc import lightos as os  # os minus its import cost: see lightos.py
 from pyrunc.errors import ConfigError, PyruncError
 
 TYPE_CHECKING = False

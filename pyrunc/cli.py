@@ -6,9 +6,9 @@ end up in main(), which writes them the way engines expect (log.py) and picks th
 
 from __future__ import annotations
 
-import os
 import sys
 
+from pyrunc import lightos as os  # os minus its import cost: see lightos.py
 from pyrunc import OCI_VERSION, __version__
 from pyrunc.errors import PyruncError
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import os
 import sys
 
+from pyrunc import lightos as os  # os minus its import cost: see lightos.py
 from pyrunc.errors import NotSupported, PyruncError
 
 

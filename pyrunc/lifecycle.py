@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import _signal as signal  # the signal module imports enum (~8 ms) for names we do not need
 import errno
-import os
 import time
 
+from pyrunc import lightos as os  # os minus its import cost: see lightos.py
 from pyrunc import jsonlite, state
 from pyrunc.cgroups import CgroupManager
 from pyrunc.errors import ContainerNotFound, InvalidState, PyruncError

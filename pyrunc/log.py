@@ -6,9 +6,9 @@ Engines parse what we write: podman json.Unmarshal's the whole --log file after 
 
 from __future__ import annotations
 
-import os
 import sys
 
+from pyrunc import lightos as os  # os minus its import cost: see lightos.py
 from pyrunc.jsonlite import dumps
 from pyrunc.state import now_rfc3339
 

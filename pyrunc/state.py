@@ -8,9 +8,9 @@ fifo (present until `start`) and the freezer.
 from __future__ import annotations
 
 import fcntl
-import os
 import time
 
+from pyrunc import lightos as os  # os minus its import cost: see lightos.py
 from pyrunc import OCI_VERSION, jsonlite
 from pyrunc.errors import ContainerExists, ContainerNotFound, PyruncError
 

@@ -1,0 +1,147 @@
+"""The installed launcher's body: `from pyrunc._boot import start; start(LIBDIR)`.
+
+It lives here, byte-compiled, because the launcher script itself is compiled from source on
+every call (~0.5 ms for twenty lines). What it adds to a plain `from pyrunc.cli import main`:
+
+- pyrunc.bundle (built by _bundle.py at install): importlib spends ~0.2 M instructions
+  (50-80 us) on every module it finds on disk (path scans, stat and open of .py and .pyc, locks,
+  spec objects), and `create` imports ~35 of ours, more than runc's whole `state`. The bundle
+  holds every module's code; the modules a command imports at start-up go straight into
+  sys.modules, in dependency order, and a meta-path finder serves the rest (lazy imports) from
+  the same bundle. Correctness never depends on the preload lists: a module missing from them
+  is imported through the finder when first needed, one preloaded needlessly costs its body.
+  A bundle that is absent, or was built by another interpreter (magic number), is ignored.
+- No garbage collection during start-up: imports create ~6000 objects and no cycles worth a
+  pass (the passes cost ~2.5 M instructions); a long-running command still collects.
+- No interpreter teardown (module GC, several ms): flush stdio and _exit.
+"""
+
+import gc
+import marshal
+import posix  # not os: see lightos.py
+import sys
+from _frozen_importlib_external import MAGIC_NUMBER
+
+_ModuleSpec = type(sys.__spec__)
+_Module = type(sys)
+_VALUE_FLAGS = ("--root", "--log", "--log-format", "--criu", "--rootless")
+
+
+class BundleFinder:
+    """Meta-path finder and loader for the modules in the bundle."""
+
+    path = ""               # of the bundle
+    base = 0                # offset of the code blobs in it
+    index: dict = {}        # module name -> (offset from base, length) of its marshal'ed code
+    fd = -1                 # open while preloading; lazy imports reopen the file
+
+    @classmethod
+    def find_spec(cls, name, path=None, target=None):
+        if name not in cls.index:
+            return None
+        try:
+            code = cls.code(name)
+        except OSError:     # e.g. after pivot_root: let the other finders fail as they would
+            return None
+        is_pkg = name == "pyrunc"
+        libdir = cls.path.rpartition("/")[0]
+        origin = libdir + ("/pyrunc/__init__.py" if is_pkg else f"/{name.replace('.', '/')}.py")
+        spec = _ModuleSpec(name, cls, origin=origin, is_package=is_pkg)
+        spec.loader_state = code
+        if is_pkg:
+            spec.submodule_search_locations = [libdir + "/pyrunc"]
+        spec.has_location = True
+        return spec
+
+    @staticmethod
+    def create_module(spec):
+        return None
+
+    @staticmethod
+    def exec_module(module):
+        module.__file__ = module.__spec__.origin
+        exec(module.__spec__.loader_state, module.__dict__)
+
+    @classmethod
+    def code(cls, name):
+        offset, length = cls.index[name]
+        fd = cls.fd if cls.fd >= 0 else posix.open(cls.path, posix.O_RDONLY | posix.O_CLOEXEC)
+        try:
+            return marshal.loads(posix.pread(fd, length, cls.base + offset))
+        finally:
+            if fd != cls.fd:
+                posix.close(fd)
+
+    @classmethod
+    def preload(cls, name):
+        """What importing name does, without importlib's machinery."""
+        if name in sys.modules:
+            return
+        spec = cls.find_spec(name)
+        if spec is None:
+            return
+        module = _Module(name)
+        module.__spec__ = spec
+        module.__loader__ = cls
+        module.__file__ = spec.origin
+        module.__package__ = "pyrunc"
+        if spec.submodule_search_locations is not None:
+            module.__path__ = spec.submodule_search_locations
+        sys.modules[name] = module
+        try:
+            exec(spec.loader_state, module.__dict__)
+        except BaseException:
+            del sys.modules[name]
+            raise
+        finally:
+            spec.loader_state = None
+        if name != "pyrunc":
+            setattr(sys.modules["pyrunc"], name.rpartition(".")[2], module)
+
+
+def command_name(argv):
+    """The subcommand, as cli.py will find it (only used to pick a preload list)."""
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg in _VALUE_FLAGS:
+            i += 2
+        elif arg.startswith("-"):
+            i += 1
+        else:
+            return arg
+    return ""
+
+
+def load_bundle(libdir):
+    """Install the bundle's finder and preload the command's modules; False if no bundle."""
+    path = libdir + "/pyrunc.bundle"
+    try:
+        fd = posix.open(path, posix.O_RDONLY | posix.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        head = posix.pread(fd, 8, 0)
+        if head[:4] != MAGIC_NUMBER:
+            return False
+        size = int.from_bytes(head[4:8], "little")
+        index, orders = marshal.loads(posix.pread(fd, size, 8))
+        BundleFinder.path, BundleFinder.base, BundleFinder.index = path, 8 + size, index
+        BundleFinder.fd = fd
+        sys.meta_path.insert(0, BundleFinder)
+        for name in orders.get(command_name(sys.argv[1:]), orders[""]):
+            BundleFinder.preload(name)
+    finally:
+        BundleFinder.fd = -1
+        posix.close(fd)
+    return True
+
+
+def start(libdir):
+    gc.set_threshold(100_000)
+    load_bundle(libdir)
+    from pyrunc.cli import main
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    posix._exit(code)

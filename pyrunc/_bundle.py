@@ -1,0 +1,140 @@
+"""Build pyrunc.bundle at install time: `python3 -I -S pyrunc/_bundle.py DIR LIBDIR` (make install
+writes the tree in DIR, which it then renames to LIBDIR: the paths the code objects carry).
+
+Layout: the interpreter's magic number; the length of the head (4 bytes, little-endian); the
+head, a marshal'ed (index, orders): index maps each pyrunc module to the (offset from the end
+of the head, length) of its marshal'ed code, orders maps each command to the modules to preload, in dependency
+order; then the code blobs, each unmarshal'ed only if its module is run (see _boot.py for why).
+It must be built by the interpreter the launcher runs: _boot.py ignores a bundle whose magic
+number is not its own, and imports from disk instead.
+
+The preload lists start from ENTRIES (the modules commands.dispatch imports for each command)
+and follow every module-level `import`/`from` of a pyrunc module, recursively.
+"""
+
+from __future__ import annotations
+
+import ast
+import marshal
+import os
+import sys
+from importlib.util import MAGIC_NUMBER
+
+_CORE = ["pyrunc.cli", "pyrunc.commands"]
+_CREATE = [*_CORE, "pyrunc.create", "pyrunc.config", "pyrunc.schema", "pyrunc.capabilities",
+           "pyrunc.seccomp", "pyrunc.cgroup_resources", "pyrunc.log"]
+# command -> the modules it imports in any case (its lazy imports included); "" = anything else.
+ENTRIES: dict[str, list[str]] = {
+    "": _CORE,
+    "create": _CREATE,
+    "run": [*_CREATE, "pyrunc.run"],
+    "exec": [*_CORE, "pyrunc.execute", "pyrunc.config", "pyrunc.schema", "pyrunc.capabilities",
+             "pyrunc.seccomp", "pyrunc.log"],
+    **{cmd: [*_CORE, "pyrunc.lifecycle", "pyrunc.log"]
+       for cmd in ("state", "start", "kill", "delete", "list", "pause", "resume", "ps", "logs")},
+}
+_FUTURE = "from __future__ import annotations"
+_ANNOTATIONS_FLAG = 0x1000000  # __future__.annotations.compiler_flag (CO_FUTURE_ANNOTATIONS)
+
+
+def module_name(filename: str) -> str:
+    stem = filename[:-3]
+    return "pyrunc" if stem == "__init__" else f"pyrunc.{stem}"
+
+
+def compile_module(path: str, filename: str) -> object:
+    """The module's code; `from __future__ import annotations` becomes a compiler flag (the
+    statement would import __future__ from disk at run time) and a blank line (same numbers)."""
+    with open(path, encoding="utf-8") as f:
+        source = f.read()
+    flags = 0
+    lines = source.split("\n")
+    for i, line in enumerate(lines):
+        if line.strip() == _FUTURE:
+            lines[i] = ""
+            flags = _ANNOTATIONS_FLAG
+    return compile("\n".join(lines), filename, "exec", flags=flags, dont_inherit=True)
+
+
+def top_level_imports(path: str) -> list[str]:
+    """pyrunc modules imported by the module's body (not inside functions or classes)."""
+    with open(path, encoding="utf-8") as f:
+        tree = ast.parse(f.read(), path)
+    found: list[str] = []
+
+    def visit(body: list[ast.stmt]) -> None:
+        for node in body:
+            if isinstance(node, ast.Import):
+                found.extend(a.name for a in node.names if a.name.startswith("pyrunc."))
+            elif isinstance(node, ast.ImportFrom):
+                base = "pyrunc" if node.level == 1 and not node.module else (
+                    f"pyrunc.{node.module}" if node.level == 1 else node.module or "")
+                if base == "pyrunc":
+                    found.extend(f"pyrunc.{a.name}" for a in node.names)
+                elif base.startswith("pyrunc."):
+                    found.append(base)
+            elif isinstance(node, ast.If) and not (isinstance(node.test, ast.Name)
+                                                   and node.test.id == "TYPE_CHECKING"):
+                visit(node.body)
+                visit(node.orelse)
+            elif isinstance(node, ast.Try):
+                visit(node.body)
+                for handler in node.handlers:
+                    visit(handler.body)
+                visit(node.orelse)
+                visit(node.finalbody)
+    visit(tree.body)
+    return found
+
+
+def preload_order(entries: list[str], deps: dict[str, list[str]]) -> list[str]:
+    """Depth-first, dependencies before their importers; the package itself first."""
+    order: list[str] = []
+    seen: set[str] = set()
+
+    def walk(name: str) -> None:
+        if name in seen or name not in deps:
+            return
+        seen.add(name)
+        for dep in deps[name]:
+            walk(dep)
+        order.append(name)
+    walk("pyrunc")
+    for name in entries:
+        walk(name)
+    return order
+
+
+def build(libdir: str, final_libdir: str) -> str:
+    pkg_dir = os.path.join(libdir, "pyrunc")
+    modules: dict[str, bytes] = {}
+    deps: dict[str, list[str]] = {}
+    for filename in sorted(os.listdir(pkg_dir)):
+        if not filename.endswith(".py") or filename in ("_bundle.py", "__main__.py"):
+            continue
+        path = os.path.join(pkg_dir, filename)
+        name = module_name(filename)
+        modules[name] = marshal.dumps(compile_module(path, os.path.join(final_libdir, "pyrunc",
+                                                                         filename)))
+        deps[name] = top_level_imports(path)
+    orders = {cmd: preload_order(entries, deps) for cmd, entries in ENTRIES.items()}
+    names = sorted(modules)
+    index = {}
+    offset = 0   # from the end of the head
+    for name in names:
+        index[name] = (offset, len(modules[name]))
+        offset += len(modules[name])
+    head = marshal.dumps((index, orders))
+    out = os.path.join(libdir, "pyrunc.bundle")
+    with open(out + ".tmp", "wb") as f:
+        f.write(MAGIC_NUMBER + len(head).to_bytes(4, "little") + head)
+        for name in names:
+            f.write(modules[name])
+    os.rename(out + ".tmp", out)
+    return out
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 3:
+        sys.exit("usage: _bundle.py DIR LIBDIR")
+    build(sys.argv[1], sys.argv[2])

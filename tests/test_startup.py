@@ -1,0 +1,130 @@
+"""The start-up machinery of the installed launcher: lightos (os without its import cost) and
+pyrunc.bundle (every module's code in one file, preloaded per command). Structural, not timed.
+"""
+
+from __future__ import annotations
+
+import marshal
+import os
+import posixpath
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from conftest import REPO
+from pyrunc import _bundle, lightos
+
+# Path-like strings built from the parts that make normpath/join interesting.
+PATHS = st.lists(st.sampled_from(["", "/", "//", "///", ".", "..", "a", "b.c", "..x", " ", "é"]),
+                 max_size=8).map("/".join)
+
+
+@settings(max_examples=400, deadline=None)
+@given(PATHS, st.lists(PATHS, max_size=3))
+def test_lightos_path_matches_posixpath(first: str, rest: list[str]) -> None:
+    p = lightos.path
+    assert p.join(first, *rest) == posixpath.join(first, *rest)
+    assert p.normpath(first) == posixpath.normpath(first)
+    assert p.dirname(first) == posixpath.dirname(first)
+    assert p.basename(first) == posixpath.basename(first)
+    assert p.isabs(first) == posixpath.isabs(first)
+    assert p.abspath(first) == posixpath.abspath(first)
+
+
+def test_lightos_is_os_where_it_matters(tmp_path: Path) -> None:
+    assert lightos.open is os.open and lightos.O_CLOEXEC == os.O_CLOEXEC
+    assert lightos._exit is os._exit
+    assert lightos.environ is os.environ          # the str mapping, not posix's bytes one
+    assert lightos.makedirs is os.makedirs        # through the fallback to the real os
+    assert lightos.path.realpath is posixpath.realpath
+    assert lightos.path.exists(str(tmp_path)) and lightos.path.isdir(str(tmp_path))
+    assert not lightos.path.exists(str(tmp_path / "nope")) and not lightos.path.isdir(__file__)
+    assert lightos.path.join(b"/a", b"b") == b"/a/b"  # bytes go to posixpath
+
+
+def _installed(tmp_path: Path) -> Path:
+    """A copy of the package plus its bundle, laid out as `make install` does."""
+    lib = tmp_path / "lib"
+    shutil.copytree(REPO / "pyrunc", lib / "pyrunc", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(REPO / "spec", lib / "spec")
+    subprocess.run(["/usr/bin/python3", "-I", "-S", str(REPO / "pyrunc" / "_bundle.py"), str(lib),
+                    str(lib)], check=True)
+    return lib
+
+
+def _boot(lib: Path, *argv: str) -> list[str]:
+    """Run _boot.load_bundle for argv in a fresh -I -S interpreter: the modules it loaded."""
+    code = (f"import sys; sys.path[:0] = [{str(lib)!r}]; sys.argv = ['pyrunc', *{list(argv)!r}]; "
+            f"from pyrunc import _boot; ok = _boot.load_bundle({str(lib)!r}); "
+            "import pyrunc.cli; "
+            "print(ok, ' '.join(sorted(m for m in sys.modules if m.startswith('pyrunc') or m == 'os')),"
+            " pyrunc.cli.__file__, (lambda l: getattr(l, '__name__', type(l).__name__))(pyrunc.cli.__spec__.loader))")
+    out = subprocess.run(["/usr/bin/python3", "-I", "-S", "-c", code], capture_output=True,
+                         text=True, check=True).stdout.split()
+    return out
+
+
+def test_bundle_preloads_per_command_without_os(tmp_path: Path) -> None:
+    lib = _installed(tmp_path)
+    out = _boot(lib, "--root", "/run/x", "state", "c1")
+    assert out[0] == "True"
+    assert {"pyrunc.lifecycle", "pyrunc.state", "pyrunc.cli"} <= set(out[1:-2])
+    assert "pyrunc.create" not in out and "os" not in out   # state needs neither
+    assert out[-2] == str(lib / "pyrunc" / "cli.py") and out[-1] == "BundleFinder"
+    assert "pyrunc.create" in _boot(lib, "--log", "x", "create", "c1")
+
+
+def test_lazy_imports_come_from_the_bundle(tmp_path: Path) -> None:
+    lib = _installed(tmp_path)
+    (lib / "pyrunc" / "specgen.py").write_text("raise ImportError('read from disk')\n")
+    out = _boot(lib, "state", "c1")
+    code = (f"import sys; sys.path[:0] = [{str(lib)!r}]; from pyrunc import _boot; "
+            f"_boot.load_bundle({str(lib)!r}); from pyrunc import specgen; print(specgen.default_spec()['ociVersion'])")
+    assert out[0] == "True"
+    assert subprocess.run(["/usr/bin/python3", "-I", "-S", "-c", code], capture_output=True,
+                          text=True, check=True).stdout.strip()
+
+
+def test_a_bundle_from_another_interpreter_is_ignored(tmp_path: Path) -> None:
+    lib = _installed(tmp_path)
+    bundle = lib / "pyrunc.bundle"
+    data = bytearray(bundle.read_bytes())
+    data[0] ^= 0xFF                       # another magic number: another bytecode format
+    bundle.write_bytes(bytes(data))
+    out = _boot(lib, "state", "c1")
+    assert out[0] == "False" and out[-1] == "SourceFileLoader"
+
+
+def test_bundle_preload_lists_follow_module_level_imports() -> None:
+    deps = {name: _bundle.top_level_imports(str(REPO / "pyrunc" / f)) for f in os.listdir(REPO / "pyrunc")
+            if f.endswith(".py") and (name := _bundle.module_name(f))}
+    order = _bundle.preload_order(["pyrunc.lifecycle"], deps)
+    assert order[0] == "pyrunc"
+    for i, name in enumerate(order):                  # every dependency comes before its user
+        assert set(deps[name]) & set(deps) <= set(order[:i]) | {name}
+    assert "pyrunc.state" in order and "pyrunc.create" not in order
+    # TYPE_CHECKING imports are not run, so they are not followed.
+    assert _bundle.top_level_imports(str(REPO / "pyrunc" / "schema.py")) == ["pyrunc.jsonlite", "pyrunc.errors"]
+
+
+@pytest.mark.parametrize("name", ["cli", "state"])
+def test_bundle_code_drops_the_future_import_not_its_effect(name: str) -> None:
+    code = _bundle.compile_module(str(REPO / "pyrunc" / f"{name}.py"), "x.py")
+    assert "__future__" not in code.co_names
+    assert code.co_flags & _bundle._ANNOTATIONS_FLAG
+    marshal.dumps(code)
+
+
+def test_short_commands_never_import_os() -> None:
+    """state, kill, delete, start, list: os (via _collections_abc) would cost ~1.5-2 ms each."""
+    code = (f"import sys; sys.path[:0] = [{str(REPO)!r}]; "
+            "import pyrunc.cli, pyrunc.commands, pyrunc.lifecycle, pyrunc.state, pyrunc.log; "
+            "print(' '.join(sorted(sys.modules)))")
+    out = subprocess.run(["/usr/bin/python3", "-I", "-S", "-c", code], capture_output=True,
+                         text=True, check=True).stdout.split()
+    assert "os" not in out and "_collections_abc" not in out
