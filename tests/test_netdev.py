@@ -10,12 +10,11 @@ peer with it): the tests wait for that after delete.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 
 import pytest
 
-from conftest import NetNS, ip, is_warning, links, one_line_error, poll, wait_status  # noqa: F401
+from conftest import NetNS, ip, is_warning, links, one_line_error, poll, wait_status
 
 pytestmark = pytest.mark.kernel
 
@@ -166,3 +165,15 @@ def test_pyroute2_is_imported_for_net_devices(pyrunc, bundle, netns):
                             pyrunc.new_id()], capture_output=True, text=True)
     assert moved.returncode == 0, moved.stderr
     assert "| pyroute2\n" in moved.stderr
+
+
+def test_netlink_error_is_one_line_naming_the_device(pyrunc, bundle, netns):
+    """lo is bound to its namespace (NETIF_F_NETNS_LOCAL): the kernel refuses the move."""
+    with_devices(bundle, {"lo": {"name": "lo2"}}, ["true"])
+    cid = pyrunc.new_id()
+    r = pyrunc("run", "--bundle", str(bundle.path), cid)
+    assert r.returncode == 1
+    line = one_line_error(r.stderr.decode())
+    assert line.endswith("config.json: /linux/netDevices/lo: moving it into the container's "
+                         "network namespace as lo2: invalid argument"), line
+    assert links(netns.name) == ["lo"] and not (pyrunc.root / cid).exists()
