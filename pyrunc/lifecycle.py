@@ -11,8 +11,12 @@ from pyrunc import jsonlite, state
 from pyrunc.cgroups import CgroupManager
 from pyrunc.errors import ContainerNotFound, InvalidState, PyruncError
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from pyrunc.notify import Proxy
 
-def start(root: str, container_id: str, wait_ready: bool = True) -> object:
+
+def start(root: str, container_id: str, wait_ready: bool = True) -> Proxy | None:
     """Let the init execve the user program. With NOTIFY_SOCKET (notify.py), return only once
     the container said READY=1 (or died); with wait_ready False, return the proxy for `run`."""
     ctr = state.Container(root, container_id).load(lock=True)
@@ -21,7 +25,7 @@ def start(root: str, container_id: str, wait_ready: bool = True) -> object:
         raise InvalidState("cannot start a container that has stopped")
     if status != "created":
         raise InvalidState(f"cannot start an already {status} container")
-    proxy = None
+    proxy: Proxy | None = None
     if os.environ.get("NOTIFY_SOCKET") and os.path.isdir(ctr.path("notify")):
         from pyrunc import notify
         try:

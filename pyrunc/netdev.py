@@ -188,7 +188,7 @@ class Mover:
                 for args in entry.addrs:
                     try:
                         self.host.addr("add", index=index, **args)
-                    except Exception:  # noqa: BLE001 - e.g. already there: keep restoring
+                    except Exception:  # noqa: BLE001, S110 - e.g. already there: go on restoring
                         pass
                 if entry.was_up:
                     self.host.link("set", index=index, state="up")
