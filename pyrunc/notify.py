@@ -38,9 +38,9 @@ def setup_create(state_dir: str, cfg: dict) -> None:
     """Make the socket's directory and add its mount and env to the container's config."""
     source = os.path.join(state_dir, DIR_NAME)
     os.mkdir(source, 0o755)
-    cfg.setdefault("mounts", []).append({
+    cfg["mounts"] = list(cfg.get("mounts") or []) + [{
         "destination": IN_CONTAINER_DIR, "source": source, "type": "bind",
-        "options": ["bind", "nosuid", "noexec", "nodev", "ro"]})
+        "options": ["bind", "nosuid", "noexec", "nodev", "ro"]}]
     proc = cfg["process"]
     proc["env"] = list(proc.get("env") or []) + [
         f"NOTIFY_SOCKET={IN_CONTAINER_DIR}/{SOCKET_NAME}"]
