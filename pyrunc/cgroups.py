@@ -96,7 +96,7 @@ class CgroupManager:
         self.created = created or []
 
     @staticmethod
-    def for_container(cgroups_path: str | None, container_id: str) -> "CgroupManager":
+    def for_container(cgroups_path: str | None, container_id: str) -> CgroupManager:
         # runc's rule: an absolute path hangs from each hierarchy's root; a relative one (and the
         # default, the container id) from the cgroup the runtime itself is in.
         hierarchies = host_hierarchies()
@@ -123,7 +123,7 @@ class CgroupManager:
         return _LAYOUTS[kind](paths)
 
     @staticmethod
-    def from_state(data: dict) -> "CgroupManager":
+    def from_state(data: dict) -> CgroupManager:
         paths = dict(data.get("paths", {}))
         kind = data.get("layout") or layout([Hierarchy(k, "") for k in paths] or [Hierarchy("", "")])
         return _LAYOUTS.get(kind, HybridManager)(paths, list(data.get("created", [])))

@@ -220,7 +220,8 @@ def _create(root: str, container_id: str, opts: CreateOptions) -> state.Containe
                 os.kill(init_pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-        cg.kill_all()
+        if cg.exclusive() or "pid" not in new:
+            cg.kill_all()  # a joined cgroup's other processes are not ours to kill
         try:
             cg.destroy()
         finally:

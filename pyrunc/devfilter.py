@@ -75,7 +75,6 @@ def assemble(rules: list[Rule]) -> bytes:
             _insn(_LDX_W, 4, 1, 4), _insn(_LDX_W, 5, 1, 8)]
     for rule in reversed(rules):
         checks: list[tuple[int, int]] = []   # (register, value it must equal)
-        pre: list[bytes] = []
         if rule.kind in _TYPES:
             checks.append((2, _TYPES[rule.kind]))
         if rule.major is not None:

@@ -9,7 +9,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import one_line_error, wait_status
 
 pytestmark = pytest.mark.kernel
@@ -46,8 +45,8 @@ def _create(pyrunc, bundle, tmp_path: Path, cgroups_path: str, args: list[str],
     return cid, proc
 
 
-@pytest.mark.parametrize("force", [False, True])
-def test_joined_cgroup_and_its_other_processes_survive(pyrunc, bundle, tmp_path, force) -> None:
+@pytest.mark.parametrize("how", ["delete", "delete-force", "failed-create"])
+def test_joined_cgroup_and_its_other_processes_survive(pyrunc, bundle, tmp_path, how) -> None:
     shared = f"{pyrunc.prefix}-shared"
     dirs = [h / shared for h in _hierarchies()]
     for d in dirs:
@@ -59,13 +58,18 @@ def test_joined_cgroup_and_its_other_processes_survive(pyrunc, bundle, tmp_path,
     try:
         for d in dirs:
             (d / "cgroup.procs").write_text(str(neighbour.pid))
+        if how == "failed-create":
+            bundle.edit()["linux"]["resources"] = {"cpu": {"cpus": "99-100"}}
         cid, proc = _create(pyrunc, bundle, tmp_path, "/" + shared, ["sleep", "1000"])
-        assert proc.returncode == 0, proc.stderr
-        pyrunc("start", cid, check=True)
-        if not force:
-            pyrunc("kill", cid, "KILL", check=True)
-            wait_status(pyrunc, cid, "stopped")
-        pyrunc("delete", *(["--force"] if force else []), cid, check=True)
+        if how == "failed-create":
+            assert proc.returncode == 1 and b"cpu.cpus" in proc.stderr, proc.stderr
+        else:
+            assert proc.returncode == 0, proc.stderr
+            pyrunc("start", cid, check=True)
+            if how == "delete":
+                pyrunc("kill", cid, "KILL", check=True)
+                wait_status(pyrunc, cid, "stopped")
+            pyrunc("delete", *(["--force"] if how == "delete-force" else []), cid, check=True)
         assert neighbour.poll() is None, "delete killed a process it did not start"
         assert all(d.is_dir() for d in dirs), "delete removed a cgroup it did not create"
         assert [int(p) for p in (dirs[0] / "cgroup.procs").read_text().split()] == [neighbour.pid]

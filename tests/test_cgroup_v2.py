@@ -12,8 +12,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from conftest import wait_status
+
 from pyrunc import cgroup_resources as tr
 from pyrunc import devfilter
 from pyrunc.cgroups import CgroupManager, HybridManager, UnifiedManager, V1Manager
