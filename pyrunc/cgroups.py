@@ -106,8 +106,8 @@ class CgroupManager:
             # A view of this host as another layout would see it: "v2" keeps only the cgroup2
             # mount (so a hybrid host can run the pure-v2 code for real), "v1" only the v1 ones.
             if forced not in _LAYOUTS or (forced == "hybrid" and kind != "hybrid"):
-                raise PyruncError(f"{LAYOUT_ENV}={forced}: this host is {kind}; "
-                                  f"choose one of {', '.join(l for l in _LAYOUTS if l != 'hybrid' or kind == 'hybrid')}")
+                raise PyruncError(f"{LAYOUT_ENV}={forced}: not a layout this {kind} host can "
+                                  "show (v1, v2, or hybrid on a hybrid host)")
             keep = {"v2": lambda k: k == "", "v1": lambda k: k != ""}.get(forced, lambda k: True)
             hierarchies = [h for h in hierarchies if keep(h.key)]
             if not hierarchies:

@@ -17,6 +17,7 @@ from conftest import wait_status
 from pyrunc import cgroup_resources as tr
 from pyrunc import devfilter
 from pyrunc.cgroups import CgroupManager, HybridManager, UnifiedManager, V1Manager
+from pyrunc.errors import PyruncError
 
 kernel = pytest.mark.kernel
 UNIFIED = Path("/sys/fs/cgroup/unified")
@@ -132,6 +133,16 @@ def test_layout_is_recorded_and_restored() -> None:
     assert type(CgroupManager.from_state({"paths": {"memory": "/m"}})) is V1Manager
     mgr = CgroupManager.from_state({"layout": "v1", "paths": {"memory": "/m"}, "created": ["/m"]})
     assert mgr.to_state() == {"layout": "v1", "paths": {"memory": "/m"}, "created": ["/m"]}
+
+
+def test_forced_layout(monkeypatch) -> None:
+    monkeypatch.setenv("PYRUNC_CGROUP_LAYOUT", "v3")
+    with pytest.raises(PyruncError, match=r"^PYRUNC_CGROUP_LAYOUT=v3: not a layout"):
+        CgroupManager.for_container("/x", "x")
+    if (UNIFIED / "cgroup.procs").exists():
+        monkeypatch.setenv("PYRUNC_CGROUP_LAYOUT", "v2")
+        mgr = CgroupManager.for_container("/x", "x")
+        assert isinstance(mgr, UnifiedManager) and mgr.paths == {"": str(UNIFIED / "x")}
 
 
 # -- for real on the cgroup2 mount ----------------------------------------------------------------
