@@ -80,6 +80,8 @@ def _clean(path: str, configured: str) -> str:
 
 
 LAYOUT_ENV = "PYRUNC_CGROUP_LAYOUT"
+# What a non-root caller meets in cgroupfs: runc's rootless mode skips these instead of failing.
+_PERMISSION_ERRNOS = (errno.EACCES, errno.EPERM, errno.EROFS)
 
 
 class CgroupManager:
@@ -94,6 +96,10 @@ class CgroupManager:
     def __init__(self, paths: dict[str, str], created: list[str] | None = None) -> None:
         self.paths = paths                    # hierarchy key -> absolute directory
         self.created = created or []
+        # runc's rootless cgroup manager: hierarchies we may not write to (not delegated) are
+        # skipped instead of failing, when the config left cgroupsPath to us.
+        self.rootless = False
+        self.skipped: dict[str, str] = {}     # hierarchy key -> directory we could not use
 
     @staticmethod
     def for_container(cgroups_path: str | None, container_id: str) -> CgroupManager:
@@ -133,22 +139,45 @@ class CgroupManager:
 
     def create(self) -> None:
         """mkdir every missing level, remembering each one so delete removes only ours."""
-        for key, path in self.paths.items():
+        for key, path in list(self.paths.items()):
             missing = []
             probe = path
             while not os.path.isdir(probe):
                 missing.append(probe)
                 probe = os.path.dirname(probe)
+            if self.rootless and not missing and not os.access(os.path.join(path, "cgroup.procs"),
+                                                               os.W_OK):
+                self._skip(key)
+                continue
             for directory in reversed(missing):
                 try:
                     os.mkdir(directory, 0o755)
                 except FileExistsError:
                     continue
+                except OSError as exc:
+                    if self.rootless and exc.errno in _PERMISSION_ERRNOS:
+                        self._skip(key)
+                        break
+                    raise
                 self.created.append(directory)
                 if "cpuset" in key.split(","):
                     _inherit_cpuset(directory)
+            if key not in self.paths:
+                continue
             if (key == "" or "freezer" in key.split(",")) and _frozen(key, path):
                 raise PyruncError(f"cgroup {path} is frozen: refusing to create a container in it")
+
+    def _skip(self, key: str) -> None:
+        self.skipped[key] = self.paths.pop(key)
+
+    def skipped_warning(self) -> str:
+        names = ", ".join(k or "unified (cgroup2)" for k in sorted(self.skipped))
+        return (f"rootless: not using the cgroup hierarchies {names}: they are not writable by "
+                f"uid {os.geteuid()} (delegate them to run with limits, pause and ps)")
+
+    def _refuse_skipped(self, field: str, ctrl: str, key: str) -> None:
+        raise ConfigError(f"{field}: cannot set {ctrl} limit: container could not join or create "
+                          f"cgroup (rootless: {self.skipped[key]} is not writable)")
 
     def apply(self, resources: dict | None, linux_devices: list[dict] | None = None,
               with_devices: bool = True) -> list[str]:
@@ -175,7 +204,7 @@ class CgroupManager:
     def join(self, pid: int) -> None:
         """Move a process (all its threads) into every hierarchy."""
         data = str(pid).encode()
-        for path in self.paths.values():
+        for key, path in list(self.paths.items()):
             procs = os.path.join(path, "cgroup.procs")
             try:
                 fd = os.open(procs, os.O_WRONLY | os.O_CLOEXEC)
@@ -184,6 +213,9 @@ class CgroupManager:
                 finally:
                     os.close(fd)
             except OSError as exc:
+                if self.rootless and exc.errno in _PERMISSION_ERRNOS:
+                    self._skip(key)  # created by us, but the move needs more than that
+                    continue
                 raise OSError(exc.errno, exc.strerror, procs) from None
 
     def _freezer(self) -> tuple[str, str] | None:
@@ -282,20 +314,25 @@ class V1Manager(CgroupManager):
     def _owners(self) -> dict[str, str]:
         return {c: k for k in self.paths if k and not k.startswith("name=") for c in k.split(",")}
 
+    def _all_dirs(self) -> dict[str, str]:
+        """Used and rootless-skipped hierarchies: a limit for a skipped one is an error."""
+        return {**self.skipped, **self.paths}
+
     def apply(self, resources: dict | None, linux_devices: list[dict] | None = None,
               with_devices: bool = True) -> list[str]:
         from pyrunc import cgroup_resources as tr
         resources = resources or {}
         warnings: list[str] = []
-        owner = self._owners()
+        dirs = self._all_dirs()
+        owner = {c: k for k in dirs if k and not k.startswith("name=") for c in k.split(",")}
 
         def has_file(ctrl: str, name: str) -> bool:
-            return ctrl in owner and os.path.exists(os.path.join(self.paths[owner[ctrl]], name))
+            return ctrl in owner and os.path.exists(os.path.join(dirs[owner[ctrl]], name))
 
         cur = None
         if "memory" in owner:
             try:
-                with open(os.path.join(self.paths[owner["memory"]], "memory.limit_in_bytes")) as f:
+                with open(os.path.join(dirs[owner["memory"]], "memory.limit_in_bytes")) as f:
                     cur = int(f.read())
             except (OSError, ValueError):
                 pass
@@ -304,6 +341,10 @@ class V1Manager(CgroupManager):
             writes += tr.device_writes(resources, linux_devices or [])
         for w in writes:
             ctrl, name, value = w
+            if owner[ctrl] in self.skipped:
+                if ctrl == "devices":
+                    continue  # runc's rootless mode ignores device rules it cannot write
+                self._refuse_skipped(getattr(w, "field", name), ctrl, owner[ctrl])
             _write(self.paths[owner[ctrl]], name, value, getattr(w, "field", name))
             if name == "cpu.shares":
                 _check_shares(self.paths[owner[ctrl]], value, getattr(w, "field", name))
@@ -339,6 +380,8 @@ class HybridManager(V1Manager):
         from pyrunc import cgroup_resources as tr
         rest = {"unified"} if v1_hugetlb else {"hugepageLimits", "unified"}
         unified = self.paths.get("")
+        if unified is None and "" in self.skipped and any(resources.get(k) for k in rest):
+            self._refuse_skipped("linux.resources", "cgroup2", "")
         if unified is None:
             return super()._apply_rest(resources, v1_hugetlb, warnings)
         if any(resources.get(k) for k in rest):
@@ -362,6 +405,10 @@ class UnifiedManager(CgroupManager):
         from pyrunc import cgroup_resources as tr
         resources = resources or {}
         warnings: list[str] = []
+        if "" not in self.paths:  # rootless, not delegated: only device rules may be ignored
+            if any(v for k, v in resources.items() if k != "devices"):
+                self._refuse_skipped("linux.resources", "cgroup2", "")
+            return warnings
         directory = self.paths[""]
         _write_v2(directory, tr.v2_writes(resources, _v2_has(directory), warnings))
         if with_devices:
@@ -371,7 +418,7 @@ class UnifiedManager(CgroupManager):
         return warnings
 
     def _freezer(self) -> tuple[str, str] | None:
-        if os.path.exists(os.path.join(self.paths[""], "cgroup.freeze")):
+        if "" in self.paths and os.path.exists(os.path.join(self.paths[""], "cgroup.freeze")):
             return "", self.paths[""]
         return None
 

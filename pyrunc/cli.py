@@ -202,12 +202,15 @@ def main(argv: list[str] | None = None) -> int:
         if "--help" in cargs[:1] or "-h" in cargs[:1] or (command != "exec" and "--help" in cargs):
             sys.stdout.write(usage(command))
             return 0
-        if gopts.rootless not in (None, "false", "auto"):
-            raise PyruncError("--rootless: rootless mode is not supported yet")
+        if gopts.rootless not in (None, "", "auto", "1", "t", "T", "TRUE", "true", "True",
+                                  "0", "f", "F", "FALSE", "false", "False"):
+            raise PyruncError(f"--rootless: invalid value {gopts.rootless!r} (want true, false "
+                              "or auto)")
         if gopts.systemd_cgroup:
             raise PyruncError("systemd not running on this host, cannot use systemd cgroups "
                               "manager (--systemd-cgroup)")
         opts, pos = parse_flags(cargs, flags, stop_at_positional=(command in ("exec", "ps")))
+        opts["rootless_cgroups"] = gopts.rootless  # None: auto (rootless when not root)
         root = os.path.abspath(gopts.root) if gopts.root else default_root()
         from pyrunc import commands
         return commands.dispatch(command, root, opts, pos)

@@ -83,6 +83,7 @@ def create_or_run(command: str, root: str, opts: dict, pos: list[str]) -> int:
         preserve_fds=int(opts.get("preserve_fds") or 0), command=command)
     if copts.preserve_fds < 0:
         raise PyruncError("--preserve-fds must not be negative")
+    copts.rootless_cgroups = opts.get("rootless_cgroups")
     copts.listen_fds = socket_activation_fds()
     copts.preserve_fds += copts.listen_fds
     if command == "create":

@@ -71,8 +71,8 @@ def check_semantics(cfg: dict) -> None:
         raise ConfigError("config.json: /process/args: must name the program to run")
     if linux.get("timeOffsets") and "time" not in seen:
         raise ConfigError("config.json: /linux/timeOffsets: needs a time namespace")
-    if (linux.get("uidMappings") or linux.get("gidMappings")) and "user" not in seen:
-        raise ConfigError("config.json: /linux/uidMappings: needs a user namespace")
+    from pyrunc import userns
+    userns.check_config(cfg)
     for key in (linux.get("sysctl") or {}):
         check_sysctl(key, linux.get("namespaces") or [])
     from pyrunc import capabilities

@@ -11,7 +11,7 @@ import os
 
 from pyrunc import OCI_VERSION, config, init, state, sync
 from pyrunc.cgroups import CgroupManager
-from pyrunc.errors import NotSupported, PyruncError
+from pyrunc.errors import PyruncError
 
 
 class CreateOptions:
@@ -27,6 +27,7 @@ class CreateOptions:
         self.command = command
         self.keep_pty = keep_pty    # foreground `run`: we relay the pty ourselves
         self.listen_fds = 0         # socket-activation fds among preserve_fds (LISTEN_FDS)
+        self.rootless_cgroups: str | None = None  # --rootless: true, false, auto (None)
 
 
 def namespace_plan(cfg: dict) -> tuple[list[tuple[str, str]], set[str]]:
@@ -37,8 +38,6 @@ def namespace_plan(cfg: dict) -> tuple[list[tuple[str, str]], set[str]]:
             join.append((ns["type"], ns["path"]))
         else:
             new.add(ns["type"])
-    if "user" in new or any(kind == "user" for kind, _ in join):
-        raise NotSupported("user namespaces are not supported yet (linux.namespaces: user)")
     return join, new
 
 
@@ -123,6 +122,10 @@ def _create(root: str, container_id: str, opts: CreateOptions) -> state.Containe
         net_devices = netdev.plan(cfg)  # all present, before anything exists to clean up
     ctr = state.Container(root, container_id)
     cg = CgroupManager.for_container((cfg.get("linux") or {}).get("cgroupsPath"), container_id)
+    from pyrunc.userns import parse_rootless_flag
+    # runc's rule: permission errors are skipped only where the path was left to the runtime.
+    cg.rootless = parse_rootless_flag(opts.rootless_cgroups) and not (
+        (cfg.get("linux") or {}).get("cgroupsPath"))
     ctr.create_dir()
     init_pid = 0
     master = -1
@@ -133,6 +136,9 @@ def _create(root: str, container_id: str, opts: CreateOptions) -> state.Containe
             from pyrunc import notify
             notify.setup_create(ctr.dir, cfg)
         cg.create()
+        if cg.skipped:
+            from pyrunc.log import Log
+            Log.warning(cg.skipped_warning())
         linux = cfg.get("linux") or {}
         for warning in cg.apply(linux.get("resources"), linux.get("devices")):
             from pyrunc.log import Log
@@ -158,8 +164,21 @@ def _create(root: str, container_id: str, opts: CreateOptions) -> state.Containe
             child_sock.close()
             try:
                 try:
+                    if "user" in new:
+                        sync.recv(parent_sock, "userns", "create")
+                        from pyrunc import userns
+                        linux_cfg = cfg.get("linux") or {}
+                        userns.write_maps(pid, linux_cfg.get("uidMappings") or [],
+                                          linux_cfg.get("gidMappings") or [])
+                        sync.send(parent_sock, "userns-mapped")
                     msg = sync.recv(parent_sock, "pid", "create")
                     init_pid = int(msg["pid"])
+                except BaseException:
+                    try:
+                        os.kill(pid, signal.SIGKILL)  # it may be waiting for its maps
+                    except ProcessLookupError:
+                        pass
+                    raise
                 finally:
                     os.waitpid(pid, 0)
                 if "cgroup" not in new:

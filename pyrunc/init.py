@@ -21,7 +21,7 @@ import struct
 import _signal as signal  # not `signal`: it imports enum
 import _socket
 
-from pyrunc import hooks, linux, rootfs, saferoot, seccomp, sync, terminal
+from pyrunc import hooks, linux, mounts, rootfs, saferoot, seccomp, sync, terminal, userns
 from pyrunc.process import close_inherited_fds, drop_seccomp_admin, prepare_process
 from pyrunc.cgroups import CgroupManager
 
@@ -61,11 +61,17 @@ class InitPlan:
         self.new = new or set()         # types of namespaces to create
         self.keyring = keyring          # session keyring name, None with --no-new-keyring
         self.container_id = ""         # set by create: the notify listener is told the id
+        self.rootless = userns.is_rootless()
         self.seccomp: seccomp.Filter | None = None  # compiled by the parent, loaded last
         configured = cfg.get("hooks") or {}
         # The parent and the init must agree on whether the create-time hook exchange happens.
         self.create_hooks = any(configured.get(k) for k in ("prestart", "createRuntime",
                                                              "createContainer", "startContainer"))
+        self.fifo_fd = -1               # opened by the intermediate, before any user namespace
+        self.premounts: dict[int, int] = {}
+        user_join = [path for kind, path in self.join if kind == "user"]
+        self.user_path = user_join[0] if user_join else None
+        self.in_userns = "user" in self.new or self.user_path is not None
 
 
 def describe(exc: BaseException) -> str:
@@ -90,8 +96,18 @@ def _report(sock: sync.Socket, exc: BaseException) -> None:
 def intermediate_main(plan: InitPlan, sock: sync.Socket) -> NoReturn:
     code = 1
     try:
+        set_oom_score_adj(plan.cfg["process"].get("oomScoreAdj"))
         linux.prctl(linux.PR_SET_DUMPABLE, 0)
         close_parent_fds(plan.preserve_fds, sock.fileno())
+        # Host paths are opened now, with the caller's view and rights: once in a user
+        # namespace, the container's root may not reach them (a 0700 state dir or bundle).
+        plan.fifo_fd = os.open(plan.fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        if "mount" in plan.new:
+            os.chdir(plan.rootfs)  # the init binds it from here (rootfs.bind_rootfs_onto_itself)
+        linux_cfg = plan.cfg.get("linux") or {}
+        if not plan.rootless:  # a rootless caller can clone nothing here (and needs not)
+            plan.premounts = mounts.premount_binds(plan.cfg, plan.bundle, plan.in_userns,
+                                                   plan.user_path)
         if "cgroup" in plan.new:
             # A new cgroup namespace is rooted where its creator stands: join first. Otherwise
             # the parent moves the init in, in parallel with the init's rootfs work (the first
@@ -101,9 +117,17 @@ def intermediate_main(plan: InitPlan, sock: sync.Socket) -> NoReturn:
             for jkind, path in plan.join:
                 if jkind == kind:
                     join_namespace(kind, path)
+                    if kind == "user":
+                        userns.check_joined_maps(linux_cfg.get("uidMappings") or [],
+                                                 linux_cfg.get("gidMappings") or [])
+                        userns.become_root()
+        if "user" in plan.new:
+            linux.unshare(linux.CLONE_NEWUSER)
+            enter_new_userns(sock, plan.rootless)
         flags = 0
         for kind in plan.new:
-            flags |= NS_FLAGS[kind]
+            if kind != "user":
+                flags |= NS_FLAGS[kind]
         linux.unshare(flags)
         offsets = (plan.cfg.get("linux") or {}).get("timeOffsets")
         if "time" in plan.new and offsets:
@@ -118,6 +142,38 @@ def intermediate_main(plan: InitPlan, sock: sync.Socket) -> NoReturn:
         _report(sock, exc)
     finally:
         os._exit(code)
+
+
+def enter_new_userns(sock: sync.Socket, rootless: bool) -> None:
+    """Have the parent write our maps, then become root in the namespace (before unsharing the
+    rest, so they belong to it). A non-root parent cannot open /proc/<pid>/uid_map of a
+    non-dumpable process: dumpable for that exchange only, while no container code exists."""
+    if rootless:
+        linux.prctl(linux.PR_SET_DUMPABLE, 1)
+    sync.send(sock, "userns")
+    sync.recv(sock, "userns-mapped", "user namespace mapping")
+    if rootless:
+        linux.prctl(linux.PR_SET_DUMPABLE, 0)
+    userns.become_root()
+
+
+def set_oom_score_adj(value: int | None) -> None:
+    """Before the user namespace and before we turn non-dumpable: /proc/self/oom_score_adj of
+    a non-dumpable process belongs to the host's root, so the container's root (or a rootless
+    caller) could not open it later. Children inherit the value (runc writes it here too)."""
+    if value is None:
+        return
+    try:
+        fd = os.open("/proc/self/oom_score_adj", os.O_WRONLY | os.O_CLOEXEC)
+        try:
+            if linux.fstatfs_type(fd) != linux.PROC_SUPER_MAGIC:
+                raise OSError(errno.EXDEV, "not on procfs, refusing to write")
+            os.write(fd, str(value).encode())
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        raise OSError(exc.errno, f"process.oomScoreAdj: writing {value} to "
+                      f"/proc/self/oom_score_adj: {(exc.strerror or '').lower()}") from None
 
 
 def fork_after_report(sock: sync.Socket) -> int:
@@ -197,9 +253,12 @@ def init_main(plan: InitPlan, sock: sync.Socket) -> NoReturn:
                     raise OSError(exc.errno, f"joining a session keyring: {exc.strerror}") from None
         cfg = plan.cfg
         proc = cfg["process"]
+        if "mount" not in plan.new:
+            os.chdir(plan.rootfs)  # joining a mount namespace reset our cwd to its root
         ctx = rootfs.RootfsContext(cfg, plan.rootfs, plan.bundle, plan.new, plan.cgroups.paths,
-                                   "user" in plan.new)
+                                   plan.in_userns)
         ctx.own_ns.update(kind for kind, _ in plan.join)
+        ctx.premounts = plan.premounts
         rootfs.prepare(ctx)
         cwd = proc.get("cwd") or "/"
         os.close(saferoot.mkdir_all(ctx.rootfd, cwd))
@@ -210,8 +269,7 @@ def init_main(plan: InitPlan, sock: sync.Socket) -> NoReturn:
             created_state = reply["created"]
             hooks.run_hooks("createContainer", (cfg.get("hooks") or {}).get("createContainer")
                             or [], reply["state"])
-        # The fifo lives in the state dir on the host: open it before the host disappears.
-        fifo_fd = os.open(plan.fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        fifo_fd = plan.fifo_fd  # the intermediate opened it on the host
         # So does the seccomp listener's socket; our host pid is read from the host's /proc.
         notify_state = b""
         if plan.seccomp is not None and plan.seccomp.notify:
@@ -330,6 +388,7 @@ def exec_intermediate_main(plan: ExecPlan, sock: sync.Socket) -> NoReturn:
     applies to children), report its pid and leave it to the caller."""
     code = 1
     try:
+        set_oom_score_adj(plan.process.get("oomScoreAdj"))
         linux.prctl(linux.PR_SET_DUMPABLE, 0)
         close_parent_fds(plan.preserve_fds, sock.fileno())
         if plan.seccomp is not None and plan.seccomp.notify:
@@ -350,6 +409,8 @@ def exec_intermediate_main(plan: ExecPlan, sock: sync.Socket) -> NoReturn:
             except FileNotFoundError:
                 continue
             join_namespace(kind, theirs)
+            if kind == "user":
+                userns.become_root()
         pid = fork_after_report(sock)
         if pid == 0:
             exec_child_main(plan, sock)

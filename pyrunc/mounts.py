@@ -9,6 +9,8 @@ no remount-by-path window, no string join with a container path.
 from __future__ import annotations
 
 import os
+import stat
+
 from pyrunc import linux, saferoot
 from pyrunc.errors import ConfigError, NotSupported
 
@@ -39,7 +41,8 @@ _PROPAGATION: dict[str, tuple[int, bool]] = {
     "slave": (L.MS_SLAVE, False), "rslave": (L.MS_SLAVE, True),
     "unbindable": (L.MS_UNBINDABLE, False), "runbindable": (L.MS_UNBINDABLE, True),
 }
-_LATER = {"idmap", "ridmap", "remount"}
+_LATER = {"remount"}
+_IDMAP = {"idmap", "ridmap"}
 
 
 class MountPlan:
@@ -61,6 +64,8 @@ class MountPlan:
         self.sb_flags: list[str] = []                   # superblock flags for fsconfig
         self.data: list[tuple[str, str | None]] = data or []
         self.copy_up = False                            # runc's tmpcopyup
+        self.idmap: str | None = None                   # "idmap" or "ridmap" (recursive)
+        self.mfd = -1          # a detached clone made before the user namespace (premount_binds)
 
 
 def parse_mount(entry: dict, index: int, bundle: str) -> MountPlan:
@@ -90,6 +95,8 @@ def parse_mount(entry: dict, index: int, bundle: str) -> MountPlan:
             continue
         elif opt == "tmpcopyup":
             plan.copy_up = True
+        elif opt in _IDMAP:
+            plan.idmap = "ridmap" if "ridmap" in (plan.idmap, opt) else "idmap"
         elif opt in _LATER:
             raise NotSupported(f"{where} ({dest}): mount option {opt!r} is not supported yet")
         else:
@@ -97,6 +104,10 @@ def parse_mount(entry: dict, index: int, bundle: str) -> MountPlan:
             plan.data.append((key, value if sep else None))
     if plan.fstype == "bind":
         plan.bind = True
+    if plan.idmap is None and (entry.get("uidMappings") or entry.get("gidMappings")):
+        plan.idmap = "idmap"  # mappings without the option: runc maps the top mount
+    if plan.idmap and not plan.bind:
+        raise ConfigError(f"{where} ({dest}): id-mapped mounts are only supported for bind-mounts")
     if plan.copy_up and (plan.bind or plan.fstype != "tmpfs"):
         raise ConfigError(f"{where} ({dest}): tmpcopyup only applies to tmpfs mounts")
     if plan.bind:
@@ -125,15 +136,71 @@ def _finish(mfd: int, plan: MountPlan, target_fd: int) -> None:
                             propagation=flag)
 
 
-def attach_bind(plan: MountPlan, target_fd: int) -> None:
+def clone_source(plan: MountPlan) -> int:
+    """A detached copy of a bind source (a host path), to attach later through fds."""
     flags = linux.OPEN_TREE_CLONE | linux.OPEN_TREE_CLOEXEC
     if plan.recursive:
         flags |= linux.AT_RECURSIVE
-    mfd = linux.open_tree(-100, plan.source, flags)  # AT_FDCWD: the source is a host path
+    return linux.open_tree(-100, plan.source, flags)  # AT_FDCWD: the source is a host path
+
+
+def attach_bind(plan: MountPlan, target_fd: int) -> None:
+    mfd, plan.mfd = (plan.mfd, -1) if plan.mfd >= 0 else (clone_source(plan), -1)
     try:
         _finish(mfd, plan, target_fd)
     finally:
         os.close(mfd)
+
+
+def premount_binds(cfg: dict, bundle: str, all_binds: bool,
+                   joined_userns: str | None) -> dict[int, int]:
+    """Detached clones of bind sources, made while we still have the caller's view and rights.
+
+    Runs in the intermediate before it enters the container's user namespace: there, the
+    container's root may not even traverse the directories holding a bind source (podman's
+    are under a 0700 /var/lib/containers), and only the host's root may idmap a host
+    filesystem (MOUNT_ATTR_IDMAP needs CAP_SYS_ADMIN over the superblock's namespace). The
+    init attaches each fd with move_mount. all_binds: a user namespace is involved; otherwise
+    only idmapped mounts are cloned here. Returns mounts index -> fd.
+    """
+    from pyrunc import userns
+    linux_cfg = cfg.get("linux") or {}
+    made: dict[int, int] = {}
+    userns_fds: dict[bytes, int] = {}
+    try:
+        for index, entry in enumerate(cfg.get("mounts") or []):
+            plan = parse_mount(entry, index, bundle)
+            if not plan.bind or not (all_binds or plan.idmap):
+                continue
+            try:
+                mfd = clone_source(plan)
+                made[index] = mfd
+                if plan.idmap:
+                    uids = entry.get("uidMappings") or linux_cfg.get("uidMappings") or []
+                    gids = entry.get("gidMappings") or linux_cfg.get("gidMappings") or []
+                    key = userns.format_map(uids) + b"/" + userns.format_map(gids)
+                    if key not in userns_fds:
+                        if not entry.get("uidMappings") and joined_userns:
+                            userns_fds[key] = os.open(joined_userns, os.O_RDONLY | os.O_CLOEXEC)
+                        else:
+                            userns_fds[key] = userns.mapping_userns(uids, gids)
+                    flags = linux.AT_EMPTY_PATH
+                    if plan.idmap == "ridmap":
+                        flags |= linux.AT_RECURSIVE
+                    linux.mount_setattr(mfd, "", flags, linux.MOUNT_ATTR_IDMAP,
+                                        userns_fd=userns_fds[key])
+            except OSError as exc:
+                what = "idmapping" if index in made else "opening bind source"
+                raise OSError(exc.errno, f"mounts[{index}] {plan.destination}: {what} "
+                              f"{plan.source}: {exc.strerror}") from None
+    except BaseException:
+        for fd in made.values():
+            os.close(fd)
+        raise
+    finally:
+        for fd in userns_fds.values():
+            os.close(fd)
+    return made
 
 
 def attach_filesystem(plan: MountPlan, target_fd: int) -> None:
@@ -165,7 +232,9 @@ def attach_filesystem(plan: MountPlan, target_fd: int) -> None:
 def mount_into_root(plan: MountPlan, rootfd: int) -> None:
     """Create the target inside the rootfs and attach the mount there."""
     is_dir = True
-    if plan.bind:
+    if plan.bind and plan.mfd >= 0:
+        is_dir = stat.S_ISDIR(os.fstat(plan.mfd).st_mode)
+    elif plan.bind:
         is_dir = os.path.isdir(plan.source)
         if not is_dir and not os.path.exists(plan.source):
             raise FileNotFoundError(2, "No such file or directory", plan.source)

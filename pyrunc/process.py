@@ -10,7 +10,7 @@ import errno
 import os
 import resource
 
-from pyrunc import capabilities, linux, rootfs, saferoot
+from pyrunc import capabilities, linux, saferoot
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -38,8 +38,7 @@ def prepare_process(proc: dict, seccomp: bool = False) -> tuple[str, dict[str, s
     seccomp: a filter will be loaded before execve (see seccomp_needs_admin)."""
     for limit in proc.get("rlimits") or []:
         set_rlimit(limit)
-    if proc.get("oomScoreAdj") is not None:
-        rootfs.write_proc("/proc/self/oom_score_adj", str(proc["oomScoreAdj"]))
+    # oomScoreAdj: written by the intermediate (init.set_oom_score_adj), inherited through fork.
     user = proc.get("user") or {}
     uid, gid = int(user.get("uid", 0)), int(user.get("gid", 0))
     caps = capabilities.parse(proc.get("capabilities"))

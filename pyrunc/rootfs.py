@@ -49,6 +49,7 @@ class RootfsContext:
         self.cgroup_paths = cgroup_paths
         self.in_userns = in_userns
         self.rootfd = -1
+        self.premounts: dict[int, int] = {}   # mounts index -> detached clone (premount_binds)
 
 
 def prepare(ctx: RootfsContext) -> None:
@@ -63,11 +64,11 @@ def prepare(ctx: RootfsContext) -> None:
     private = prop in ("private", "rprivate", "unbindable", "runbindable")
     linux.mount(None, "/", None, L.MS_REC | (L.MS_PRIVATE if private else L.MS_SLAVE))
     _make_parent_private(ctx.rootfs)
-    linux.mount(ctx.rootfs, ctx.rootfs, None, L.MS_BIND | L.MS_REC)
-    ctx.rootfd = os.open(ctx.rootfs, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    ctx.rootfd = bind_rootfs_onto_itself()
     bind_dev = False
     for index, entry in enumerate(ctx.cfg.get("mounts") or []):
         plan = mounts.parse_mount(entry, index, ctx.bundle)
+        plan.mfd = ctx.premounts.pop(index, -1)
         if plan.destination.rstrip("/") == "/dev" and plan.bind:
             bind_dev = True
         try:
@@ -77,6 +78,22 @@ def prepare(ctx: RootfsContext) -> None:
                           exc.filename) from None
     if not bind_dev:
         create_devices(ctx)
+
+
+def bind_rootfs_onto_itself() -> int:
+    """The rootfs (our cwd: the intermediate entered it while it still had the caller's view)
+    bound onto itself, as pivot_root needs a mount point; returns an O_PATH fd of the new mount.
+
+    Through the cwd rather than the rootfs path: in a user namespace the container's root may
+    not be allowed to traverse the directories above the rootfs (a 0700 bundle parent).
+    """
+    mfd = linux.open_tree(-100, ".", L.OPEN_TREE_CLONE | L.OPEN_TREE_CLOEXEC | L.AT_RECURSIVE)
+    try:
+        linux.move_mount(mfd, "", -100, ".", L.MOVE_MOUNT_F_EMPTY_PATH)
+    except BaseException:
+        os.close(mfd)
+        raise
+    return mfd
 
 
 def _make_parent_private(path: str) -> None:
@@ -101,7 +118,22 @@ def mount_entry(ctx: RootfsContext, plan: mounts.MountPlan) -> None:
     if not plan.bind and plan.fstype == "sysfs" and "network" not in ctx.own_ns:
         # A new sysfs shows the netns of the mounter; sharing the host's netns, bind the host's.
         plan.bind, plan.recursive, plan.source = True, True, "/sys"
-    mounts.mount_into_root(plan, ctx.rootfd)
+    try:
+        mounts.mount_into_root(plan, ctx.rootfd)
+    except PermissionError:
+        # In a user namespace, sysfs needs a network namespace it owns and mqueue an ipc
+        # namespace it owns (a joined one is the host's, or another owner's): bind the host's
+        # instead, as runc does.
+        fallback = {"sysfs": ("/sys", "network"), "mqueue": ("/dev/mqueue", "ipc")}.get(
+            plan.fstype)
+        if not ctx.in_userns or plan.bind or fallback is None:
+            raise
+        if not os.path.exists(fallback[0]):
+            raise PermissionError(errno.EPERM, f"{plan.fstype} in a user namespace needs an "
+                                  f"{fallback[1]} namespace of its own (and the host has no "
+                                  f"{fallback[0]} to bind)") from None
+        plan.bind, plan.recursive, plan.source, plan.data = True, True, fallback[0], []
+        mounts.mount_into_root(plan, ctx.rootfd)
 
 
 def mount_cgroups(ctx: RootfsContext, plan: mounts.MountPlan) -> None:
@@ -204,9 +236,9 @@ def make_device(ctx: RootfsContext, path: str, kind: str, major: int, minor: int
 
 def pivot(ctx: RootfsContext, no_pivot: bool) -> None:
     """Make the rootfs `/`; the old root is detached so no host path stays reachable."""
-    os.chdir(ctx.rootfs)
+    os.fchdir(ctx.rootfd)
     if no_pivot:
-        linux.mount(ctx.rootfs, "/", None, L.MS_MOVE)
+        linux.mount(".", "/", None, L.MS_MOVE)
         os.chroot(".")
     else:
         linux.pivot_root(".", ".")

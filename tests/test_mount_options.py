@@ -39,7 +39,9 @@ def test_relative_bind_source_is_relative_to_the_bundle():
     ({"destination": "/x", "type": "none", "options": ["bind"]}, ConfigError),
     ({"destination": "/x", "options": []}, ConfigError),
     ({"destination": "/x", "type": "proc", "source": "proc", "options": ["tmpcopyup"]}, ConfigError),
-    ({"destination": "/x", "type": "none", "source": "/tmp", "options": ["rbind", "idmap"]},
+    ({"destination": "/x", "type": "tmpfs", "source": "tmpfs", "options": ["idmap"]},
+     ConfigError),
+    ({"destination": "/x", "type": "none", "source": "/tmp", "options": ["rbind", "remount"]},
      NotSupported),
 ])
 def test_impossible_mounts_are_refused(entry, error):

@@ -1,0 +1,219 @@
+"""User namespaces: checking the mappings, writing them for the child, rootless rules, and the
+throwaway namespaces that idmapped mounts are made with.
+
+Who does what (runc's split): the intermediate unshares CLONE_NEWUSER and asks; the parent, still
+in the host's namespace with the caller's privileges, writes setgroups/uid_map/gid_map of that
+child; only then does the child become root in it and unshare the rest, so every other namespace
+is owned by the new user namespace.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+
+from pyrunc import linux
+from pyrunc.errors import ConfigError
+
+# Errors a non-root caller meets in cgroupfs: what runc's rootless mode skips instead of failing.
+PERMISSION_ERRNOS = (errno.EACCES, errno.EPERM, errno.EROFS)
+
+
+def is_rootless() -> bool:
+    """runc's RootlessEUID: the runtime itself runs without root (its own uid gets mapped)."""
+    return os.geteuid() != 0
+
+
+def parse_rootless_flag(value: str | None) -> bool:
+    """--rootless: "true"/"false" (Go's ParseBool spellings) or "auto" (default: not root)."""
+    if value is None or value in ("", "auto"):
+        return is_rootless()
+    if value in ("1", "t", "T", "TRUE", "true", "True"):
+        return True
+    if value in ("0", "f", "F", "FALSE", "false", "False"):
+        return False
+    raise ConfigError(f"--rootless: invalid value {value!r} (want true, false or auto)")
+
+
+def format_map(mappings: list[dict]) -> bytes:
+    return "".join(f"{m['containerID']} {m['hostID']} {m['size']}\n" for m in mappings).encode()
+
+
+def maps_id(mappings: list[dict], container_id: int) -> bool:
+    return any(m["containerID"] <= container_id < m["containerID"] + m["size"] for m in mappings)
+
+
+def namespace_entry(cfg: dict) -> dict | None:
+    for ns in (cfg.get("linux") or {}).get("namespaces") or []:
+        if ns.get("type") == "user":
+            return ns
+    return None
+
+
+def check_config(cfg: dict) -> None:
+    """Everything about user namespaces that can be refused before anything exists."""
+    linux_cfg = cfg.get("linux") or {}
+    uids, gids = linux_cfg.get("uidMappings") or [], linux_cfg.get("gidMappings") or []
+    ns = namespace_entry(cfg)
+    rootless = is_rootless()
+    if ns is None:
+        if uids or gids:
+            raise ConfigError("config.json: /linux/uidMappings: user namespace mappings specified, "
+                              "but user namespace isn't enabled in the config")
+        if rootless:
+            raise ConfigError("config.json: /linux/namespaces: rootless container requires user "
+                              "namespaces")
+    elif not ns.get("path"):
+        if not uids and not gids:
+            raise ConfigError("config.json: /linux/namespaces: user namespaces enabled, but no "
+                              "namespace path to join nor mappings to apply specified")
+        for field, maps in (("uidMappings", uids), ("gidMappings", gids)):
+            if not maps:
+                raise ConfigError(f"config.json: /linux/{field}: a new user namespace needs both "
+                                  "uidMappings and gidMappings")
+            if not maps_id(maps, 0):
+                raise ConfigError(f"config.json: /linux/{field}: user namespaces enabled, but no "
+                                  "root user mapping found (container id 0 must be mapped)")
+        user = (cfg.get("process") or {}).get("user") or {}
+        if not maps_id(uids, int(user.get("uid", 0))):
+            raise ConfigError(f"config.json: /process/user/uid: cannot setuid to unmapped uid "
+                              f"{user.get('uid')} in user namespace")
+        for where, gid in [("gid", user.get("gid", 0))] + [
+                (f"additionalGids/{i}", g) for i, g in enumerate(user.get("additionalGids") or [])]:
+            if not maps_id(gids, int(gid)):
+                raise ConfigError(f"config.json: /process/user/{where}: cannot setgid to unmapped "
+                                  f"gid {gid} in user namespace")
+        check_mount_ids(cfg.get("mounts") or [], uids, gids)
+    if rootless and ((cfg.get("process") or {}).get("user") or {}).get("additionalGids"):
+        raise ConfigError("config.json: /process/user/additionalGids: cannot set any additional "
+                          "groups in a rootless container")
+    check_idmapped_mounts(cfg, ns)
+
+
+def check_mount_ids(mounts: list[dict], uids: list[dict], gids: list[dict]) -> None:
+    """uid=/gid= mount options name ids inside the namespace: unmapped ones make mount(2) fail
+    with a bare EINVAL, so say which option and why (runc checks this for rootless only)."""
+    for i, entry in enumerate(mounts):
+        for opt in entry.get("options") or []:
+            key, sep, value = opt.partition("=")
+            if sep and key in ("uid", "gid") and value.isdigit():
+                if not maps_id(uids if key == "uid" else gids, int(value)):
+                    raise ConfigError(f"config.json: /mounts/{i} ({entry.get('destination')}): "
+                                      f"cannot specify {opt} mount option: {key} {value} is not "
+                                      f"mapped in linux.{key}Mappings")
+
+
+def idmap_kind(entry: dict) -> str | None:
+    """"idmap", "ridmap" or None: mappings given without either option mean "idmap" (runc)."""
+    opts = entry.get("options") or []
+    if "ridmap" in opts:
+        return "ridmap"
+    if "idmap" in opts or entry.get("uidMappings") or entry.get("gidMappings"):
+        return "idmap"
+    return None
+
+
+def check_idmapped_mounts(cfg: dict, ns: dict | None) -> None:
+    for i, entry in enumerate(cfg.get("mounts") or []):
+        if idmap_kind(entry) is None:
+            continue
+        where = f"config.json: /mounts/{i} ({entry.get('destination')})"
+        opts = entry.get("options") or []
+        if "bind" not in opts and "rbind" not in opts and entry.get("type") != "bind":
+            raise ConfigError(f"{where}: id-mapped mounts are only supported for bind-mounts")
+        if is_rootless():
+            raise ConfigError(f"{where}: id-mapped mounts are not supported for rootless "
+                              "containers")
+        if not entry.get("uidMappings") and ns is None:
+            raise ConfigError(f"{where}: idmap without uidMappings/gidMappings needs the "
+                              "container's user namespace, and there is none")
+
+
+# --- the parent's side: maps for the intermediate ------------------------------------------
+def _write_proc(pid: int, name: str, data: bytes, field: str) -> None:
+    path = f"/proc/{pid}/{name}"
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+        try:
+            if linux.fstatfs_type(fd) != linux.PROC_SUPER_MAGIC:  # CVE-2019-16884 class
+                raise OSError(errno.EXDEV, "not on procfs, refusing to write")
+            os.write(fd, data)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        reason = (exc.strerror or str(exc)).lower()
+        hint = ""
+        if exc.errno == errno.EPERM and is_rootless():
+            hint = (f" (an unprivileged user can map only its own id, {os.geteuid()}:"
+                    f"{os.getegid()}, size 1)")
+        raise ConfigError(f"{field}: writing {path}: {reason}{hint}") from None
+
+
+def write_maps(pid: int, uids: list[dict], gids: list[dict]) -> None:
+    """setgroups, uid_map, gid_map of the child's fresh user namespace. A non-root writer must
+    deny setgroups before the kernel accepts its gid_map (runc writes "deny" exactly then);
+    root leaves setgroups allowed."""
+    if is_rootless():
+        _write_proc(pid, "setgroups", b"deny", "linux.gidMappings")
+    _write_proc(pid, "uid_map", format_map(uids), "linux.uidMappings")
+    _write_proc(pid, "gid_map", format_map(gids), "linux.gidMappings")
+
+
+def become_root() -> None:
+    """After entering a user namespace: be its root (uid/gid 0 mapped), as runc's nsexec does,
+    so files made while building the rootfs belong to the container's root."""
+    try:
+        os.setresgid(0, 0, 0)
+        os.setresuid(0, 0, 0)
+    except OSError as exc:
+        raise OSError(exc.errno, "becoming root in the user namespace (is container id 0 "
+                      f"mapped?): {exc.strerror}") from None
+
+
+def check_joined_maps(uids: list[dict], gids: list[dict]) -> None:
+    """A joined user namespace and configured mappings must agree (runc's rule)."""
+    for name, want in (("uid_map", uids), ("gid_map", gids)):
+        if not want:
+            continue
+        with open(f"/proc/self/{name}", "rb") as f:
+            have = sorted(tuple(int(x) for x in line.split()) for line in f.read().splitlines())
+        wanted = sorted((m["containerID"], m["hostID"], m["size"]) for m in want)
+        if have != wanted:
+            raise OSError(errno.EINVAL, "user namespaces enabled, but both namespace path and "
+                          "non-matching mapping specified -- you may only provide one")
+
+
+# --- idmapped mounts: a user namespace that only carries a mapping -------------------------
+def mapping_userns(uids: list[dict], gids: list[dict]) -> int:
+    """An fd of a new user namespace with these maps, for mount_setattr(MOUNT_ATTR_IDMAP).
+
+    A forked child unshares it and waits; we (host root) write its maps, open its ns file,
+    and let it go: the namespace lives on through the fd. The child exits on EOF of its pipe,
+    so nothing outlives us whatever happens.
+    """
+    ready_r, ready_w = os.pipe()
+    hold_r, hold_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            os.close(ready_r)
+            os.close(hold_w)
+            linux.unshare(linux.CLONE_NEWUSER)
+            os.write(ready_w, b"1")
+            os.read(hold_r, 1)
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(ready_w)
+    os.close(hold_r)
+    try:
+        if os.read(ready_r, 1) != b"1":
+            raise OSError(errno.ECHILD, "creating a user namespace for an idmapped mount failed")
+        _write_proc(pid, "uid_map", format_map(uids), "mount uidMappings")
+        _write_proc(pid, "gid_map", format_map(gids), "mount gidMappings")
+        return os.open(f"/proc/{pid}/ns/user", os.O_RDONLY | os.O_CLOEXEC)
+    finally:
+        os.close(ready_r)
+        os.close(hold_w)
+        os.waitpid(pid, 0)
