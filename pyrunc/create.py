@@ -78,6 +78,21 @@ def start_mover(sock: sync.Socket, init_pid: int):  # -> netdev.Mover
         raise
 
 
+def write_for_intermediate(sock: sync.Socket, pid: int, cfg: dict, new_time: bool) -> None:
+    """What the intermediate cannot write itself once in its user namespace: its id maps, then
+    its time namespace offsets (see init.enter_new_userns)."""
+    from pyrunc import userns
+    linux_cfg = cfg.get("linux") or {}
+    sync.recv(sock, "userns", "create")
+    userns.write_maps(pid, linux_cfg.get("uidMappings") or [], linux_cfg.get("gidMappings") or [])
+    sync.send(sock, "userns-done")
+    if new_time and linux_cfg.get("timeOffsets"):
+        sync.recv(sock, "timens", "create")
+        userns.write_proc(pid, "timens_offsets", init.time_offsets_text(linux_cfg["timeOffsets"]),
+                          "linux.timeOffsets")
+        sync.send(sock, "timens-done")
+
+
 def create(root: str, container_id: str, opts: CreateOptions) -> state.Container:
     from pyrunc.cgroups import prewarm_migration, reap_prewarm
     warm = prewarm_migration()
@@ -165,12 +180,7 @@ def _create(root: str, container_id: str, opts: CreateOptions) -> state.Containe
             try:
                 try:
                     if "user" in new:
-                        sync.recv(parent_sock, "userns", "create")
-                        from pyrunc import userns
-                        linux_cfg = cfg.get("linux") or {}
-                        userns.write_maps(pid, linux_cfg.get("uidMappings") or [],
-                                          linux_cfg.get("gidMappings") or [])
-                        sync.send(parent_sock, "userns-mapped")
+                        write_for_intermediate(parent_sock, pid, cfg, "time" in new)
                     msg = sync.recv(parent_sock, "pid", "create")
                     init_pid = int(msg["pid"])
                 except BaseException:

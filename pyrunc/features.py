@@ -13,7 +13,7 @@ from pyrunc import __version__, capabilities, hooks, mounts
 def mount_options() -> list[str]:
     names = set(mounts._ATTRS) | {"r" + name for name in mounts._ATTRS}
     names |= mounts._SB_FLAGS | mounts._IGNORED | set(mounts._PROPAGATION)
-    names |= {"bind", "rbind", "tmpcopyup"}
+    names |= {"bind", "rbind", "tmpcopyup"} | mounts._IDMAP
     return sorted(names)
 
 
@@ -38,8 +38,7 @@ def features() -> dict:
         "hooks": list(hooks.KINDS),
         "mountOptions": mount_options(),
         "linux": {
-            # user namespaces are the hardening issue's: not listed until they work
-            "namespaces": ["cgroup", "ipc", "mount", "network", "pid", "time", "uts"],
+            "namespaces": ["cgroup", "ipc", "mount", "network", "pid", "time", "user", "uts"],
             "capabilities": [f"CAP_{name}" for name in capabilities.CAPS[: top + 1]],
             "cgroup": {"v1": True, "v2": True, "systemd": False, "systemdUser": False,
                        "rdma": False},
@@ -47,7 +46,8 @@ def features() -> dict:
             "apparmor": {"enabled": False},
             "selinux": {"enabled": False},
             "intelRdt": {"enabled": False},
-            "mountExtensions": {"idmap": {"enabled": False}},
+            # idmapped binds: open_tree + mount_setattr(MOUNT_ATTR_IDMAP), root only (runc's rule)
+            "mountExtensions": {"idmap": {"enabled": True}},
             "netDevices": {"enabled": True},
         },
         "annotations": {

@@ -131,7 +131,12 @@ def intermediate_main(plan: InitPlan, sock: sync.Socket) -> NoReturn:
         linux.unshare(flags)
         offsets = (plan.cfg.get("linux") or {}).get("timeOffsets")
         if "time" in plan.new and offsets:
-            write_time_offsets(offsets)
+            if "user" in plan.new:
+                # Our own /proc/self/timens_offsets belongs to the host's root now that we are
+                # non-dumpable: the parent writes it (runc does the same).
+                ask_parent(sock, "timens", plan.rootless)
+            else:
+                write_time_offsets(offsets)
         if "network" in plan.new:
             loopback_up()
         pid = fork_after_report(sock)
@@ -148,13 +153,18 @@ def enter_new_userns(sock: sync.Socket, rootless: bool) -> None:
     """Have the parent write our maps, then become root in the namespace (before unsharing the
     rest, so they belong to it). A non-root parent cannot open /proc/<pid>/uid_map of a
     non-dumpable process: dumpable for that exchange only, while no container code exists."""
+    ask_parent(sock, "userns", rootless)
+    userns.become_root()
+
+
+def ask_parent(sock: sync.Socket, what: str, rootless: bool) -> None:
+    """Send `what` and wait for "<what>-done": the parent writes into our /proc files."""
     if rootless:
         linux.prctl(linux.PR_SET_DUMPABLE, 1)
-    sync.send(sock, "userns")
-    sync.recv(sock, "userns-mapped", "user namespace mapping")
+    sync.send(sock, what)
+    sync.recv(sock, what + "-done", what)
     if rootless:
         linux.prctl(linux.PR_SET_DUMPABLE, 0)
-    userns.become_root()
 
 
 def set_oom_score_adj(value: int | None) -> None:
@@ -216,15 +226,19 @@ def join_namespace(kind: str, path: str) -> None:
         os.close(fd)
 
 
-def write_time_offsets(offsets: dict) -> None:
+def time_offsets_text(offsets: dict) -> bytes:
     lines = []
     for clock in ("monotonic", "boottime"):
         if clock in offsets:
             o = offsets[clock]
             lines.append(f"{clock} {o.get('secs', 0)} {o.get('nanosecs', 0)}\n")
+    return "".join(lines).encode()
+
+
+def write_time_offsets(offsets: dict) -> None:
     fd = os.open("/proc/self/timens_offsets", os.O_WRONLY | os.O_CLOEXEC)
     try:
-        os.write(fd, "".join(lines).encode())
+        os.write(fd, time_offsets_text(offsets))
     finally:
         os.close(fd)
 

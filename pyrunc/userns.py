@@ -130,7 +130,7 @@ def check_idmapped_mounts(cfg: dict, ns: dict | None) -> None:
 
 
 # --- the parent's side: maps for the intermediate ------------------------------------------
-def _write_proc(pid: int, name: str, data: bytes, field: str) -> None:
+def write_proc(pid: int, name: str, data: bytes, field: str) -> None:
     path = f"/proc/{pid}/{name}"
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
@@ -154,9 +154,9 @@ def write_maps(pid: int, uids: list[dict], gids: list[dict]) -> None:
     deny setgroups before the kernel accepts its gid_map (runc writes "deny" exactly then);
     root leaves setgroups allowed."""
     if is_rootless():
-        _write_proc(pid, "setgroups", b"deny", "linux.gidMappings")
-    _write_proc(pid, "uid_map", format_map(uids), "linux.uidMappings")
-    _write_proc(pid, "gid_map", format_map(gids), "linux.gidMappings")
+        write_proc(pid, "setgroups", b"deny", "linux.gidMappings")
+    write_proc(pid, "uid_map", format_map(uids), "linux.uidMappings")
+    write_proc(pid, "gid_map", format_map(gids), "linux.gidMappings")
 
 
 def become_root() -> None:
@@ -210,8 +210,8 @@ def mapping_userns(uids: list[dict], gids: list[dict]) -> int:
     try:
         if os.read(ready_r, 1) != b"1":
             raise OSError(errno.ECHILD, "creating a user namespace for an idmapped mount failed")
-        _write_proc(pid, "uid_map", format_map(uids), "mount uidMappings")
-        _write_proc(pid, "gid_map", format_map(gids), "mount gidMappings")
+        write_proc(pid, "uid_map", format_map(uids), "mount uidMappings")
+        write_proc(pid, "gid_map", format_map(gids), "mount gidMappings")
         return os.open(f"/proc/{pid}/ns/user", os.O_RDONLY | os.O_CLOEXEC)
     finally:
         os.close(ready_r)

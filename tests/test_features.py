@@ -46,13 +46,22 @@ def test_no_lsm_or_systemd_is_claimed_on_this_host(feats):
     assert feats["linux"]["apparmor"] == {"enabled": False}
     assert feats["linux"]["selinux"] == {"enabled": False}
     assert feats["linux"]["cgroup"]["systemd"] is False
-    assert "user" not in feats["linux"]["namespaces"]
+
+
+def test_user_namespaces_and_idmap_are_claimed(feats):
+    # Proven by test_userns.py, test_rootless.py and test_idmap.py.
+    assert "user" in feats["linux"]["namespaces"]
+    assert feats["linux"]["mountExtensions"] == {"idmap": {"enabled": True}}
+    assert {"idmap", "ridmap"} <= set(feats["mountOptions"])
 
 
 @pytest.mark.kernel
 def test_every_listed_namespace_can_be_created(feats, pyrunc, bundle):
     cfg = bundle.edit()
     cfg["linux"]["namespaces"] = [{"type": t} for t in feats["linux"]["namespaces"]]
+    if "user" in feats["linux"]["namespaces"]:
+        mapping = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+        cfg["linux"]["uidMappings"] = cfg["linux"]["gidMappings"] = mapping
     cfg["process"]["args"] = ["true"]
     bundle.write()
     res = pyrunc("run", "--bundle", str(bundle.path), pyrunc.new_id())

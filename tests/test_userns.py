@@ -264,3 +264,13 @@ def test_state_is_the_same_as_without_a_user_namespace(pyrunc, bundle):
     wait_status(pyrunc, cid, "stopped")
     pyrunc("delete", cid, check=True)
     assert json.loads(pyrunc("list", "--format", "json", check=True).stdout or b"[]") == []
+
+
+def test_time_offsets_written_by_the_parent(run_container):
+    def timens(cfg: dict) -> None:
+        cfg["linux"]["namespaces"].append({"type": "time"})
+        cfg["linux"]["timeOffsets"] = {"boottime": {"secs": 86400 * 365, "nanosecs": 0}}
+    r = run_container(["cat", "/proc/uptime"], edit=edits(with_userns, timens))
+    assert r.rc == 0, r
+    host_uptime = float(Path("/proc/uptime").read_text().split()[0])
+    assert float(r.out.split()[0]) >= host_uptime + 86400 * 365 - 60, r.out
