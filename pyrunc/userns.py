@@ -15,9 +15,6 @@ import os
 from pyrunc import linux
 from pyrunc.errors import ConfigError
 
-# Errors a non-root caller meets in cgroupfs: what runc's rootless mode skips instead of failing.
-PERMISSION_ERRNOS = (errno.EACCES, errno.EPERM, errno.EROFS)
-
 
 def is_rootless() -> bool:
     """runc's RootlessEUID: the runtime itself runs without root (its own uid gets mapped)."""
