@@ -6,6 +6,8 @@ import _signal as signal  # the signal module imports enum (~8 ms) for names we 
 import errno
 import time
 
+from posix import environ as _environ  # bytes keys; os.environ would import os (lightos.py)
+
 from pyrunc import lightos as os  # os minus its import cost: see lightos.py
 from pyrunc import jsonlite, state
 from pyrunc.cgroups import CgroupManager
@@ -26,10 +28,11 @@ def start(root: str, container_id: str, wait_ready: bool = True) -> Proxy | None
     if status != "created":
         raise InvalidState(f"cannot start an already {status} container")
     proxy: Proxy | None = None
-    if os.environ.get("NOTIFY_SOCKET") and os.path.isdir(ctr.path("notify")):
+    host = _environ.get(b"NOTIFY_SOCKET")
+    if host and os.path.isdir(ctr.path("notify")):
         from pyrunc import notify
         try:
-            proxy = notify.Proxy(ctr.dir, os.environ["NOTIFY_SOCKET"], ctr.pid)
+            proxy = notify.Proxy(ctr.dir, os.fsdecode(host), ctr.pid)
         except ProcessLookupError:
             raise InvalidState("cannot start a container that has stopped") from None
     try:

@@ -252,3 +252,25 @@ def test_unreachable_notify_socket_fails_start_before_the_program_runs(pyrunc, b
     assert pyrunc.state(cid)["status"] == "created"
     assert not (shared / "ran").exists()
     pyrunc("delete", "--force", cid, check=True)
+
+
+def test_start_without_notify_socket_stays_on_the_light_path(pyrunc, bundle):
+    """-X importtime of a real `start`: without NOTIFY_SOCKET neither notify.py nor os (which
+    lightos.py keeps off the short commands) is imported."""
+    from conftest import REPO
+    bundle.write()
+    cid = pyrunc.new_id()
+    pyrunc("create", "--bundle", str(bundle.path), cid, check=True, capture_output=False,
+           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    launcher = (f"import sys; sys.path[:0] = [{str(REPO)!r}, '/usr/local/lib/pyrunc/vendor']; "
+                "from pyrunc.cli import main; sys.exit(main())")
+    env = dict(os.environ)
+    env.pop("NOTIFY_SOCKET", None)
+    r = subprocess.run(["/usr/bin/python3", "-X", "importtime", "-I", "-S", "-c", launcher,
+                        "--root", str(pyrunc.root), "start", cid], capture_output=True,
+                       text=True, env=env, check=False)
+    assert r.returncode == 0, r.stderr
+    imported = {line.rsplit("|", 1)[1].strip() for line in r.stderr.splitlines()
+                if line.startswith("import time:")}
+    assert "pyrunc.lifecycle" in imported  # the trace is there
+    assert "pyrunc.notify" not in imported and "os" not in imported, sorted(imported)
