@@ -26,10 +26,10 @@ _CREATE = [*_CORE, "pyrunc.create", "pyrunc.config", "pyrunc.schema", "pyrunc.ca
 # command -> the modules it imports in any case (its lazy imports included); "" = anything else.
 ENTRIES: dict[str, list[str]] = {
     "": _CORE,
+    "prewarm": ["pyrunc.cgroups"],   # what _boot.py needs first for create, run and exec
     "create": _CREATE,
     "run": [*_CREATE, "pyrunc.run"],
-    "exec": [*_CORE, "pyrunc.execute", "pyrunc.config", "pyrunc.schema", "pyrunc.capabilities",
-             "pyrunc.seccomp", "pyrunc.log"],
+    "exec": [*_CORE, "pyrunc.execute", "pyrunc.run", "pyrunc.log"],
     **{cmd: [*_CORE, "pyrunc.lifecycle", "pyrunc.log"]
        for cmd in ("state", "start", "kill", "delete", "list", "pause", "resume", "ps", "logs")},
 }

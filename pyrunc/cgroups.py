@@ -515,39 +515,76 @@ def _inherit_cpuset(directory: str) -> None:
             return
 
 
+_KEEPER = 0   # pid of the child start_prewarm forked, until prewarm_migration hands it over
+_KEEPERS: set[int] = set()   # forked and not yet reaped (so reaping twice never hits a reused pid)
+_KEEP_PERIOD = 0.005     # well inside the ~10 ms the rwsem stays fast after a writer leaves
+_KEEP_AT_MOST = 1.0      # a create or exec makes its writes within this (hooks aside)
+
+
+def start_prewarm() -> None:
+    """Called by the launcher (_boot.py) as its very first step for create, run and exec."""
+    global _KEEPER
+    _KEEPER = _fork_keeper()
+
+
 def prewarm_migration() -> int:
-    """Start the kernel's slow path for cgroup migration early, in a throwaway child.
+    """Keep the kernel's cgroup-migration slow path out of our way, in a throwaway child.
 
     Every cgroup.procs write takes a global percpu rwsem for writing, and the first writer after
-    a quiet period waits a whole RCU grace period (10-18 ms here; runc pays it too). A no-op move
-    of a child into its own cgroup, forked before config parsing, pays that wait while we work;
-    writes within the next grace period then take microseconds. Returns the child's pid (reap
-    it with reap_prewarm), or 0 when there is nothing to write to.
+    a quiet period waits a whole RCU grace period (10-18 ms here; runc pays it too) holding
+    cgroup_mutex, so a mkdir in any hierarchy waits as well. Writers that come within about one
+    grace period of the previous one pass in microseconds. So a child makes no-op moves of
+    itself into its own cgroup: the first pays the wait while we import and parse on the other
+    core, then one every 5 ms keeps the rwsem on its fast path for our mkdirs and writes. The
+    launcher forks it before anything else (start_prewarm); without the launcher it is forked
+    here. Returns its pid, for reap_prewarm, or 0.
     """
-    try:
-        with open("/proc/self/cgroup") as f:
-            line = f.readline().rstrip("\n")
-    except OSError:
-        return 0
+    global _KEEPER
+    pid, _KEEPER = _KEEPER, 0
+    return pid or _fork_keeper()
+
+
+def _fork_keeper() -> int:
+    parent = os.getpid()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.closerange(3, 1 << 20)   # no copy of a lock or a socket of the parent's lingers
+            _keep_warm(parent)
+        finally:
+            os._exit(0)
+    _KEEPERS.add(pid)
+    return pid
+
+
+def _keep_warm(parent: int) -> None:
+    with open("/proc/self/cgroup") as f:
+        line = f.readline().rstrip("\n")
     _, key, path = line.split(":", 2)
     target = None
     for h in host_hierarchies():
         if h.key == key:
             target = h.mountpoint + (path if path != "/" else "") + "/cgroup.procs"
     if target is None:
-        return 0
-    pid = os.fork()
-    if pid == 0:
+        return
+    deadline = time.monotonic() + _KEEP_AT_MOST
+    while os.getppid() == parent and time.monotonic() < deadline:
+        fd = os.open(target, os.O_WRONLY | os.O_CLOEXEC)
         try:
-            fd = os.open(target, os.O_WRONLY)
-            os.write(fd, b"0")
+            os.write(fd, b"0")   # 0: the writer itself, into the cgroup it is in
         finally:
-            os._exit(0)
-    return pid
+            os.close(fd)
+        time.sleep(_KEEP_PERIOD)
 
 
 def reap_prewarm(pid: int) -> None:
-    if pid:
+    """Stop the child prewarm_migration returned (we have made our writes) and reap it."""
+    if pid in _KEEPERS:
+        _KEEPERS.discard(pid)
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
         try:
             os.waitpid(pid, 0)
         except ChildProcessError:

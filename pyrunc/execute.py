@@ -121,12 +121,12 @@ def exec_command(root: str, container_id: str, args: list[str], opts: dict) -> i
     from pyrunc.cgroups import prewarm_migration, reap_prewarm
     warm = prewarm_migration()
     try:
-        return _spawn(plan, proc, opts, detach)
+        return _spawn(plan, proc, opts, detach, warm)
     finally:
         reap_prewarm(warm)
 
 
-def _spawn(plan: init.ExecPlan, proc: dict, opts: dict, detach: bool) -> int:
+def _spawn(plan: init.ExecPlan, proc: dict, opts: dict, detach: bool, warm: int = 0) -> int:
     parent_sock, child_sock = sync.pair()
     master = -1
     try:
@@ -143,6 +143,8 @@ def _spawn(plan: init.ExecPlan, proc: dict, opts: dict, detach: bool) -> int:
             if proc.get("terminal"):
                 master = sync.recv_with_fds(parent_sock, "pty", "exec")[1][0]
             sync.recv(parent_sock, "ready", "exec")
+            from pyrunc.cgroups import reap_prewarm
+            reap_prewarm(warm)   # joined: no more cgroup writes, even if the process runs for hours
         except PyruncError as exc:
             raise PyruncError(f"exec failed: unable to start container process: {exc}") from None
     finally:

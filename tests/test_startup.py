@@ -10,6 +10,7 @@ import posixpath
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -128,3 +129,59 @@ def test_short_commands_never_import_os() -> None:
     out = subprocess.run(["/usr/bin/python3", "-I", "-S", "-c", code], capture_output=True,
                          text=True, check=True).stdout.split()
     assert "os" not in out and "_collections_abc" not in out
+
+
+def _launcher_imports(pyrunc, *args: str) -> tuple[subprocess.CompletedProcess, set[str]]:
+    """Run the installed launcher under -X importtime: its result and every module it imported."""
+    cmd = ["/usr/bin/python3", "-X", "importtime", "-I", "-S", pyrunc.binary, "--root",
+           str(pyrunc.root), *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    names = {line.rsplit("|", 1)[1].strip() for line in proc.stderr.splitlines()
+             if line.startswith("import time:") and "|" in line}
+    return proc, names
+
+
+@pytest.mark.kernel
+def test_installed_short_commands_never_import_os(pyrunc, bundle) -> None:
+    """End to end, through the installed launcher: start, state, list, kill and delete of a real
+    container import neither os nor _collections_abc, and nothing from disk but pyrunc's own
+    _boot (the rest comes from the bundle)."""
+    with open(pyrunc.binary, "rb") as f:
+        if b"pyrunc._boot" not in f.read(4096):
+            pytest.skip("PYRUNC is not an installed launcher (make install writes one)")
+    bundle.config["process"]["args"] = ["sleep", "100"]
+    bundle.write()
+    cid = pyrunc.new_id("os")
+    # Output to /dev/null, not pipes: the init would hold a pipe open and hang the call.
+    pyrunc("create", "--bundle", str(bundle.path), cid, check=True, capture_output=False,
+           stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for args in (("start", cid), ("state", cid), ("list",), ("kill", cid, "KILL"), ("delete", "--force", cid)):
+        proc, names = _launcher_imports(pyrunc, *args)
+        assert proc.returncode == 0, (args, proc.stderr[-500:])
+        assert not names & {"os", "_collections_abc", "posixpath"}, (args, sorted(names))
+        assert "pyrunc.lifecycle" not in names, args    # preloaded from the bundle, not imported
+
+
+def _alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+
+
+@pytest.mark.kernel
+def test_prewarm_keeper_is_stopped_once_and_never_outlives_its_parent() -> None:
+    code = (f"import sys, os, time; sys.path[:0] = [{str(REPO)!r}]; from pyrunc import cgroups; "
+            "a = cgroups.prewarm_migration(); time.sleep(0.05); alive = os.path.exists(f'/proc/{a}'); "
+            "cgroups.reap_prewarm(a); cgroups.reap_prewarm(a); "
+            "b = cgroups.prewarm_migration(); print(alive, os.path.exists(f'/proc/{a}'), b)")
+    out = subprocess.run([sys.executable, "-I", "-S", "-c", code], capture_output=True, text=True,
+                         check=True, timeout=30).stdout.split()
+    assert out[:2] == ["True", "False"]      # it ran until reaped; reaping twice was harmless
+    orphan = int(out[2])                      # the parent exited without reaping this one
+    for _ in range(300):
+        if not _alive(orphan):
+            break
+        time.sleep(0.01)
+    assert not _alive(orphan)
