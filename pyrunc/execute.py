@@ -7,10 +7,9 @@ with the process's status; --detach returns once it runs, leaving it to the call
 
 from __future__ import annotations
 
-import copy
 import os
 
-from pyrunc import capabilities, init, linux, state, sync
+from pyrunc import capabilities, init, jsonlite, linux, state, sync
 from pyrunc.errors import InvalidState, PyruncError
 
 
@@ -32,7 +31,7 @@ def process_from_flags(base: dict, args: list[str], opts: dict) -> dict:
     """runc's rule: start from the container's process, then apply each flag."""
     if not args:
         raise PyruncError("exec: args cannot be empty (give a command, or --process FILE)")
-    proc = copy.deepcopy(base)
+    proc = jsonlite.clone(base)  # base is parsed JSON: no copy module (~1 ms to import)
     proc["args"] = args
     proc["terminal"] = bool(opts.get("tty"))
     proc.pop("consoleSize", None)
@@ -57,7 +56,7 @@ def process_from_flags(base: dict, args: list[str], opts: dict) -> dict:
         user.setdefault("additionalGids", []).append(int(gid))
     proc["user"] = user
     if opts.get("cap"):
-        caps = copy.deepcopy(proc.get("capabilities") or {})
+        caps = jsonlite.clone(proc.get("capabilities") or {})
         # Never inheritable (CVE-2022-29162): only bounding, effective and permitted grow.
         for name in opts["cap"]:
             name = name if name.startswith("CAP_") else "CAP_" + name.upper()

@@ -9,6 +9,10 @@ from __future__ import annotations
 
 import _json
 
+TYPE_CHECKING = False  # typing costs milliseconds to import
+if TYPE_CHECKING:
+    from typing import Any
+
 _WS = " \t\n\r"
 
 
@@ -80,3 +84,13 @@ def dumps_indent(obj: object, indent: str = "  ", level: int = 0) -> str:
         items = [pad + dumps_indent(v, indent, level + 1) for v in obj]
         return "[\n" + ",\n".join(items) + "\n" + indent * level + "]"
     return dumps(obj, spaced=True)
+
+
+def clone(obj: Any) -> Any:
+    """A deep copy of parsed JSON (dicts, lists and immutable scalars): copy.deepcopy without
+    its import (copy, weakref, copyreg: ~3 M instructions, 1 ms on every exec)."""
+    if isinstance(obj, dict):
+        return {k: clone(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [clone(v) for v in obj]
+    return obj
