@@ -12,8 +12,8 @@ apt-get update -qq
 # tmux: drives an interactive `pyrunc run` in a test.
 # containernetworking-plugins: the CNI plugins contrib/cni-hook runs (bridge, host-local, loopback).
 # libc6-dev: a test compiles a static sd_notify client (NOTIFY_SOCKET) with gcc.
-# passwd (useradd) and mount: the rootless tests' throwaway user and idmap tests' submounts.
+# passwd (useradd), mount, uidmap (newuidmap): rootless and idmap tests (throwaway user, submounts).
 apt-get install -y -qq --no-install-recommends make gcc python3 python3-venv python3-dev \
     libcap-dev libseccomp2 busybox-static runc util-linux iproute2 git ca-certificates \
-    golang-github-containers-common tmux containernetworking-plugins libc6-dev passwd mount >/dev/null
+    golang-github-containers-common tmux containernetworking-plugins libc6-dev passwd mount uidmap >/dev/null
 make install PREFIX="${PREFIX:-/usr/local}"

@@ -139,21 +139,65 @@ def write_proc(pid: int, name: str, data: bytes, field: str) -> None:
             os.close(fd)
     except OSError as exc:
         reason = (exc.strerror or str(exc)).lower()
-        hint = ""
-        if exc.errno == errno.EPERM and is_rootless():
-            hint = (f" (an unprivileged user can map only its own id, {os.geteuid()}:"
-                    f"{os.getegid()}, size 1)")
-        raise ConfigError(f"{field}: writing {path}: {reason}{hint}") from None
+        raise ConfigError(f"{field}: writing {path}: {reason}") from None
 
 
 def write_maps(pid: int, uids: list[dict], gids: list[dict]) -> None:
-    """setgroups, uid_map, gid_map of the child's fresh user namespace. A non-root writer must
-    deny setgroups before the kernel accepts its gid_map (runc writes "deny" exactly then);
-    root leaves setgroups allowed."""
-    if is_rootless():
+    """setgroups, uid_map, gid_map of the child's fresh user namespace (runc's rules).
+
+    Root writes the maps and leaves setgroups allowed. A non-root caller may write only its own
+    id (size 1), and gid_map only once setgroups is denied: "deny" is written when the gid map
+    is exactly that; any wider map goes through the setuid newuidmap/newgidmap (its ranges
+    come from /etc/subuid and /etc/subgid), which the kernel lets keep setgroups allowed.
+    """
+    rootless = is_rootless()
+    if rootless and gids == [{"containerID": 0, "hostID": os.getegid(), "size": 1}]:
         write_proc(pid, "setgroups", b"deny", "linux.gidMappings")
-    write_proc(pid, "uid_map", format_map(uids), "linux.uidMappings")
-    write_proc(pid, "gid_map", format_map(gids), "linux.gidMappings")
+    for name, maps, tool, field in (("uid_map", uids, "newuidmap", "linux.uidMappings"),
+                                    ("gid_map", gids, "newgidmap", "linux.gidMappings")):
+        if not rootless or len(maps) == 1 and maps[0]["size"] == 1 and maps[0]["hostID"] == (
+                os.geteuid() if name == "uid_map" else os.getegid()):
+            write_proc(pid, name, format_map(maps), field)
+        else:
+            run_mapping_tool(tool, pid, maps, field)
+
+
+def find_program(name: str) -> str | None:
+    """A PATH lookup without shutil (which pulls re and fnmatch onto the create path)."""
+    for directory in os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin").split(":"):
+        candidate = os.path.join(directory or ".", name)
+        if os.access(candidate, os.X_OK) and not os.path.isdir(candidate):
+            return candidate
+    return None
+
+
+def run_mapping_tool(tool: str, pid: int, maps: list[dict], field: str) -> None:
+    path = find_program(tool)
+    if path is None:
+        raise ConfigError(f"{field}: an unprivileged user can map only its own id "
+                          f"({os.geteuid()}:{os.getegid()}, size 1) without {tool}, which is "
+                          "not installed (Debian: uidmap)")
+    argv = [tool, str(pid)] + [str(m[k]) for m in maps for k in ("containerID", "hostID", "size")]
+    err_r, err_w = os.pipe()
+    try:
+        child = os.posix_spawn(path, argv, dict(os.environ),
+                               file_actions=[(os.POSIX_SPAWN_DUP2, err_w, 2),
+                                             (os.POSIX_SPAWN_CLOSE, err_r)])
+    finally:
+        os.close(err_w)
+    try:
+        text = b""
+        while chunk := os.read(err_r, 4096):
+            text += chunk
+    finally:
+        os.close(err_r)
+    status = os.waitstatus_to_exitcode(os.waitpid(child, 0)[1])
+    if status != 0:
+        said = text.decode(errors="replace").strip().splitlines()
+        raise ConfigError(f"{field}: {' '.join(argv)} failed (exit {status})"
+                          + (f": {said[-1]}" if said else "")
+                          + f"; /etc/sub{'u' if tool == 'newuidmap' else 'g'}id must grant "
+                          "these ids to this user")
 
 
 def become_root() -> None:

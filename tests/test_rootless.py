@@ -107,6 +107,22 @@ class User:
                 found.append(int(pid))
         return found
 
+    def subordinate_ids(self) -> tuple[int, int]:
+        """Start of this user's /etc/subuid and /etc/subgid ranges (added if useradd did not;
+        userdel removes them)."""
+        starts = []
+        for kind, flag in (("subuid", "--add-subuids"), ("subgid", "--add-subgids")):
+            path = Path("/etc") / kind
+            entries = [line.split(":") for line in path.read_text().splitlines()] \
+                if path.exists() else []
+            mine = [int(e[1]) for e in entries if e[0] == self.name and int(e[2]) >= 65536]
+            if not mine:
+                top = max([int(e[1]) + int(e[2]) for e in entries if len(e) == 3] + [1_000_000])
+                subprocess.run(["usermod", flag, f"{top}-{top + 65535}", self.name], check=True)
+                mine = [top]
+            starts.append(mine[0])
+        return starts[0], starts[1]
+
     def leftovers(self) -> list[str]:
         found = [f"process {pid}" for pid in self.pids()]
         with open("/proc/self/mountinfo") as f:
@@ -206,6 +222,30 @@ def test_rootless_uses_a_delegated_cgroup(user):
         deleg.rmdir()
 
 
+def test_rootless_maps_a_range_through_newuidmap(user):
+    if shutil.which("newuidmap") is None or shutil.which("newgidmap") is None:
+        pytest.skip("newuidmap/newgidmap (Debian: uidmap) are not installed")
+    sub_u, sub_g = user.subordinate_ids()
+
+    def edit(cfg: dict) -> None:
+        cfg["linux"]["uidMappings"] = [{"containerID": 0, "hostID": user.uid, "size": 1},
+                                       {"containerID": 1, "hostID": sub_u, "size": 1000}]
+        cfg["linux"]["gidMappings"] = [{"containerID": 0, "hostID": user.gid, "size": 1},
+                                       {"containerID": 1, "hostID": sub_g, "size": 1000}]
+        cfg["mounts"].append({"destination": "/tmp", "type": "tmpfs", "source": "tmpfs"})
+        for kind in ("bounding", "effective", "permitted"):
+            cfg["process"]["capabilities"][kind].append("CAP_CHOWN")
+    user.config(["sh", "-c", "cat /proc/self/uid_map /proc/self/setgroups; touch /tmp/f && "
+                 "chown 5:7 /tmp/f && stat -c %u:%g /tmp/f"], edit=edit)
+    res = user("run", user.new_id())
+    out = res.stdout.decode()
+    assert res.returncode == 0, res.stderr
+    lines = [line.split() for line in out.splitlines()]
+    assert lines[0] == ["0", str(user.uid), "1"] and lines[1] == ["1", str(sub_u), "1000"], out
+    # The setuid helper wrote gid_map, so setgroups stays allowed (runc's rule).
+    assert lines[2] == ["allow"] and lines[3] == ["5:7"], out
+
+
 def test_rootless_flag_values(user):
     user.config(["true"])
     res = user("--rootless=maybe", "run", user.new_id())
@@ -221,8 +261,9 @@ def test_rootless_flag_values(user):
     (lambda c: (c["linux"]["namespaces"].remove({"type": "user"}),
                 c["linux"].pop("uidMappings"), c["linux"].pop("gidMappings")),
      "rootless container requires user namespaces"),
+    # Not its own id: only newuidmap could, and /etc/subuid grants it no such thing.
     (lambda c: c["linux"].update(uidMappings=[{"containerID": 0, "hostID": 0, "size": 1}]),
-     "an unprivileged user can map only its own id"),
+     "linux.uidMappings: "),
     (lambda c: c["process"]["user"].update(additionalGids=[0]),
      "cannot set any additional groups in a rootless container"),
     (lambda c: c["mounts"].append({"destination": "/tmp", "type": "bind", "source": "/tmp",
