@@ -176,3 +176,19 @@ def test_netlink_error_is_one_line_naming_the_device(pyrunc, bundle, netns):
     assert line.endswith("config.json: /linux/netDevices/lo: moving it into the container's "
                          "network namespace as lo2: invalid argument"), line
     assert links(netns.name) == ["lo"] and not (pyrunc.root / cid).exists()
+
+
+def test_moved_into_a_container_with_its_own_user_namespace(pyrunc, bundle, netns):
+    """The container's network namespace then belongs to its user namespace: pyrunc (root in
+    the initial one) still moves the device in and configures it there."""
+    veth_pair(netns)
+    with_devices(bundle, {"ve-ctr": {"name": "eth0"}}, ["sh", "-c", "ip -o addr show eth0"])
+    cfg = bundle.edit()
+    cfg["linux"]["namespaces"].append({"type": "user"})
+    mapping = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+    cfg["linux"]["uidMappings"] = cfg["linux"]["gidMappings"] = mapping
+    bundle.write()
+    r = pyrunc("run", "--bundle", str(bundle.path), pyrunc.new_id())
+    assert r.returncode == 0, r.stderr
+    assert "eth0    inet 10.200.0.2/24" in r.stdout.decode(), r.stdout
+    poll(lambda: "ve-host" not in links(netns.name), 10, "the veth pair to be destroyed")
