@@ -8,6 +8,7 @@ file created by host id H with id C (runc's integration tests use the same readi
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from pathlib import Path
@@ -156,3 +157,25 @@ def test_a_filesystem_without_idmapping_fails_cleanly(run_container):
     assert r.rc == 1, r
     line = one_line_error(r.err)
     assert "/tmp: idmapping /proc/self" in line, line
+
+
+def test_idmap_without_mappings_in_a_joined_user_namespace(pyrunc, bundle, run_container, source):
+    # Joining a user namespace by path: the mount is idmapped with that namespace itself.
+    cfg = json.loads(json.dumps(bundle.config))
+    cfg["process"]["args"] = ["sleep", "1000"]
+    with_userns(cfg)
+    bundle.write(cfg)
+    holder = pyrunc.new_id()
+    pyrunc("run", "-d", "--bundle", str(bundle.path), holder, check=True, capture_output=False,
+           stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    pid = pyrunc.state(holder)["pid"]
+    (source / "stored-0").chmod(0o666)
+
+    def edit(c: dict) -> None:
+        c["linux"]["namespaces"].append({"type": "user", "path": f"/proc/{pid}/ns/user"})
+        c["mounts"].append(idmapped(source, "/tmp", None, None))
+    r = run_container(["sh", "-c", "stat -c %u /tmp/stored-0; touch /tmp/made"], edit=edit)
+    assert r.rc == 0, r
+    assert r.out.split() == ["0"]
+    assert os.stat(source / "made").st_uid == 0
+    pyrunc("delete", "--force", holder, check=True)
