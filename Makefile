@@ -28,6 +28,7 @@ install: $(VENV)/.done
 	rm -rf $(LIBDIR).new
 	mkdir -p $(LIBDIR).new/pyrunc $(LIBDIR).new/spec $(BINDIR)
 	cp pyrunc/*.py $(LIBDIR).new/pyrunc/
+	cp pyrunc/_boot.py $(LIBDIR).new/pyrunc_boot.py  # the launcher's first import: no package to scan
 	cp spec/*.json $(LIBDIR).new/spec/
 	echo 'COMMIT = "$(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)"' > $(LIBDIR).new/pyrunc/_build.py
 	$(VENV)/bin/pip install -q --disable-pip-version-check --no-compile --target $(LIBDIR).new/vendor $(DEPS)

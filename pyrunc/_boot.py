@@ -1,4 +1,5 @@
-"""The installed launcher's body: `from pyrunc._boot import start; start(LIBDIR)`.
+"""The installed launcher's body: `from pyrunc_boot import start; start(LIBDIR)` (make install
+copies this file to LIBDIR/pyrunc_boot.py).
 
 It lives here, byte-compiled, because the launcher script itself is compiled from source on
 every call (~0.5 ms for twenty lines). What it adds to a plain `from pyrunc.cli import main`:
@@ -13,6 +14,9 @@ every call (~0.5 ms for twenty lines). What it adds to a plain `from pyrunc.cli 
   A bundle that is absent, or was built by another interpreter (magic number), is ignored.
 - For create, run and exec, cgroups.start_prewarm() comes first, before the other imports: the
   kernel's wait it hides (cgroups.prewarm_migration) is longer than those imports.
+- With the bundle in place, the standard library's directories go first on sys.path: every
+  import of a stdlib module then stops at its own directory instead of stat'ing ours first
+  (nothing in LIBDIR or its vendor/ has a stdlib module's name; pyrunc comes from the bundle).
 - No garbage collection during start-up: imports create ~6000 objects and no cycles worth a
   pass (the passes cost ~2.5 M instructions); a long-running command still collects.
 - No interpreter teardown (module GC, several ms): flush stdio and _exit.
@@ -131,6 +135,8 @@ def load_bundle(libdir):
         BundleFinder.path, BundleFinder.base, BundleFinder.index = path, 8 + size, index
         BundleFinder.fd = fd
         sys.meta_path.insert(0, BundleFinder)
+        ours = [p for p in sys.path if p == libdir or p.startswith(libdir + "/")]
+        sys.path[:] = [p for p in sys.path if p not in ours] + ours
         command = command_name(sys.argv[1:])
         if command in ("create", "run", "exec"):
             for name in orders["prewarm"]:

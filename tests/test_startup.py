@@ -147,7 +147,7 @@ def test_installed_short_commands_never_import_os(pyrunc, bundle) -> None:
     container import neither os nor _collections_abc, and nothing from disk but pyrunc's own
     _boot (the rest comes from the bundle)."""
     with open(pyrunc.binary, "rb") as f:
-        if b"pyrunc._boot" not in f.read(4096):
+        if b"pyrunc_boot" not in f.read(4096):
             pytest.skip("PYRUNC is not an installed launcher (make install writes one)")
     bundle.config["process"]["args"] = ["sleep", "100"]
     bundle.write()
