@@ -41,6 +41,25 @@ def namespace_plan(cfg: dict) -> tuple[list[tuple[str, str]], set[str]]:
     return join, new
 
 
+def check_uts_for_hostname(new: set[str], join: list[tuple[str, str]]) -> None:
+    """hostname/domainname need a uts namespace of the container's own: a new one, or one
+    joined by path (runc's rule, runtime-tools' linux_ns_path) as long as that path is not the
+    runtime's own uts namespace, whose name would then change for the whole host."""
+    if "uts" in new:
+        return
+    path = next((p for kind, p in join if kind == "uts"), None)
+    if path is None:
+        raise PyruncError("config.json: /hostname: setting the hostname needs a uts namespace")
+    try:
+        joined, ours = os.stat(path), os.stat("/proc/self/ns/uts")
+    except OSError as exc:
+        raise PyruncError(f"config.json: /linux/namespaces: uts path {path}: "
+                          f"{os.strerror(exc.errno or 0).lower()}") from None
+    if (joined.st_dev, joined.st_ino) == (ours.st_dev, ours.st_ino):
+        raise PyruncError(f"config.json: /hostname: the uts namespace {path} is the host's: "
+                          "setting the hostname there would rename the host")
+
+
 def hook_state(cfg: dict, container_id: str, pid: int, bundle: str, status: str) -> dict:
     """The state the runtime-spec hands each hook on stdin."""
     out = {"ociVersion": cfg.get("ociVersion", OCI_VERSION), "id": container_id, "status": status,
@@ -56,14 +75,17 @@ def run_create_hooks(sock: sync.Socket, cfg: dict, container_id: str, pid: int,
     createContainer inside the container's, with the state we send it."""
     from pyrunc import hooks
     creating = hook_state(cfg, container_id, pid, bundle, "creating")
+    created = hook_state(cfg, container_id, pid, bundle, "created")
+    configured = cfg.get("hooks") or {}
     try:
-        for kind in ("prestart", "createRuntime"):
-            hooks.run_hooks(kind, (cfg.get("hooks") or {}).get(kind) or [], creating)
+        # prestart (deprecated) sees "created", as crun passes it and runtime-tools' hooks_stdin
+        # requires: the environment it may configure (e.g. the network namespace) exists.
+        hooks.run_hooks("prestart", configured.get("prestart") or [], created)
+        hooks.run_hooks("createRuntime", configured.get("createRuntime") or [], creating)
     except hooks.HookError as exc:
         sync.send(sock, "error", msg=str(exc))
         raise PyruncError(str(exc)) from None
-    sync.send(sock, "continue", state=creating,
-              created=hook_state(cfg, container_id, pid, bundle, "created"))
+    sync.send(sock, "continue", state=creating, created=created)
 
 
 def start_mover(sock: sync.Socket, init_pid: int):  # -> netdev.Mover
@@ -129,8 +151,8 @@ def _create(root: str, container_id: str, opts: CreateOptions) -> state.Containe
     join, new = namespace_plan(cfg)
     if "mount" not in new and not any(k == "mount" for k, _ in join):
         raise PyruncError("config.json: /linux/namespaces: a mount namespace is required")
-    if (cfg.get("hostname") is not None or cfg.get("domainname") is not None) and "uts" not in new:
-        raise PyruncError("config.json: /hostname: setting the hostname needs a new uts namespace")
+    if cfg.get("hostname") is not None or cfg.get("domainname") is not None:
+        check_uts_for_hostname(new, join)
     net_devices = None
     if (cfg.get("linux") or {}).get("netDevices"):
         from pyrunc import netdev

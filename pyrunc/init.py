@@ -305,7 +305,7 @@ def init_main(plan: InitPlan, sock: sync.Socket) -> NoReturn:
         ready = True
         sock.close()
         wait_for_start(fifo_fd)
-        os.close(fifo_fd)
+        # fifo_fd stays open (close-on-exec): its closing at execve tells `start` we are there.
         start_hooks = (cfg.get("hooks") or {}).get("startContainer")
         if start_hooks:
             hooks.run_hooks("startContainer", start_hooks, created_state)

@@ -45,15 +45,36 @@ def start(root: str, container_id: str, wait_ready: bool = True) -> Proxy | None
         raise
     try:
         os.write(fd, b"0")
+        os.unlink(ctr.path(state.FIFO))
+        wait_for_exec(fd)
     finally:
         os.close(fd)
-    os.unlink(ctr.path(state.FIFO))
     run_late_hooks(ctr, "poststart", "running")
     ctr.unlock()  # kill and delete must not wait behind a container that never gets ready
     if proxy is not None and wait_ready:
         proxy.run(ctr.pid)
         return None
     return proxy
+
+
+def wait_for_exec(fifo_fd: int) -> None:
+    """Return once the init has exec'd the user's program (or died).
+
+    The init keeps its close-on-exec read end of the fifo open until execve, and a fifo's
+    writer sees POLLERR once no reader is left. Without this, `start` returned while the init
+    was still between the fifo and execve: a `kill` right after it could reach a program that
+    had not yet installed its signal handlers (runtime-tools' killsig), and poststart hooks
+    ran before the program did.
+    """
+    import select
+    poller = select.poll()
+    poller.register(fifo_fd, 0)  # POLLERR/POLLHUP are always reported
+    while True:
+        try:
+            if poller.poll():
+                return
+        except InterruptedError:
+            continue
 
 
 def run_late_hooks(ctr: state.Container, kind: str, status: str) -> None:

@@ -64,6 +64,7 @@ def test_all_hooks_run_in_order_with_state_on_stdin(pyrunc, bundle, tmp_path):
         assert where[kind] == container_mnt, kind
     states = {k: st for k, _, st in lines}
     assert states["createRuntime"]["status"] == "creating"
+    assert states["prestart"]["status"] == "created"  # runtime-tools hooks_stdin, crun
     assert states["startContainer"]["status"] == "created"
     assert states["poststart"]["status"] == "running"
     assert states["poststop"]["status"] == "stopped"

@@ -380,6 +380,20 @@ def test_start_running_kill_stopped_delete(pyrunc, bundle, io_dir):
     assert listed(pyrunc) == []
 
 
+def test_start_returns_once_the_program_is_exec_d(pyrunc, bundle, io_dir):
+    # `start` then an immediate `kill USR1` (runtime-tools' killsig) must reach the user's
+    # program, not the init still on its way to execve: when start returns, the container's
+    # pid already runs the program from the rootfs, not our interpreter.
+    cid, _ = created_running(pyrunc, bundle, io_dir, ["sleep", "30"], start=False)
+    pid = pyrunc.state(cid)["pid"]
+    assert "python" in os.readlink(f"/proc/{pid}/exe")
+    pyrunc("start", cid, check=True)
+    exe = os.readlink(f"/proc/{pid}/exe")
+    assert "python" not in exe and exe.endswith("busybox"), exe
+    pyrunc("delete", "--force", cid, check=True)
+    assert_missing(pyrunc, cid)
+
+
 def test_start_stopped_container_fails(pyrunc, bundle, io_dir):
     cid, _ = created_running(pyrunc, bundle, io_dir, ["true"])
     wait_status(pyrunc, cid, "stopped")

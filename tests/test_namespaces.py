@@ -208,27 +208,6 @@ def test_joined_ipc_namespace_gets_its_own_mqueue(run_container, holder):
     assert " - mqueue " in mnt, mnt
 
 
-def test_hostname_with_joined_uts_refused(pyrunc, run_container, holder):
-    pid = holder("x" + uuid.uuid4().hex[:6])
-
-    def edit(cfg: dict) -> None:
-        join_only(cfg, "uts", f"/proc/{pid}/ns/uts")
-        cfg["hostname"] = "mine"
-
-    r = run_container(["true"], edit=edit)
-    assert r.rc != 0, r
-    line = one_line_error(r.err)
-    assert "hostname" in line and "uts" in line.lower(), line
-    assert not (pyrunc.root / r.cid).exists()
-
-
-def test_hostname_without_uts_namespace_refused(pyrunc, run_container):
-    r = run_container(["true"], edit=lambda c: without(c, "uts"))
-    assert r.rc != 0, r
-    line = one_line_error(r.err)
-    assert "hostname" in line and "uts" in line.lower(), line
-
-
 def test_time_namespace_boottime_offset(run_container):
     ten_days = 86400 * 10
 
@@ -285,4 +264,39 @@ def test_namespace_path_of_wrong_type_refused(pyrunc, run_container):
     assert r.rc != 0, r
     line = one_line_error(r.err)
     assert "/proc/self/ns/uts" in line and "network" in line, line
+    assert not (pyrunc.root / r.cid).exists()
+
+
+def test_hostname_set_in_joined_uts_namespace(run_container, holder):
+    # runc's rule and runtime-tools' linux_ns_path: a uts namespace joined by path is the
+    # container's own, so config.hostname applies there.
+    pid = holder("before-" + uuid.uuid4().hex[:6])
+
+    def edit(cfg: dict) -> None:
+        join_only(cfg, "uts", f"/proc/{pid}/ns/uts")
+        cfg["hostname"] = "set-by-config"
+
+    r = run_container(["hostname"], edit=edit)
+    assert r.rc == 0, r
+    assert r.out.strip() == "set-by-config"
+    assert Path(f"/proc/{pid}/ns/uts").exists()
+    out = subprocess.run(["nsenter", "-t", str(pid), "-u", "hostname"], capture_output=True,
+                         text=True, check=True).stdout
+    assert out.strip() == "set-by-config"
+
+
+@pytest.mark.parametrize("how", ["absent", "runtime-own-path"])
+def test_hostname_without_own_uts_namespace_refused(pyrunc, run_container, how):
+    def edit(cfg: dict) -> None:
+        without(cfg, "uts")
+        if how == "runtime-own-path":
+            cfg["linux"]["namespaces"].append({"type": "uts", "path": f"/proc/{os.getpid()}/ns/uts"})
+        cfg["hostname"] = "must-not-reach-host"
+
+    before = os.uname().nodename
+    r = run_container(["true"], edit=edit)
+    assert r.rc != 0, r
+    line = one_line_error(r.err)
+    assert "/hostname" in line and "uts namespace" in line, line
+    assert os.uname().nodename == before
     assert not (pyrunc.root / r.cid).exists()
