@@ -119,6 +119,11 @@ def parse_mount(entry: dict, index: int, bundle: str) -> MountPlan:
         raise ConfigError(f"{where} ({dest}): mount type is missing and it is not a bind mount")
     # The attributes of the top mount must win over the recursive ones set before them.
     plan.attr_clr &= ~plan.attr_set
+    # mount_setattr takes an atime mode only with the whole atime field in attr_clr (EINVAL
+    # otherwise): "strictatime" or "noatime" on a bind failed before this.
+    for name in ("attr", "rec_attr"):
+        if (getattr(plan, name + "_set") | getattr(plan, name + "_clr")) & L.MOUNT_ATTR__ATIME:
+            setattr(plan, name + "_clr", getattr(plan, name + "_clr") | L.MOUNT_ATTR__ATIME)
     return plan
 
 

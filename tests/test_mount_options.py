@@ -66,3 +66,33 @@ def test_tmpcopyup_copies_what_the_tmpfs_covers(pyrunc, bundle):
     assert res.returncode == 0, res.stderr
     assert res.stdout.decode().split() == ["kept", "kept", "sub/f", "tmpfs", "writable"]
     assert not (bundle.rootfs / "etc" / "sub" / "g").exists()  # the write stayed in the tmpfs
+
+
+@pytest.mark.parametrize("opt", ["strictatime", "noatime", "rnoatime"])
+def test_atime_mode_clears_the_whole_atime_field(opt):
+    plan = parse_mount({"destination": "/x", "type": "bind", "source": "/tmp",
+                        "options": ["bind", opt]}, 0, "/b")
+    set_, clr = (plan.rec_attr_set, plan.rec_attr_clr) if opt[0] == "r" else (plan.attr_set,
+                                                                               plan.attr_clr)
+    assert clr & L.MOUNT_ATTR__ATIME == L.MOUNT_ATTR__ATIME
+    assert set_ & L.MOUNT_ATTR__ATIME == (L.MOUNT_ATTR_STRICTATIME if opt == "strictatime"
+                                          else L.MOUNT_ATTR_NOATIME)
+
+
+@pytest.mark.kernel
+@pytest.mark.parametrize("opt, shown", [("strictatime", ""), ("noatime", "noatime")])
+def test_bind_mount_with_atime_mode(pyrunc, bundle, opt, shown):
+    # runtime-tools' mounts program binds /etc with nosuid,strictatime: it used to fail EINVAL.
+    cfg = bundle.edit()
+    cfg["process"]["args"] = ["sh", "-c", "grep ' /mnt/etc ' /proc/self/mountinfo | cut -d' ' -f6"]
+    cfg["mounts"].append({"destination": "/mnt/etc", "type": "none", "source": "/etc",
+                          "options": ["bind", "nosuid", opt, "mode=755"]})
+    bundle.write()
+    res = pyrunc("run", "--bundle", str(bundle.path), pyrunc.new_id())
+    assert res.returncode == 0, res.stderr
+    flags = res.stdout.decode().strip().split(",")
+    assert "nosuid" in flags, flags
+    if shown:
+        assert shown in flags, flags
+    else:
+        assert not {"noatime", "relatime"} & set(flags), flags
