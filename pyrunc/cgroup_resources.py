@@ -22,7 +22,7 @@ What happens to a field the host cannot honour (E = error, W = warning and skipp
 | blockIO.leafWeight(+Device)         | E if blkio.leaf_weight* missing           | W (no v2 knob)              |
 | blockIO.throttle*                   | E                                         | E                           |
 | hugepageLimits                      | E unless hugetlb (v1) or cgroup2 has it   | E                           |
-| network.classID / priorities        | W when net_cls / net_prio are not mounted | W (no v2 controller)        |
+| network.classID / priorities        | E when net_cls / net_prio are not mounted | W (no v2 controller)        |
 | rdma                                | E (no rdma hierarchy)                     | E if rdma.max is missing    |
 | unified                             | E on a v1-only host; hybrid: cgroup2 dir  | written as given, last      |
 | devices                             | devices.deny/allow (runc's defaults added) | eBPF filter (devfilter.py)  |
@@ -76,7 +76,6 @@ def v1_writes(resources: dict, keys: set[str], has_file: HasFile = _all,
               warnings: list[str] | None = None) -> list[tuple[str, str, str]]:
     """The v1 writes, in order. keys: the v1 controllers mounted. hugepageLimits/unified are
     left to v2_writes when "hugetlb" is not a v1 controller (the hybrid host's case)."""
-    warn = warnings if warnings is not None else []
     out: list[Write] = []
 
     def put(ctrl: str, name: str, value: object, field: str) -> None:
@@ -157,19 +156,14 @@ def v1_writes(resources: dict, keys: set[str], has_file: HasFile = _all,
             put("hugetlb", f"hugetlb.{h['pageSize']}.limit_in_bytes", h["limit"],
                 f"hugepageLimits[{i}]")
 
+    # A v1 host without net_cls/net_prio cannot tag the packets: an error, as runc gives (a
+    # classifier silently not applied would let traffic through unmarked).
     net = resources.get("network") or {}
     if net.get("classID"):
-        if "net_cls" in keys:
-            put("net_cls", "net_cls.classid", net["classID"], "network.classID")
-        else:
-            warn.append(f"{F}network.classID: net_cls is not mounted: ignored")
+        put("net_cls", "net_cls.classid", net["classID"], "network.classID")
     for i, p in enumerate(net.get("priorities") or []):
-        if "net_prio" in keys:
-            put("net_prio", "net_prio.ifpriomap", f"{p['name']} {p['priority']}",
-                f"network.priorities[{i}]")
-        else:
-            warn.append(f"{F}network.priorities: net_prio is not mounted: ignored")
-            break
+        put("net_prio", "net_prio.ifpriomap", f"{p['name']} {p['priority']}",
+            f"network.priorities[{i}]")
     for dev, lim in sorted((resources.get("rdma") or {}).items()):
         put("rdma", "rdma.max", _rdma(dev, lim), f"rdma.{dev}")
     return out

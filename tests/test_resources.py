@@ -115,10 +115,14 @@ def test_v1_unhonourable_fields() -> None:
         tr.v1_writes({"rdma": {"mlx4_0": {"hcaHandles": 3}}}, V1)
     with pytest.raises(ConfigError, match=r"pids.limit: .*pids"):
         tr.v1_writes({"pids": {"limit": 5}}, V1 - {"pids"})
-    warnings: list[str] = []
-    assert tr.v1_writes({"network": {"classID": 7, "priorities": [{"name": "eth0", "priority": 1}]}},
-                        V1, warnings=warnings) == []
-    assert len(warnings) == 2
+    # runc's rule (and runtime-tools' linux_cgroups_network): unmounted net_cls/net_prio fail.
+    for net, field in (({"classID": 7}, "network.classID"),
+                       ({"priorities": [{"name": "eth0", "priority": 1}]}, r"network.priorities\[0\]")):
+        with pytest.raises(ConfigError, match=field + r": cannot set net_(cls|prio) .* not mounted"):
+            tr.v1_writes({"network": net}, V1 - {"net_cls", "net_prio"})
+    got = tr.v1_writes({"network": {"classID": 7, "priorities": [{"name": "eth0", "priority": 1}]}},
+                       V1 | {"net_cls", "net_prio"})
+    assert [w[:2] for w in got] == [("net_cls", "net_cls.classid"), ("net_prio", "net_prio.ifpriomap")]
     assert tr.v1_writes({"memory": {"kernelTCP": 100}}, V1, lambda c, n: False) == []
 
 
