@@ -69,6 +69,15 @@ def check_semantics(cfg: dict) -> None:
         raise ConfigError("config.json: /process: required to create a container")
     if not (cfg["process"].get("args") or []):
         raise ConfigError("config.json: /process/args: must name the program to run")
+    cwd = cfg["process"].get("cwd")
+    if cwd is not None and not cwd.startswith("/"):
+        raise ConfigError(f"config.json: /process/cwd: {cwd!r} must be an absolute path")
+    kinds: set[str] = set()
+    for i, limit in enumerate(cfg["process"].get("rlimits") or []):
+        if limit.get("type") in kinds:  # runtime-spec config.md: duplicates are an error
+            raise ConfigError(f"config.json: /process/rlimits/{i}: duplicate rlimit type "
+                              f"{limit.get('type')!r}")
+        kinds.add(limit.get("type"))
     if linux.get("timeOffsets") and "time" not in seen:
         raise ConfigError("config.json: /linux/timeOffsets: needs a time namespace")
     from pyrunc import userns

@@ -279,6 +279,28 @@ def test_unknown_rlimit_type_refused(pyrunc, run_container):
     assert "RLIMIT_NOSUCH" in one_line_error(r.err)
 
 
+def test_duplicate_rlimit_type_refused(pyrunc, run_container):
+    # runtime-spec config.md (POSIX process): duplicated rlimit types are an error.
+    def edit(cfg: dict) -> None:
+        cfg["process"]["rlimits"] = [{"type": "RLIMIT_NOFILE", "soft": 10, "hard": 10},
+                                     {"type": "RLIMIT_CORE", "soft": 0, "hard": 0},
+                                     {"type": "RLIMIT_NOFILE", "soft": 20, "hard": 20}]
+
+    r = run_container(["true"], edit=edit)
+    assert r.rc != 0, r
+    line = one_line_error(r.err)
+    assert "/process/rlimits/2" in line and "RLIMIT_NOFILE" in line, line
+    assert not (pyrunc.root / r.cid).exists()
+
+
+def test_relative_cwd_refused(pyrunc, run_container):
+    r = run_container(["true"], edit=lambda cfg: cfg["process"].update(cwd="tmp"))
+    assert r.rc != 0, r
+    line = one_line_error(r.err)
+    assert "/process/cwd" in line and "absolute" in line, line
+    assert not (pyrunc.root / r.cid).exists()
+
+
 # -- oom score, no_new_privs -----------------------------------------------------------------------
 
 def test_oom_score_adj(run_container):
