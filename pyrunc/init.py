@@ -24,6 +24,7 @@ import _socket
 from pyrunc import hooks, linux, mounts, rootfs, saferoot, seccomp, sync, terminal, userns
 from pyrunc.process import close_inherited_fds, drop_seccomp_admin, prepare_process
 from pyrunc.cgroups import CgroupManager
+from pyrunc.state import START_ERROR
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -68,6 +69,7 @@ class InitPlan:
         self.create_hooks = any(configured.get(k) for k in ("prestart", "createRuntime",
                                                              "createContainer", "startContainer"))
         self.fifo_fd = -1               # opened by the intermediate, before any user namespace
+        self.start_err_fd = -1          # likewise: where the init says why it never exec'd
         self.premounts: dict[int, int] = {}
         user_join = [path for kind, path in self.join if kind == "user"]
         self.user_path = user_join[0] if user_join else None
@@ -102,6 +104,8 @@ def intermediate_main(plan: InitPlan, sock: sync.Socket) -> NoReturn:
         # Host paths are opened now, with the caller's view and rights: once in a user
         # namespace, the container's root may not reach them (a 0700 state dir or bundle).
         plan.fifo_fd = os.open(plan.fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        plan.start_err_fd = os.open(os.path.join(os.path.dirname(plan.fifo), START_ERROR),
+                                    os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
         if "mount" in plan.new:
             os.chdir(plan.rootfs)  # the init binds it from here (rootfs.bind_rootfs_onto_itself)
         linux_cfg = plan.cfg.get("linux") or {}
@@ -257,6 +261,7 @@ def loopback_up() -> None:
 def init_main(plan: InitPlan, sock: sync.Socket) -> NoReturn:
     code = 1
     ready = False
+    start_err = -1  # after "ready": where `start` reads why we died instead of exec'ing
     try:
         os.setsid()
         if plan.keyring:
@@ -284,6 +289,7 @@ def init_main(plan: InitPlan, sock: sync.Socket) -> NoReturn:
             hooks.run_hooks("createContainer", (cfg.get("hooks") or {}).get("createContainer")
                             or [], reply["state"])
         fifo_fd = plan.fifo_fd  # the intermediate opened it on the host
+        start_err = plan.start_err_fd
         # So does the seccomp listener's socket; our host pid is read from the host's /proc.
         notify_state = b""
         if plan.seccomp is not None and plan.seccomp.notify:
@@ -320,18 +326,30 @@ def init_main(plan: InitPlan, sock: sync.Socket) -> NoReturn:
         os.execve(exe, proc["args"], env)
     except hooks.HookError as exc:
         if ready:
-            os.write(2, f"pyrunc: {exc}\n".encode())
+            _report_after_ready(start_err, str(exc))
         else:
             _report(sock, exc)
     except BaseException as exc:  # noqa: BLE001
         if ready:
-            os.write(2, f"pyrunc: container process: {describe(exc)}\n".encode())
+            _report_after_ready(start_err, f"container process: {describe(exc)}")
             code = 127 if isinstance(exc, FileNotFoundError) else 126 if isinstance(
                 exc, PermissionError) else 1
         else:
             _report(sock, exc)
     finally:
         os._exit(code)
+
+
+def _report_after_ready(start_err: int, msg: str) -> None:
+    """After create returned, our stderr is the container's; `start` also reads START_ERROR
+    to fail with this message (a failed startContainer hook must fail `start`)."""
+    line = f"pyrunc: {msg}\n".encode()
+    os.write(2, line)
+    if start_err >= 0:
+        try:
+            os.write(start_err, line)
+        except OSError:
+            pass
 
 
 def _die_on_signal(signum: int, _frame: object) -> None:

@@ -49,6 +49,16 @@ def start(root: str, container_id: str, wait_ready: bool = True) -> Proxy | None
         wait_for_exec(fd)
     finally:
         os.close(fd)
+    try:
+        with open(ctr.path(state.START_ERROR), "rb") as f:
+            died = f.read().decode(errors="replace").strip()
+    except FileNotFoundError:
+        died = ""
+    if died:
+        # The init is gone (a startContainer hook failed, or execve did): the container is
+        # stopped, and `start` says why (runtime-spec lifecycle step 7).
+        ctr.unlock()
+        raise PyruncError(died.splitlines()[-1].removeprefix("pyrunc: "))
     run_late_hooks(ctr, "poststart", "running")
     ctr.unlock()  # kill and delete must not wait behind a container that never gets ready
     if proxy is not None and wait_ready:

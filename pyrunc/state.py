@@ -17,6 +17,7 @@ from pyrunc.errors import ContainerExists, ContainerNotFound, PyruncError
 STATE_FILE = "state.json"
 CONFIG_FILE = "config.json"
 FIFO = "exec.fifo"
+START_ERROR = "start.err"  # why the init died between create and execve (see lifecycle.start)
 
 _ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_+-.")
 

@@ -87,6 +87,28 @@ def test_failing_create_time_hook_fails_create_and_cleans_up(pyrunc, bundle, kin
     assert not (pyrunc.root / cid).exists()
 
 
+def test_failing_start_container_hook_fails_start(pyrunc, bundle):
+    # runtime-spec lifecycle step 7: an error from `start`, the container stopped, the user's
+    # program never run.
+    cfg = bundle.edit()
+    cfg["root"]["readonly"] = False
+    cfg["process"]["args"] = ["sh", "-c", "echo ran > /ran"]
+    cfg["hooks"] = {"startContainer": [{"path": "/bin/sh", "args": ["sh", "-c", "exit 3"]}]}
+    bundle.write()
+    cid = pyrunc.new_id()
+    pyrunc("create", "--bundle", str(bundle.path), cid, check=True, capture_output=False,
+           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    res = pyrunc("start", cid)
+    assert res.returncode == 1, res
+    err = res.stderr.decode()
+    assert err.startswith("pyrunc: startContainer hook #0") and "exit status 3" in err, err
+    assert len(err.strip().splitlines()) == 1, err
+    assert pyrunc.state(cid)["status"] == "stopped"
+    assert not (bundle.rootfs / "ran").exists()
+    pyrunc("delete", cid, check=True)
+    assert not (pyrunc.root / cid).exists()
+
+
 def test_hook_timeout_kills_it_and_fails_create(pyrunc, bundle):
     cfg = bundle.edit()
     cfg["hooks"] = {"createRuntime": [{"path": "/bin/sleep", "args": ["sleep", "30"], "timeout": 1}]}
