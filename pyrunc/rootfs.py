@@ -241,9 +241,16 @@ def pivot(ctx: RootfsContext, no_pivot: bool) -> None:
         linux.mount(".", "/", None, L.MS_MOVE)
         os.chroot(".")
     else:
-        linux.pivot_root(".", ".")
-        # The old root now sits under the new one at "."; slave first so the detach cannot
-        # propagate an unmount to the host.
+        old_root = os.open("/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            linux.pivot_root(".", ".")
+            # The old root is now stacked on the new one. "." must name the old root, not the
+            # new one (cwd), or the recursive slave below would also strip the propagation
+            # (shared, ...) just given to the container's own mounts.
+            os.fchdir(old_root)
+        finally:
+            os.close(old_root)
+        # Slave first so the detach cannot propagate an unmount to the host.
         linux.mount(None, ".", None, L.MS_SLAVE | L.MS_REC)
         linux.umount2(".", L.MNT_DETACH)
     os.chdir("/")

@@ -96,3 +96,24 @@ def test_bind_mount_with_atime_mode(pyrunc, bundle, opt, shown):
         assert shown in flags, flags
     else:
         assert not {"noatime", "relatime"} & set(flags), flags
+
+
+@pytest.mark.kernel
+def test_bind_propagation_options_survive_the_pivot(pyrunc, bundle):
+    # The old root's recursive slave after pivot_root must not reach the container's own
+    # mounts: a "shared" bind stays shared (runc's behaviour; runtime-spec config.md mounts).
+    cfg = bundle.edit()
+    cfg["process"]["args"] = ["sh", "-c", "grep ' /mnt/' /proc/self/mountinfo"]
+    for kind in ("shared", "private", "unbindable"):
+        cfg["mounts"].append({"destination": f"/mnt/{kind}", "type": "none", "source": "/etc",
+                              "options": ["bind", kind]})
+    bundle.write()
+    res = pyrunc("run", "--bundle", str(bundle.path), pyrunc.new_id())
+    assert res.returncode == 0, res.stderr
+    tags = {}
+    for line in res.stdout.decode().splitlines():
+        f = line.split()
+        tags[f[4]] = f[6:f.index("-")]
+    assert any(t.startswith("shared:") for t in tags["/mnt/shared"]), tags
+    assert tags["/mnt/private"] == [], tags
+    assert tags["/mnt/unbindable"] == ["unbindable"], tags
