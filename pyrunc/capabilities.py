@@ -67,7 +67,32 @@ def parse(caps: dict | None, where: str = "config.json: /process/capabilities") 
     # with an empty ambient set; we do the same rather than refuse that config.
     allowed = set(out["permitted"]) & set(out["inheritable"])
     out["ambient"] = [c for c in out["ambient"] if c in allowed]
-    return out
+    return only_grantable(out)
+
+
+PR_CAPBSET_READ = 23
+_held: list[set[int]] = []
+# Names dropped by the last parse() because the runtime itself lacks them (see only_grantable).
+NOT_GRANTABLE: list[str] = []
+
+
+def held_bounding() -> set[int]:
+    """The runtime's own bounding set: nothing outside it can be handed to a container."""
+    if not _held:
+        _held.append({c for c in range(last_cap() + 1) if linux.prctl(PR_CAPBSET_READ, c) == 1})
+    return _held[0]
+
+
+def only_grantable(sets: dict[str, list[int]]) -> dict[str, list[int]]:
+    """runtime-spec config.md: a capability that cannot be granted is a warning, and runtimes
+    SHOULD NOT fail (e.g. CAP_SYS_RESOURCE on a host whose root lacks it). The container gets the
+    rest; the caller warns with NOT_GRANTABLE."""
+    held = held_bounding()
+    missing = sorted({c for kind in SETS for c in sets[kind]} - held)
+    NOT_GRANTABLE[:] = [f"CAP_{CAPS[c]}" for c in missing]
+    if missing:
+        sets = {kind: [c for c in sets[kind] if c in held] for kind in SETS}
+    return sets
 
 
 def _require_prctl() -> None:

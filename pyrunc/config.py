@@ -86,6 +86,10 @@ def check_semantics(cfg: dict) -> None:
         check_sysctl(key, linux.get("namespaces") or [])
     from pyrunc import capabilities
     capabilities.parse(cfg["process"].get("capabilities"))
+    if capabilities.NOT_GRANTABLE:
+        from pyrunc.log import Log
+        Log.warning(f"config.json: /process/capabilities: {', '.join(capabilities.NOT_GRANTABLE)} "
+                    "not in the runtime's own bounding set: left out")
     from pyrunc import seccomp
     seccomp.check(linux.get("seccomp"))
     if linux.get("netDevices"):

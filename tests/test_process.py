@@ -436,3 +436,29 @@ def test_listen_fds_for_another_process_are_ignored(pyrunc, bundle):
     res = pyrunc("run", "--bundle", str(bundle.path), pyrunc.new_id(), env=env)
     assert res.returncode == 0, res.stderr
     assert res.stdout == b"[]\n"
+
+
+# -- capabilities the runtime itself lacks -----------------------------------------------------------
+
+def _without_wake_alarm() -> None:
+    """preexec_fn: pyrunc starts with CAP_WAKE_ALARM (35) gone from its bounding set, as
+    CAP_SYS_RESOURCE is on some hosts, whatever this host's root holds."""
+    import ctypes
+    if ctypes.CDLL(None, use_errno=True).prctl(24, 35, 0, 0, 0) != 0:  # PR_CAPBSET_DROP
+        raise OSError(ctypes.get_errno(), "PR_CAPBSET_DROP")
+
+
+def test_capability_the_runtime_lacks_is_a_warning(pyrunc, bundle):
+    # runtime-spec config.md (Linux process): a capability that cannot be granted MUST be
+    # logged as a warning and SHOULD NOT fail the container; the others are still granted.
+    cfg = bundle.edit()
+    cfg["process"]["args"] = ["grep", "CapBnd", "/proc/self/status"]
+    for kind in ("bounding", "effective", "permitted"):
+        cfg["process"]["capabilities"][kind] = ["CAP_KILL", "CAP_WAKE_ALARM"]
+    bundle.write()
+    res = pyrunc("run", "--bundle", str(bundle.path), pyrunc.new_id(),
+                 preexec_fn=_without_wake_alarm)
+    assert res.returncode == 0, res.stderr
+    err = res.stderr.decode()
+    assert "warning" in err and "CAP_WAKE_ALARM" in err and "CAP_KILL" not in err, err
+    assert int(res.stdout.split()[1], 16) == 1 << 5  # CAP_KILL only
