@@ -11,7 +11,7 @@ DEPS = jsonschema pyroute2 python-prctl pyseccomp
 TEST_ROOT = $(CURDIR)/build/root
 PYTEST_ARGS ?=
 
-.PHONY: all venv install uninstall test test-pure lint bench clean demo
+.PHONY: all venv install uninstall test test-pure lint bench clean demo conformance
 
 all: venv
 
@@ -48,6 +48,13 @@ uninstall:
 test: $(VENV)/.done
 	$(MAKE) install PREFIX=$(TEST_ROOT)
 	PYRUNC=$(TEST_ROOT)/bin/pyrunc $(VENV)/bin/python -m pytest tests $(PYTEST_ARGS)
+
+# Our runtime-spec conformance suite (conformance/suite.py, standard library only) against any
+# runtime: `RUNTIME=/usr/sbin/runc make conformance`. By default the pyrunc installed here.
+RUNTIME ?= $(TEST_ROOT)/bin/pyrunc
+conformance:
+	if [ "$(RUNTIME)" = "$(TEST_ROOT)/bin/pyrunc" ]; then $(MAKE) install PREFIX=$(TEST_ROOT); fi
+	$(PYTHON) conformance/suite.py --runtime "$(RUNTIME)" $(CONFORMANCE_ARGS)
 
 test-pure: $(VENV)/.done
 	$(VENV)/bin/python -m pytest tests -m "not kernel" $(PYTEST_ARGS)
