@@ -128,10 +128,48 @@ def table(results: list[dict], runtime: str) -> str:
     return "\n".join(lines)
 
 
+def rescore(results: list[dict]) -> list[dict]:
+    """Re-derive every count and verdict from the saved TAP (old --json files stay comparable)."""
+    for r in results:
+        r.update(parse_tap(r["stdout"]))
+        points = r["ok"] + r["not_ok"] + r["todo"]
+        complete = r["plan"] == points if r["plan"] is not None else points == 0
+        r["passed"] = (r["rc"] == 0 and complete and r["not_ok"] == 0 and not r["bail"]
+                       and not r["orphan_errors"])
+    return results
+
+
+def compare(files: list[Path]) -> str:
+    """A markdown table: one row per program, `ok/not ok` and the verdict per runtime."""
+    runs = []
+    for f in files:
+        data = json.loads(f.read_text())
+        runs.append((Path(data["runtime"]).name, {r["name"]: r for r in rescore(data["results"])}))
+    names = sorted({n for _, res in runs for n in res})
+    lines = ["| program | " + " | ".join(name for name, _ in runs) + " |",
+             "|---|" + "---|" * len(runs)]
+    for n in names:
+        cells = []
+        for _, res in runs:
+            r = res.get(n)
+            cells.append("-" if r is None else
+                         f"{r['ok']}/{r['not_ok']} {'pass' if r['passed'] else 'FAIL'}")
+        lines.append(f"| {n} | " + " | ".join(cells) + " |")
+    totals = []
+    for _, res in runs:
+        rs = res.values()
+        totals.append(f"{sum(r['ok'] for r in rs)}/{sum(r['not_ok'] for r in rs)}, "
+                      f"{sum(r['passed'] for r in rs)} pass")
+    lines.append("| **total** (ok/not ok, programs passing) | " + " | ".join(totals) + " |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("tree", type=Path, help="a runtime-tools work tree after "
+    ap.add_argument("tree", type=Path, nargs="?", help="a runtime-tools work tree after "
                     "`make runtimetest validation-executables`")
+    ap.add_argument("--compare", type=Path, nargs="+", metavar="JSON",
+                    help="print a markdown table comparing earlier --json results, and exit")
     ap.add_argument("--runtime", default=os.environ.get("RUNTIME", "pyrunc"),
                     help="runtime binary (default: $RUNTIME, else pyrunc on PATH)")
     ap.add_argument("--only", nargs="*", default=None, help="run just these programs")
@@ -141,6 +179,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("-v", "--verbose", action="store_true",
                     help="print each program's not-ok lines and stderr tail")
     a = ap.parse_args(argv)
+    if a.compare:
+        print(compare(a.compare))
+        return 0
+    if a.tree is None:
+        ap.error("the runtime-tools tree is required")
     tree = a.tree.resolve()
     if not (tree / "runtimetest").is_file():
         print(f"runtime_tools: {tree}/runtimetest missing: build the tree first "

@@ -1074,6 +1074,40 @@ def ns_inherit(c: Ctx) -> None:
            f"not the runtime's namespaces: {out.split()}")
 
 
+@req("config-linux.md#namespaces", "MUST", "without a mount namespace entry the container shares "
+     "the runtime's mount namespace")
+def ns_inherit_mount(c: Ctx) -> None:
+    def edit(cfg: dict) -> None:
+        cfg["linux"]["namespaces"] = [{"type": t} for t in ("pid", "uts", "ipc", "network")]
+    out = c.must_run(["readlink", "/proc/self/ns/mnt"], edit)
+    expect(out.strip() == host_ns("mnt"), f"mount namespace {out.strip()}, not the runtime's")
+
+
+@req("runtime.md#delete", "MUST", "without a mount namespace, delete still removes the mounts "
+     "create made (they are in the host's table)")
+def delete_host_mounts(c: Ctx) -> None:
+    def edit(cfg: dict) -> None:
+        cfg["linux"]["namespaces"] = [{"type": t} for t in ("pid", "uts", "ipc", "network")]
+    b = c.bundle(["true"], edit)
+    rootfs = str(b / "rootfs")
+    cid, p = c.create(b, check=False)
+    if p.returncode != 0:
+        raise Skip("the runtime refuses a container without a mount namespace: "
+                   + c.text(b / "err").strip()[-150:])
+
+    def below() -> list[str]:
+        with open("/proc/self/mountinfo") as f:
+            return [ln.split()[4] for ln in f
+                    if ln.split()[4] == rootfs or ln.split()[4].startswith(rootfs + "/")]
+    c.cleanups.append(lambda: [subprocess.run(["umount", "-l", m], env=ENV)
+                               for m in sorted(below(), reverse=True)])
+    c.rt("start", cid)
+    c.wait_status(cid, "stopped")
+    expect(c.rt("delete", cid).returncode == 0, "delete failed")
+    left = below()
+    expect(not left, f"{len(left)} mounts left in the host's table, e.g. {left[:3]}")
+
+
 @req("config-linux.md#namespaces", "MUST", "duplicated namespace types are an error")
 def ns_duplicate(c: Ctx) -> None:
     b = c.bundle(["true"], lambda cfg: cfg["linux"]["namespaces"].append({"type": "ipc"}))

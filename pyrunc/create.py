@@ -41,6 +41,18 @@ def namespace_plan(cfg: dict) -> tuple[list[tuple[str, str]], set[str]]:
     return join, new
 
 
+def check_host_mount_namespace(cfg: dict) -> None:
+    """Without a mount namespace (inherited from us: runtime-spec config-linux.md) the container's
+    mounts go into the host's table below the rootfs (hostmounts.py). What would change a mount
+    the host owns is refused instead."""
+    if (cfg.get("root") or {}).get("readonly"):
+        raise PyruncError("config.json: /root/readonly: a read-only root needs a mount namespace "
+                          "(the rootfs is not a mount of its own in the host's)")
+    if (cfg.get("linux") or {}).get("rootfsPropagation"):
+        raise PyruncError("config.json: /linux/rootfsPropagation: needs a mount namespace (it "
+                          "would change the host's mounts)")
+
+
 def check_uts_for_hostname(new: set[str], join: list[tuple[str, str]]) -> None:
     """hostname/domainname need a uts namespace of the container's own: a new one, or one
     joined by path (runc's rule, runtime-tools' linux_ns_path) as long as that path is not the
@@ -149,8 +161,9 @@ def _create(root: str, container_id: str, opts: CreateOptions) -> state.Containe
         from pyrunc import seccomp
         seccomp_filter = seccomp.compile(seccomp_cfg)  # before anything exists to clean up
     join, new = namespace_plan(cfg)
-    if "mount" not in new and not any(k == "mount" for k, _ in join):
-        raise PyruncError("config.json: /linux/namespaces: a mount namespace is required")
+    host_mounts = "mount" not in new and not any(k == "mount" for k, _ in join)
+    if host_mounts:
+        check_host_mount_namespace(cfg)
     if cfg.get("hostname") is not None or cfg.get("domainname") is not None:
         check_uts_for_hostname(new, join)
     net_devices = None
@@ -167,6 +180,7 @@ def _create(root: str, container_id: str, opts: CreateOptions) -> state.Containe
     init_pid = 0
     master = -1
     mover = None
+    before: set[tuple[str, str]] | None = None  # host mounts below the rootfs, if no mount ns
     try:
         state.write_atomic(ctr.path(state.CONFIG_FILE), raw)
         if os.environ.get("NOTIFY_SOCKET"):
@@ -188,6 +202,9 @@ def _create(root: str, container_id: str, opts: CreateOptions) -> state.Containe
         ctr.save()
         fifo = ctr.path(state.FIFO)
         os.mkfifo(fifo, 0o600)
+        if host_mounts:
+            from pyrunc import hostmounts
+            before = hostmounts.below(rootfs_dir)
         plan = init.InitPlan(cfg, rootfs_dir, bundle, fifo, cg, opts.no_pivot, opts.preserve_fds,
                              join, new, None if opts.no_new_keyring else container_id)
         plan.container_id = container_id
@@ -246,6 +263,8 @@ def _create(root: str, container_id: str, opts: CreateOptions) -> state.Containe
             "cgroup": cg.to_state(),
             "namespaces": {k: p for k, p in join},
         }
+        if before is not None:
+            ctr.data["host_mounts"] = hostmounts.created_since(rootfs_dir, before)
         ctr.save()
         if master >= 0 and opts.console_socket:
             from pyrunc import terminal
@@ -274,6 +293,8 @@ def _create(root: str, container_id: str, opts: CreateOptions) -> state.Containe
         if cg.exclusive() or "pid" not in new:
             cg.kill_all()  # a joined cgroup's other processes are not ours to kill
         try:
+            if before is not None:
+                hostmounts.undo(rootfs_dir, hostmounts.created_since(rootfs_dir, before))
             cg.destroy()
         finally:
             ctr.remove_dir()

@@ -187,6 +187,9 @@ def delete(root: str, container_id: str, force: bool = False) -> None:
     elif cg.exclusive() or not own_pid_namespace(ctr):
         cg.kill_all()  # stragglers left in the cgroup (a container sharing the host's pid ns)
     cg.destroy()
+    if ctr.data.get("host_mounts"):  # a container without a mount namespace: hostmounts.py
+        from pyrunc import hostmounts
+        hostmounts.undo(ctr.data.get("rootfs", ""), ctr.data["host_mounts"])
     run_late_hooks(ctr, "poststop", "stopped")
     ctr.remove_dir()
 

@@ -61,10 +61,15 @@ def prepare(ctx: RootfsContext) -> None:
     # Nothing we mount may propagate back to the host: rslave keeps host mounts flowing in, and
     # the configured propagation is applied to the new root only after pivot_root, which
     # refuses a shared old root.
-    private = prop in ("private", "rprivate", "unbindable", "runbindable")
-    linux.mount(None, "/", None, L.MS_REC | (L.MS_PRIVATE if private else L.MS_SLAVE))
-    _make_parent_private(ctx.rootfs)
-    ctx.rootfd = bind_rootfs_onto_itself()
+    if "mount" in ctx.own_ns:
+        private = prop in ("private", "rprivate", "unbindable", "runbindable")
+        linux.mount(None, "/", None, L.MS_REC | (L.MS_PRIVATE if private else L.MS_SLAVE))
+        _make_parent_private(ctx.rootfs)
+        ctx.rootfd = bind_rootfs_onto_itself()
+    else:
+        # The host's mount namespace (hostmounts.py): its propagation is not ours to change,
+        # and the mounts below go into it, below the rootfs, where delete finds them.
+        ctx.rootfd = os.open(ctx.rootfs, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     bind_dev = False
     for index, entry in enumerate(ctx.cfg.get("mounts") or []):
         plan = mounts.parse_mount(entry, index, ctx.bundle)
@@ -237,7 +242,11 @@ def make_device(ctx: RootfsContext, path: str, kind: str, major: int, minor: int
 def pivot(ctx: RootfsContext, no_pivot: bool) -> None:
     """Make the rootfs `/`; the old root is detached so no host path stays reachable."""
     os.fchdir(ctx.rootfd)
-    if no_pivot:
+    if "mount" not in ctx.own_ns:
+        # Sharing the host's mount namespace: pivot_root or MS_MOVE would change the host's
+        # root for everyone; chroot changes only ours.
+        os.chroot(".")
+    elif no_pivot:
         linux.mount(".", "/", None, L.MS_MOVE)
         os.chroot(".")
     else:

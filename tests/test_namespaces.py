@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import is_warning, one_line_error  # noqa: F401
+from conftest import is_warning, one_line_error, poll  # noqa: F401
 
 pytestmark = pytest.mark.kernel
 
@@ -300,3 +300,71 @@ def test_hostname_without_own_uts_namespace_refused(pyrunc, run_container, how):
     assert "/hostname" in line and "uts namespace" in line, line
     assert os.uname().nodename == before
     assert not (pyrunc.root / r.cid).exists()
+
+
+# -- no mount namespace: the host's is inherited (config-linux.md), its mounts undone by delete ----
+
+def _mounts_below(path: Path) -> list[str]:
+    prefix = str(path) + "/"
+    with open("/proc/self/mountinfo") as f:
+        return [line.split()[4] for line in f if line.split()[4].startswith(prefix)]
+
+
+def _host_mount_ns(cfg: dict) -> None:
+    without(cfg, "mount")
+    cfg["root"]["readonly"] = False
+    cfg["linux"].pop("rootfsPropagation", None)
+
+
+def test_no_mount_namespace_inherits_the_hosts(pyrunc, bundle):
+    # runtime-tools' linux_ns_itype. The container's /proc, /dev, masked paths... are mounts
+    # in the host's table below the rootfs while it exists, and delete removes every one
+    # (runc leaves them behind).
+    cfg = bundle.edit()
+    _host_mount_ns(cfg)
+    cfg["process"]["args"] = ["sh", "-c", "readlink /proc/self/ns/mnt; ls /bin/busybox; "
+                              "cat /proc/timer_list | wc -c"]
+    bundle.write()
+    cid = pyrunc.new_id()
+    out = bundle.path / "out"
+    with open(out, "wb") as f:
+        pyrunc("create", "--bundle", str(bundle.path), cid, check=True, capture_output=False,
+               stdout=f, stderr=subprocess.STDOUT)
+    pid = pyrunc.state(cid)["pid"]
+    assert host_ns("mnt", pid) == host_ns("mnt")
+    below = _mounts_below(bundle.rootfs)
+    assert str(bundle.rootfs / "proc") in below and str(bundle.rootfs / "dev") in below, below
+    pyrunc("start", cid, check=True)
+    poll(lambda: pyrunc.state(cid)["status"] == "stopped", what="container exit")
+    assert out.read_text().split() == [host_ns("mnt"), "/bin/busybox", "0"], out.read_text()
+    pyrunc("delete", cid, check=True)
+    assert _mounts_below(bundle.rootfs) == []
+
+
+def test_no_mount_namespace_failed_create_leaves_no_mount(pyrunc, run_container, bundle):
+    def edit(cfg: dict) -> None:
+        _host_mount_ns(cfg)
+        cfg["mounts"].append({"destination": "/late", "type": "no-such-fs", "source": "x"})
+
+    r = run_container(["true"], edit=edit)
+    assert r.rc != 0, r
+    assert "no-such-fs" in one_line_error(r.err)
+    assert _mounts_below(bundle.rootfs) == []
+    assert not (pyrunc.root / r.cid).exists()
+
+
+@pytest.mark.parametrize("field, value", [("readonly", True), ("rootfsPropagation", "shared")])
+def test_no_mount_namespace_refuses_changing_host_mounts(pyrunc, run_container, bundle, field,
+                                                         value):
+    def edit(cfg: dict) -> None:
+        _host_mount_ns(cfg)
+        if field == "readonly":
+            cfg["root"]["readonly"] = value
+        else:
+            cfg["linux"][field] = value
+
+    r = run_container(["true"], edit=edit)
+    assert r.rc != 0, r
+    line = one_line_error(r.err)
+    assert field in line and "mount namespace" in line, line
+    assert _mounts_below(bundle.rootfs) == []
