@@ -111,6 +111,11 @@ class Ctx:
         if edit is not None:
             edit(cfg)
         (b / "config.json").write_text(json.dumps(cfg, indent=1))
+        if not any(n.get("type") == "mount" for n in (cfg.get("linux") or {}).get("namespaces")
+                   or []):
+            # No mount namespace: a runtime may leave the container's mounts in ours (runc
+            # does); they must go before the bundle is removed.
+            self.cleanups.append(lambda: unmount_below(b / "rootfs"))
         return b
 
     def new_id(self) -> str:
@@ -215,6 +220,19 @@ class Ctx:
             except Exception:  # noqa: BLE001 - cleanup is best effort, the next check goes on
                 pass
         shutil.rmtree(self.work, ignore_errors=True)
+
+
+def mounts_below(path: Path) -> list[str]:
+    """Mount points at or below path in our mount table."""
+    p = str(path)
+    with open("/proc/self/mountinfo") as f:
+        return [ln.split()[4] for ln in f
+                if ln.split()[4] == p or ln.split()[4].startswith(p + "/")]
+
+
+def unmount_below(path: Path) -> None:
+    for m in sorted(mounts_below(path), key=len, reverse=True):
+        subprocess.run(["umount", "-l", m], env=ENV, stderr=subprocess.DEVNULL)
 
 
 def host_ns(name: str, pid: str | int = "self") -> str:
@@ -1089,22 +1107,14 @@ def delete_host_mounts(c: Ctx) -> None:
     def edit(cfg: dict) -> None:
         cfg["linux"]["namespaces"] = [{"type": t} for t in ("pid", "uts", "ipc", "network")]
     b = c.bundle(["true"], edit)
-    rootfs = str(b / "rootfs")
     cid, p = c.create(b, check=False)
     if p.returncode != 0:
         raise Skip("the runtime refuses a container without a mount namespace: "
                    + c.text(b / "err").strip()[-150:])
-
-    def below() -> list[str]:
-        with open("/proc/self/mountinfo") as f:
-            return [ln.split()[4] for ln in f
-                    if ln.split()[4] == rootfs or ln.split()[4].startswith(rootfs + "/")]
-    c.cleanups.append(lambda: [subprocess.run(["umount", "-l", m], env=ENV)
-                               for m in sorted(below(), reverse=True)])
     c.rt("start", cid)
     c.wait_status(cid, "stopped")
     expect(c.rt("delete", cid).returncode == 0, "delete failed")
-    left = below()
+    left = mounts_below(b / "rootfs")
     expect(not left, f"{len(left)} mounts left in the host's table, e.g. {left[:3]}")
 
 
