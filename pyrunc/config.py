@@ -95,6 +95,8 @@ def check_semantics(cfg: dict) -> None:
     if linux.get("netDevices"):
         from pyrunc import netdev
         netdev.check(cfg)
+    from pyrunc import lsm
+    lsm.check(cfg["process"], linux)
     refuse_unimplemented(cfg)
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 
-from pyrunc import capabilities, init, jsonlite, linux, state, sync
+from pyrunc import capabilities, init, jsonlite, linux, lsm, state, sync
 from pyrunc.errors import InvalidState, PyruncError
 
 
@@ -100,6 +100,7 @@ def exec_command(root: str, container_id: str, args: list[str], opts: dict) -> i
     else:
         proc = process_from_flags(ctr.config().get("process") or {}, args, opts)
     capabilities.parse(proc.get("capabilities"), "exec process: /capabilities")
+    lsm.check(proc, None, "exec process: ")
     detach = bool(opts.get("detach"))
     if proc.get("terminal") and not opts.get("console_socket") and detach:
         raise PyruncError("cannot allocate tty if pyrunc will detach without setting console socket")

@@ -21,7 +21,7 @@ import struct
 import _signal as signal  # not `signal`: it imports enum
 import _socket
 
-from pyrunc import hooks, linux, mounts, rootfs, saferoot, seccomp, sync, terminal, userns
+from pyrunc import hooks, linux, lsm, mounts, rootfs, saferoot, seccomp, sync, terminal, userns
 from pyrunc.process import close_inherited_fds, drop_seccomp_admin, prepare_process
 from pyrunc.cgroups import CgroupManager
 from pyrunc.state import START_ERROR
@@ -101,6 +101,7 @@ def intermediate_main(plan: InitPlan, sock: sync.Socket) -> NoReturn:
         set_oom_score_adj(plan.cfg["process"].get("oomScoreAdj"))
         linux.prctl(linux.PR_SET_DUMPABLE, 0)
         close_parent_fds(plan.preserve_fds, sock.fileno())
+        rootfs.hold_proc()  # the host's procfs, before any joined mount namespace hides it
         # Host paths are opened now, with the caller's view and rights: once in a user
         # namespace, the container's root may not reach them (a 0700 state dir or bundle).
         plan.fifo_fd = os.open(plan.fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
@@ -240,11 +241,7 @@ def time_offsets_text(offsets: dict) -> bytes:
 
 
 def write_time_offsets(offsets: dict) -> None:
-    fd = os.open("/proc/self/timens_offsets", os.O_WRONLY | os.O_CLOEXEC)
-    try:
-        os.write(fd, time_offsets_text(offsets))
-    finally:
-        os.close(fd)
+    rootfs.write_proc("/proc/self/timens_offsets", time_offsets_text(offsets).decode())
 
 
 def loopback_up() -> None:
@@ -294,8 +291,9 @@ def init_main(plan: InitPlan, sock: sync.Socket) -> NoReturn:
         notify_state = b""
         if plan.seccomp is not None and plan.seccomp.notify:
             seccomp.connect_listener(plan.seccomp)
+            host_pid = int(os.readlink("self", dir_fd=rootfs.hold_proc()))
             notify_state = seccomp.process_state(
-                plan.seccomp, plan.container_id, int(os.readlink("/proc/self")), plan.bundle,
+                plan.seccomp, plan.container_id, host_pid, plan.bundle,
                 cfg.get("annotations") or {}, "creating", cfg.get("ociVersion", ""))
         rootfs.pivot(ctx, plan.no_pivot)
         if cfg.get("hostname") is not None:
@@ -320,6 +318,7 @@ def init_main(plan: InitPlan, sock: sync.Socket) -> NoReturn:
         close_inherited_fds(plan.preserve_fds)
         for sig in (signal.SIGPIPE, signal.SIGXFSZ):  # Python ignores these; exec would keep it
             signal.signal(sig, signal.SIG_DFL)
+        lsm.apply(proc, rootfs.write_proc)
         seccomp.load(plan.seccomp, notify_state)  # last: then only a capset and execve
         if plan.seccomp is not None:
             drop_seccomp_admin(proc)
@@ -423,9 +422,11 @@ def exec_intermediate_main(plan: ExecPlan, sock: sync.Socket) -> NoReturn:
         set_oom_score_adj(plan.process.get("oomScoreAdj"))
         linux.prctl(linux.PR_SET_DUMPABLE, 0)
         close_parent_fds(plan.preserve_fds, sock.fileno())
+        # The host's procfs: every /proc write of the exec'd process goes through it, and the
+        # notify listener is told our host pid from it.
+        plan.host_proc = rootfs.hold_proc()
         if plan.seccomp is not None and plan.seccomp.notify:
             seccomp.connect_listener(plan.seccomp)  # host paths: before entering the mount ns
-            plan.host_proc = os.open("/proc", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         for directory in plan.cgroup_dirs:
             fd = os.open(directory + "/cgroup.procs", os.O_WRONLY | os.O_CLOEXEC)
             try:
@@ -472,11 +473,11 @@ def exec_child_main(plan: ExecPlan, sock: sync.Socket) -> NoReturn:
         for sig in (signal.SIGPIPE, signal.SIGXFSZ):
             signal.signal(sig, signal.SIG_DFL)
         notify_state = b""
-        if plan.host_proc >= 0:
+        if plan.seccomp is not None and plan.seccomp.notify:
             notify_state = seccomp.process_state(
                 plan.seccomp, plan.container_id, int(os.readlink("self", dir_fd=plan.host_proc)),
                 plan.bundle, plan.annotations, "running", plan.oci_version)
-            os.close(plan.host_proc)
+        lsm.apply(proc, rootfs.write_proc)
         seccomp.load(plan.seccomp, notify_state)  # last: then only a capset and execve
         if plan.seccomp is not None:
             drop_seccomp_admin(proc)

@@ -234,8 +234,39 @@ def attach_filesystem(plan: MountPlan, target_fd: int) -> None:
         os.close(mfd)
 
 
-def mount_into_root(plan: MountPlan, rootfd: int) -> None:
-    """Create the target inside the rootfs and attach the mount there."""
+# Files under /proc an engine may cover (lxcfs' emulated views); nothing else may be mounted
+# inside a procfs. runc keeps the same list.
+LXCFS_PROC_FILES = frozenset(f"proc/{name}" for name in (
+    "cpuinfo", "diskstats", "meminfo", "stat", "swaps", "uptime", "loadavg", "slabinfo",
+    "net/dev", "sys/kernel/ns_last_pid"))
+
+
+def guard_proc(plan: MountPlan, target: int, root_path: str) -> None:
+    """Refuse a fake /proc (anything but procfs on <rootfs>/proc) and any mount inside a procfs
+    except lxcfs' files: a procfs file covered by another is how the CVE-2019-16884 and
+    CVE-2025-52881 attacks redirect a runtime's writes. The resolved target is checked, so a
+    symlink or `..` leading to /proc is caught too."""
+    where = os.path.relpath(os.readlink(saferoot.proc_fd_path(target)), root_path)
+    if where == "proc":
+        if plan.bind:
+            src = os.open(plan.source, os.O_PATH | os.O_CLOEXEC)
+            try:
+                ok = linux.fstatfs_type(src) == linux.PROC_SUPER_MAGIC
+            finally:
+                os.close(src)
+        else:
+            ok = plan.fstype == "proc"
+        if not ok:
+            raise OSError(1, "only a procfs may be mounted on /proc")
+    elif linux.fstatfs_type(target) == linux.PROC_SUPER_MAGIC or where.startswith("proc/"):
+        if where not in LXCFS_PROC_FILES:
+            raise OSError(1, "mounts inside /proc are refused (only lxcfs' files may be "
+                          "covered)")
+
+
+def mount_into_root(plan: MountPlan, rootfd: int, root_path: str = "") -> None:
+    """Create the target inside the rootfs and attach the mount there; with root_path (the
+    rootfs' host path) the target is first checked with guard_proc."""
     is_dir = True
     if plan.bind and plan.mfd >= 0:
         is_dir = stat.S_ISDIR(os.fstat(plan.mfd).st_mode)
@@ -246,6 +277,8 @@ def mount_into_root(plan: MountPlan, rootfd: int) -> None:
     target = saferoot.ensure_target(rootfd, plan.destination, is_dir)
     below = -1
     try:
+        if root_path:
+            guard_proc(plan, target, root_path)
         if plan.copy_up:
             # Keep a handle on what the tmpfs is about to cover, to copy it up afterwards.
             below = os.open(saferoot.proc_fd_path(target), os.O_RDONLY | os.O_DIRECTORY

@@ -18,12 +18,13 @@ DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 CAP_SYS_ADMIN = 21
 
 
-def seccomp_needs_admin(proc: dict, caps: dict[str, list[int]] | None) -> bool:
+def seccomp_needs_admin(proc: dict, caps: dict[str, list[int]]) -> bool:
     """Without no_new_privs, loading a seccomp filter needs CAP_SYS_ADMIN. runc loads the filter
-    before dropping capabilities then; we load it last, so CAP_SYS_ADMIN is kept effective until
-    the filter is in and dropped right after (drop_seccomp_admin)."""
-    return (caps is not None and not proc.get("noNewPrivileges")
-            and CAP_SYS_ADMIN not in caps["effective"])
+    before the switch of uid and the capset then; we load it last, so CAP_SYS_ADMIN is kept
+    effective (and permitted only) until the filter is in, and dropped right after
+    (drop_seccomp_admin). Setting no_new_privs instead would change what the process may do
+    (setuid binaries), so it is not an option."""
+    return not proc.get("noNewPrivileges") and CAP_SYS_ADMIN not in caps["effective"]
 
 
 def drop_seccomp_admin(proc: dict) -> None:
@@ -42,9 +43,8 @@ def prepare_process(proc: dict, seccomp: bool = False) -> tuple[str, dict[str, s
     user = proc.get("user") or {}
     uid, gid = int(user.get("uid", 0)), int(user.get("gid", 0))
     caps = capabilities.parse(proc.get("capabilities"))
-    if caps is not None:
-        capabilities.drop_bounding(caps)
-        capabilities.keep_caps(True)  # or setresuid to non-root would empty every set
+    capabilities.drop_bounding(caps)
+    capabilities.keep_caps(True)  # or setresuid to non-root would empty every set
     try:
         os.setgroups([int(g) for g in user.get("additionalGids") or []])
     except PermissionError:
@@ -52,14 +52,13 @@ def prepare_process(proc: dict, seccomp: bool = False) -> tuple[str, dict[str, s
             raise
     os.setresgid(gid, gid, gid)
     os.setresuid(uid, uid, uid)
-    if caps is not None:
-        capabilities.keep_caps(False)
-        if seccomp and seccomp_needs_admin(proc, caps):
-            kept = dict(caps, effective=caps["effective"] + [CAP_SYS_ADMIN],
-                        permitted=caps["permitted"] + [CAP_SYS_ADMIN])
-            capabilities.apply_sets(kept)
-        else:
-            capabilities.apply_sets(caps)
+    capabilities.keep_caps(False)
+    if seccomp and seccomp_needs_admin(proc, caps):
+        kept = dict(caps, effective=caps["effective"] + [CAP_SYS_ADMIN],
+                    permitted=caps["permitted"] + [CAP_SYS_ADMIN])
+        capabilities.apply_sets(kept)
+    else:
+        capabilities.apply_sets(caps)
     os.umask(int(user["umask"]) if user.get("umask") is not None else 0o022)
     if proc.get("noNewPrivileges"):
         linux.prctl(linux.PR_SET_NO_NEW_PRIVS, 1)

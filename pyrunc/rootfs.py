@@ -124,7 +124,7 @@ def mount_entry(ctx: RootfsContext, plan: mounts.MountPlan) -> None:
         # A new sysfs shows the netns of the mounter; sharing the host's netns, bind the host's.
         plan.bind, plan.recursive, plan.source = True, True, "/sys"
     try:
-        mounts.mount_into_root(plan, ctx.rootfd)
+        mounts.mount_into_root(plan, ctx.rootfd, ctx.rootfs)
     except PermissionError:
         # In a user namespace, sysfs needs a network namespace it owns and mqueue an ipc
         # namespace it owns (a joined one is the host's, or another owner's): bind the host's
@@ -138,7 +138,7 @@ def mount_entry(ctx: RootfsContext, plan: mounts.MountPlan) -> None:
                                   f"{fallback[1]} namespace of its own (and the host has no "
                                   f"{fallback[0]} to bind)") from None
         plan.bind, plan.recursive, plan.source, plan.data = True, True, fallback[0], []
-        mounts.mount_into_root(plan, ctx.rootfd)
+        mounts.mount_into_root(plan, ctx.rootfd, ctx.rootfs)
 
 
 def mount_cgroups(ctx: RootfsContext, plan: mounts.MountPlan) -> None:
@@ -147,16 +147,16 @@ def mount_cgroups(ctx: RootfsContext, plan: mounts.MountPlan) -> None:
     if set(ctx.cgroup_paths) == {""}:
         if own_ns:
             plan.fstype, plan.source, plan.data = "cgroup2", "cgroup2", []
-            mounts.mount_into_root(plan, ctx.rootfd)
+            mounts.mount_into_root(plan, ctx.rootfd, ctx.rootfs)
         else:
             plan.bind, plan.recursive, plan.source = True, True, ctx.cgroup_paths[""]
-            mounts.mount_into_root(plan, ctx.rootfd)
+            mounts.mount_into_root(plan, ctx.rootfd, ctx.rootfs)
         return
     keep_ro = plan.attr_set & L.MOUNT_ATTR_RDONLY
     tmpfs = mounts.MountPlan(plan.destination, "tmpfs", "tmpfs",
                              attr_set=(plan.attr_set & ~L.MOUNT_ATTR_RDONLY),
                              data=[("mode", "755")])
-    mounts.mount_into_root(tmpfs, ctx.rootfd)
+    mounts.mount_into_root(tmpfs, ctx.rootfd, ctx.rootfs)
     for key, host_dir in sorted(ctx.cgroup_paths.items()):
         name = "unified" if key == "" else key.replace("name=", "")
         sub = mounts.MountPlan(plan.destination.rstrip("/") + "/" + name, "cgroup",
@@ -267,10 +267,45 @@ def pivot(ctx: RootfsContext, no_pivot: bool) -> None:
     ctx.rootfd = -1
 
 
+_PROC = [-1]  # the host's procfs, opened before the container's rootfs replaces our view
+_PROC_RESOLVE = linux.RESOLVE_BENEATH | linux.RESOLVE_NO_MAGICLINKS | linux.RESOLVE_NO_XDEV
+
+
+def hold_proc() -> int:
+    """Keep an fd of the runtime's own /proc (checked to be procfs) for every later write into
+    /proc: the container's /proc is built from config.json and the image, so a fake one, or a
+    procfs file bind-mounted over another (CVE-2019-16884 / CVE-2025-52881 class), must never
+    receive oom_score_adj, sysctls or LSM attributes. Call while the host's / is still ours."""
+    if _PROC[0] < 0:
+        fd = os.open("/proc", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        if linux.fstatfs_type(fd) != L.PROC_SUPER_MAGIC:
+            os.close(fd)
+            raise OSError(errno.EXDEV, "the runtime's /proc is not procfs", "/proc")
+        _PROC[0] = fd
+    return _PROC[0]
+
+
+def adopt_proc(fd: int) -> None:
+    """Use a procfs fd opened by a parent (exec: opened before entering the mount namespace)."""
+    _PROC[0] = fd
+
+
 def _proc_fd(path: str, flags: int) -> int:
-    """Open under /proc only if it really is procfs (a fake /proc is the CVE-2019-16884 class)."""
-    fd = saferoot.open_in_root(_root_fd(), path, flags)
-    if linux.fstatfs_type(fd) != L.PROC_SUPER_MAGIC:
+    """Open a /proc path through the held procfs fd, never crossing a mount or a symlink.
+
+    "self" is named by our pid in that procfs (a host pid: the held procfs is the host's); the
+    sysctl files under sys/ show the opener's own namespaces whichever procfs holds them."""
+    parts = saferoot.split(path)
+    if parts[:1] != ["proc"] or len(parts) < 2:
+        raise OSError(errno.EINVAL, "not a /proc path", path)
+    proc = hold_proc()
+    if parts[1] == "self":
+        parts[1] = os.readlink("self", dir_fd=proc)
+    try:
+        fd = linux.openat2(proc, "/".join(parts[1:]), flags, _PROC_RESOLVE)
+    except OSError as exc:
+        raise OSError(exc.errno, exc.strerror, path) from None
+    if linux.fstatfs_type(fd) != L.PROC_SUPER_MAGIC:  # cannot happen without a crossed mount
         os.close(fd)
         raise OSError(errno.EXDEV, "not on procfs, refusing to write", path)
     return fd

@@ -77,7 +77,8 @@ def test_default_errno_with_allow_list(run_container):
     assert "Function not implemented" in r.err
 
 
-@pytest.mark.parametrize("action", ["SCMP_ACT_KILL_PROCESS", "SCMP_ACT_TRAP", "SCMP_ACT_KILL"])
+@pytest.mark.parametrize("action", ["SCMP_ACT_KILL_PROCESS", "SCMP_ACT_TRAP", "SCMP_ACT_KILL",
+                                    "SCMP_ACT_KILL_THREAD"])
 def test_killing_actions(run_container, action):
     # The shell's child dies from SIGSYS (KILL_THREAD of a single-threaded process: the same).
     r = run_container(["sh", "-c", "mkdir /tmp/x; echo rc=$?"],
@@ -89,6 +90,29 @@ def test_killing_actions(run_container, action):
 def test_kill_process_of_the_container_process(run_container):
     r = run_container(["mkdir", "/tmp/x"], edit=with_seccomp(deny(MKDIR, "SCMP_ACT_KILL_PROCESS")))
     assert r.rc == 128 + 31, r
+
+
+def test_trace_without_tracer_is_enosys(run_container):
+    # SECCOMP_RET_TRACE with no ptracer attached: the kernel fails the call with ENOSYS.
+    r = run_container(["sh", "-c", "mkdir /tmp/x; echo rc=$?; test -d /tmp/x || echo absent"],
+                      edit=with_seccomp(deny(MKDIR, "SCMP_ACT_TRACE", errnoRet=1)))
+    assert r.rc == 0, r
+    assert "rc=1\nabsent\n" in r.out and "Function not implemented" in r.err, r
+
+
+def test_allow_rule_under_errno_default(run_container):
+    # Every syscall fails with defaultErrnoRet except what the rules allow: the allowed ones
+    # are the podman profile's minus mkdir, so mkdir gets the default's errno (EACCES here).
+    if not PODMAN_PROFILE.exists():
+        pytest.skip(f"{PODMAN_PROFILE} missing")
+    sc = oci_profile(json.loads(PODMAN_PROFILE.read_text()), caps=[])
+    sc["defaultErrnoRet"] = 13
+    for rule in sc["syscalls"]:
+        rule["names"] = [n for n in rule["names"] if n not in MKDIR]
+    assert {rule["action"] for rule in sc["syscalls"]} >= {"SCMP_ACT_ALLOW"}
+    r = run_container(["sh", "-c", "echo hi; mkdir /tmp/x; echo rc=$?"], edit=with_seccomp(sc))
+    assert r.rc == 0, r
+    assert r.out == "hi\nrc=1\n" and "Permission denied" in r.err, r
 
 
 def test_log_allows(run_container):
@@ -106,6 +130,29 @@ def test_args_eq(run_container):
                       edit=with_seccomp(sc))
     assert r.rc == 0, r
     assert "a=0\n" in r.out and "b=0" not in r.out, r
+
+
+# personality(0) is `linux64`, personality(8) (PER_LINUX32) is `linux32`: each operator denies
+# one of them. (op, value, valueTwo, linux64 still works, linux32 still works)
+OPERATOR_CASES = [
+    ("SCMP_CMP_NE", 8, 0, False, True), ("SCMP_CMP_LT", 8, 0, False, True),
+    ("SCMP_CMP_LE", 0, 0, False, True), ("SCMP_CMP_EQ", 0, 0, False, True),
+    ("SCMP_CMP_GE", 8, 0, True, False), ("SCMP_CMP_GT", 0, 0, True, False),
+    ("SCMP_CMP_MASKED_EQ", 0x8, 0x8, True, False),
+]
+
+
+@pytest.mark.parametrize("op,value,value_two,a_ok,b_ok", OPERATOR_CASES,
+                         ids=[c[0] for c in OPERATOR_CASES])
+def test_every_operator(run_container, op, value, value_two, a_ok, b_ok):
+    arg = {"index": 0, "value": value, "op": op}
+    if op == "SCMP_CMP_MASKED_EQ":
+        arg["valueTwo"] = value_two
+    sc = deny(["personality"], "SCMP_ACT_ERRNO", errnoRet=ENOSYS, args=[arg])
+    r = run_container(["sh", "-c", "linux64 true; echo a=$?; linux32 true; echo b=$?"],
+                      edit=with_seccomp(sc))
+    assert r.rc == 0, r
+    assert ("a=0\n" in r.out) == a_ok and ("b=0\n" in r.out) == b_ok, r
 
 
 def test_args_same_index_twice_is_or(run_container):
@@ -179,6 +226,24 @@ def test_no_new_privileges_false_with_dropped_caps(run_container):
     status = dict(line.split(":\t", 1) for line in r.out.splitlines() if ":\t" in line)
     assert status["Seccomp"] == "2" and status["NoNewPrivs"] == "0"
     assert int(status["CapEff"], 16) == 0 and int(status["CapPrm"], 16) == 0, status
+
+
+@pytest.mark.parametrize("uid", [0, 65534])
+def test_no_capabilities_object_non_root_without_nnp(run_container, uid):
+    # No capabilities object grants nothing (runc's reading); the filter still loads without
+    # no_new_privs, through a CAP_SYS_ADMIN held only until it is in.
+    def edit(cfg: dict) -> None:
+        with_seccomp(deny(MKDIR, "SCMP_ACT_ERRNO", errnoRet=ENOSYS))(cfg)
+        cfg["process"]["noNewPrivileges"] = False
+        cfg["process"]["user"] = {"uid": uid, "gid": uid}
+        del cfg["process"]["capabilities"]
+    r = run_container(["sh", "-c", "mkdir /tmp/x; echo rc=$?; cat /proc/self/status"], edit=edit)
+    assert r.rc == 0, r
+    assert "rc=1" in r.out and "Function not implemented" in r.err, r
+    status = dict(line.split(":\t", 1) for line in r.out.splitlines() if ":\t" in line)
+    assert status["Seccomp"] == "2" and status["NoNewPrivs"] == "0"
+    for kind in ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"):
+        assert int(status[kind], 16) == 0, (kind, status)
 
 
 def oci_profile(profile: dict, caps: list[str]) -> dict:
@@ -378,6 +443,33 @@ def test_exec_notify(pyrunc, bundle, tmp_path):
     init_pid = pyrunc.state(cid)["pid"]
     assert agent.states[0]["pid"] == init_pid
     assert agent.states[1]["pid"] not in (init_pid, 0) and agent.states[1]["state"]["id"] == cid
+
+
+def int80_program(path: Path) -> None:
+    """A static x86-64 ELF that calls getpid through the 32-bit entry (int 0x80, the x86 ABI)
+    and exits 42: a syscall of another architecture, as a 32-bit binary would make it."""
+    code = bytes.fromhex("b814000000" "cd80" "bf2a000000" "b83c000000" "0f05")
+    base, size = 0x400000, 64 + 56 + len(code)
+    ehdr = (b"\x7fELF" + bytes([2, 1, 1, 0]) + bytes(8)
+            + struct.pack("<HHIQQQIHHHHHH", 2, 0x3E, 1, base + 120, 64, 0, 0, 64, 56, 1, 64, 0, 0))
+    phdr = struct.pack("<IIQQQQQQ", 1, 5, 0, base, base, size, size, 0x1000)
+    path.write_bytes(ehdr + phdr + code)
+    path.chmod(0o755)
+
+
+@pytest.mark.parametrize("arches,rc", [(["SCMP_ARCH_X86_64"], 128 + 31),
+                                       (["SCMP_ARCH_X86_64", "SCMP_ARCH_X86"], 42)])
+def test_architectures(run_container, bundle, tmp_path, arches, rc):
+    # A syscall from an architecture the filter does not list is killed (libseccomp's bad-arch
+    # action); listing SCMP_ARCH_X86 lets the same 32-bit syscall through.
+    int80_program(tmp_path / "probe")
+    if subprocess.run([str(tmp_path / "probe")]).returncode != 42:
+        pytest.skip("this kernel runs no 32-bit syscalls (IA32 emulation off)")
+    int80_program(bundle.rootfs / "int80")
+    sc = deny(MKDIR, "SCMP_ACT_ERRNO")
+    sc["architectures"] = arches
+    r = run_container(["/int80"], edit=with_seccomp(sc))
+    assert r.rc == rc, r
 
 
 def test_arch_unknown_to_libseccomp(run_container, pyrunc):
