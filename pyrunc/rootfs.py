@@ -370,9 +370,31 @@ def mask_path(path: str) -> None:
         os.close(fd)
 
 
+PROC_ROOT_INO = 1
+
+
+def check_proc(cfg: dict) -> None:
+    """A config that mounts procfs on /proc must find the root of a procfs there after the
+    pivot: anything else was put over it during setup (a hook, or a process racing us through
+    a shared mount), and the container's processes would read a forged /proc. Our own writes
+    never go through it (see hold_proc); this is so that the container is refused too."""
+    wanted = any(m.get("type") == "proc" and saferoot.split(m.get("destination", "")) == ["proc"]
+                 for m in cfg.get("mounts") or [])
+    if not wanted:
+        return
+    fd = saferoot.open_in_root(_root_fd(), "/proc", os.O_PATH | os.O_DIRECTORY)
+    try:
+        if linux.fstatfs_type(fd) != L.PROC_SUPER_MAGIC or os.fstat(fd).st_ino != PROC_ROOT_INO:
+            raise OSError(errno.EXDEV, "/proc is not the procfs mounted by config.json (it was "
+                          "covered during setup): refusing to start the container")
+    finally:
+        os.close(fd)
+
+
 def finalize(cfg: dict) -> None:
     """After the pivot: sysctls, then readonly and masked paths, then a read-only root."""
     linux_cfg = cfg.get("linux") or {}
+    check_proc(cfg)
     if linux_cfg.get("sysctl"):
         apply_sysctls(linux_cfg["sysctl"])
     for path in linux_cfg.get("readonlyPaths") or []:
