@@ -7,7 +7,7 @@ list cannot claim more than the implementation.
 
 from __future__ import annotations
 
-from pyrunc import __version__, capabilities, hooks, mounts
+from pyrunc import __version__, capabilities, hooks, lsm, mounts
 
 
 def mount_options() -> list[str]:
@@ -43,8 +43,9 @@ def features() -> dict:
             "cgroup": {"v1": True, "v2": True, "systemd": False, "systemdUser": False,
                        "rdma": False},
             "seccomp": seccomp_features(),
-            "apparmor": {"enabled": False},
-            "selinux": {"enabled": False},
+            # Applied where the host runs them, refused where it does not (lsm.py).
+            "apparmor": {"enabled": lsm.apparmor_enabled()},
+            "selinux": {"enabled": lsm.selinux_enabled()},
             "intelRdt": {"enabled": False},
             # idmapped binds: open_tree + mount_setattr(MOUNT_ATTR_IDMAP), root only (runc's rule)
             "mountExtensions": {"idmap": {"enabled": True}},

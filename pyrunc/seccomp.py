@@ -199,6 +199,9 @@ def compile(sc: dict) -> Filter:
                 raise ConfigError(f"config.json: {base}/architectures/{i}: {arch} is not known "
                                   "to this libseccomp")
             rc = lib.seccomp_arch_add(ctx, token)
+            if rc == -_errno.EDOM:
+                raise ConfigError(f"config.json: {base}/architectures/{i}: {arch} cannot share "
+                                  "a filter with this host's architecture (other endianness)")
             if rc < 0 and rc != -_errno.EEXIST:
                 raise ConfigError(f"config.json: {base}/architectures/{i}: adding {arch}: "
                                   f"{os.strerror(-rc)}")
@@ -276,6 +279,21 @@ def process_state(flt: Filter, container_id: str, pid: int, bundle: str, annotat
     }).encode()
 
 
+def _loadable_arches(lib: ctypes.CDLL) -> list[str]:
+    """The architectures a filter built here can hold: known to this libseccomp and of the
+    host's endianness (libseccomp refuses to mix them with EDOM)."""
+    ctx = lib.seccomp_init(ACT_ALLOW)
+    out = []
+    try:
+        for name, token in sorted(ARCHES.items()):
+            number = lib.seccomp_arch_resolve_name(token.encode())
+            if number and lib.seccomp_arch_add(ctx, number) in (0, -_errno.EEXIST):
+                out.append(name)
+    finally:
+        lib.seccomp_release(ctx)
+    return out
+
+
 def features() -> dict:
     """`pyrunc features`' linux.seccomp entry, from the same tables the filter is built with."""
     try:
@@ -286,8 +304,7 @@ def features() -> dict:
         "enabled": True,
         "actions": sorted(ACTIONS),
         "operators": sorted(OPS),
-        "archs": sorted(a for a, token in ARCHES.items()
-                        if lib.seccomp_arch_resolve_name(token.encode())),
+        "archs": _loadable_arches(lib),
         "knownFlags": sorted([*FLAGS, *_UNSUPPORTED_FLAGS]),
         "supportedFlags": sorted(FLAGS),
     }

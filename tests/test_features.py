@@ -9,6 +9,7 @@ import pytest
 
 from conftest import pyrunc_binary
 from pyrunc import capabilities
+from pyrunc import mounts as mounts_mod
 from pyrunc.mounts import parse_mount
 
 
@@ -66,3 +67,83 @@ def test_every_listed_namespace_can_be_created(feats, pyrunc, bundle):
     bundle.write()
     res = pyrunc("run", "--bundle", str(bundle.path), pyrunc.new_id())
     assert res.returncode == 0, res.stderr
+
+
+# -- cross-checks: everything listed works in a real container ---------------------------------
+
+def mount_for(opt: str, index: int, source: str) -> dict:
+    dest = f"/m/{index}"
+    if opt in ("bind", "rbind"):
+        return {"destination": dest, "type": "bind", "source": source, "options": [opt]}
+    if opt == "tmpcopyup" or opt in mounts_mod._SB_FLAGS or opt in mounts_mod._IGNORED:
+        return {"destination": dest, "type": "tmpfs", "source": "tmpfs", "options": [opt]}
+    return {"destination": dest, "type": "bind", "source": source, "options": ["rbind", opt]}
+
+
+@pytest.mark.kernel
+def test_every_listed_mount_option_mounts(feats, pyrunc, bundle, tmp_path):
+    (tmp_path / "src").mkdir()
+    cfg = bundle.edit()
+    options = feats["mountOptions"]
+    cfg["mounts"] += [mount_for(opt, i, str(tmp_path / "src")) for i, opt in enumerate(options)]
+    noatime = options.index("noatime")
+    cfg["process"]["args"] = ["sh", "-c", f"ls /m | wc -l; grep ' /m/{noatime} ' "
+                              "/proc/self/mountinfo | grep -c noatime"]
+    bundle.write()
+    res = pyrunc("run", "--bundle", str(bundle.path), pyrunc.new_id())
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.split() == [str(len(options)).encode(), b"1"]
+
+
+@pytest.mark.kernel
+def test_every_listed_seccomp_feature_loads(feats, pyrunc, bundle, tmp_path):
+    """One filter with every listed action (each on a syscall busybox `true` never makes),
+    operator, architecture and supported flag; NOTIFY with a listener that takes the fd."""
+    from test_seccomp import Listener
+    sc_feats = feats["linux"]["seccomp"]
+    assert sc_feats["enabled"] is True
+    unused = ["acct", "swapon", "swapoff", "syslog", "vhangup", "pivot_root", "sethostname",
+              "setdomainname", "init_module", "delete_module", "kexec_load", "quotactl"]
+    actions = sc_feats["actions"]
+    assert len(actions) <= len(unused)
+    rules = [{"names": [unused[i]], "action": a, "errnoRet": 1}
+             if a in ("SCMP_ACT_ERRNO", "SCMP_ACT_TRACE") else {"names": [unused[i]], "action": a}
+             for i, a in enumerate(a for a in actions if a != "SCMP_ACT_ALLOW")]
+    rules += [{"names": ["personality"], "action": "SCMP_ACT_ERRNO",
+               "args": [{"index": i, "op": op, "value": 0xDEAD, "valueTwo": 0xFFFF}]}
+              for i, op in enumerate(sc_feats["operators"][:6])]
+    rules += [{"names": ["reboot"], "action": "SCMP_ACT_ERRNO",
+               "args": [{"index": 0, "op": op, "value": 0xDEAD, "valueTwo": 0xFFFF}]}
+              for op in sc_feats["operators"][6:]]
+    # SCMP_ACT_ALLOW can only differ from an ALLOW default inside a filter whose default is
+    # something else: the podman-profile tests cover it; here it is the default.
+    path = str(tmp_path / "agent.sock")
+    agent = Listener(path)
+    agent.start()
+    try:
+        cfg = bundle.edit()
+        cfg["linux"]["seccomp"] = {"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": path,
+                                   "architectures": sc_feats["archs"],
+                                   "flags": sc_feats["supportedFlags"], "syscalls": rules}
+        cfg["process"]["args"] = ["grep", "^Seccomp:", "/proc/self/status"]
+        bundle.write()
+        res = pyrunc("run", "--bundle", str(bundle.path), pyrunc.new_id())
+    finally:
+        agent.close()
+    assert res.returncode == 0, res.stderr
+    assert res.stdout == b"Seccomp:\t2\n"
+    assert len(agent.states) == 1
+
+
+def test_unsupported_seccomp_flags_are_refused_not_listed(feats):
+    from pyrunc import seccomp
+    sc_feats = feats["linux"]["seccomp"]
+    for flag in set(sc_feats["knownFlags"]) - set(sc_feats["supportedFlags"]):
+        with pytest.raises(Exception, match=flag):
+            seccomp.check({"defaultAction": "SCMP_ACT_ALLOW", "flags": [flag]})
+
+
+def test_lsm_claims_match_the_host(feats):
+    from pyrunc import lsm
+    assert feats["linux"]["apparmor"]["enabled"] == lsm.apparmor_enabled()
+    assert feats["linux"]["selinux"]["enabled"] == lsm.selinux_enabled()
