@@ -22,7 +22,7 @@ from importlib.util import MAGIC_NUMBER
 
 _CORE = ["pyrunc.cli", "pyrunc.commands"]
 _CREATE = [*_CORE, "pyrunc.create", "pyrunc.config", "pyrunc.schema", "pyrunc.capabilities",
-           "pyrunc.seccomp", "pyrunc.cgroup_resources", "pyrunc.log"]
+           "pyrunc.seccomp", "pyrunc.lsm", "pyrunc.cgroup_resources", "pyrunc.log"]
 # command -> the modules it imports in any case (its lazy imports included); "" = anything else.
 ENTRIES: dict[str, list[str]] = {
     "": _CORE,
