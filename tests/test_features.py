@@ -77,7 +77,11 @@ def mount_for(opt: str, index: int, source: str) -> dict:
         return {"destination": dest, "type": "bind", "source": source, "options": [opt]}
     if opt == "tmpcopyup" or opt in mounts_mod._SB_FLAGS or opt in mounts_mod._IGNORED:
         return {"destination": dest, "type": "tmpfs", "source": "tmpfs", "options": [opt]}
-    return {"destination": dest, "type": "bind", "source": source, "options": ["rbind", opt]}
+    entry = {"destination": dest, "type": "bind", "source": source, "options": ["rbind", opt]}
+    if opt in ("idmap", "ridmap"):  # without a user namespace, the mount's own mappings
+        entry["uidMappings"] = entry["gidMappings"] = [
+            {"containerID": 0, "hostID": 1000, "size": 1}]
+    return entry
 
 
 @pytest.mark.kernel
