@@ -5,7 +5,9 @@ the runtime. For the mount namespace that means the container's /proc, /dev, /sy
 masked paths are mounted in the host's mount table, below the rootfs (the init chroots into it:
 pivot_root would move the host's root). runc does the same and leaves those mounts behind when
 the container is deleted; we record exactly the mounts that appeared below the rootfs during
-create and detach them at delete, or when create fails.
+create and detach them at delete, or when create fails. A chroot is no mount namespace: a
+process given CAP_SYS_CHROOT can leave it and see the host's files, which is what a config
+without a mount namespace asks for (runc's default capabilities do not include it).
 """
 
 from __future__ import annotations
