@@ -296,6 +296,46 @@ def test_podman_default_profile(run_container):
     assert r.out.splitlines() == ["hello", "f", "sub", "Seccomp:\t2", "end"], r
 
 
+def tiny_program(path: Path, code: bytes) -> None:
+    """A static x86-64 ELF made of `code` alone: the raw syscalls busybox cannot make."""
+    base, size = 0x400000, 64 + 56 + len(code)
+    ehdr = (b"\x7fELF" + bytes([2, 1, 1, 0]) + bytes(8)
+            + struct.pack("<HHIQQQIHHHHHH", 2, 0x3E, 1, base + 120, 64, 0, 0, 64, 56, 1, 64, 0, 0))
+    phdr = struct.pack("<IIQQQQQQ", 1, 5, 0, base, base, size, size, 0x1000)
+    path.write_bytes(ehdr + phdr + code)
+    path.chmod(0o755)
+
+
+# clone(CLONE_NEWUTS|SIGCHLD, 0, 0, 0, 0); exit 100 in the parent, 101 in the child, -errno on
+# failure.
+CLONE_NEWUTS_PROGRAM = bytes.fromhex(
+    "b838000000" "bf11000004" "31f6" "31d2" "4531d2" "4531c0" "0f05"
+    "4885c0" "7810" "7407" "bf64000000" "eb0b" "bf65000000" "eb04" "f7d8" "89c7"
+    "b83c000000" "0f05")
+DOCKER_CLONE_MASK = 2114060288  # every CLONE_NEW* flag
+
+
+@pytest.mark.parametrize("docker_clone,rc", [(True, ENOSYS), (False, 1)])
+def test_docker_style_profile_with_masked_eq_on_clone(run_container, bundle, docker_clone, rc):
+    """podman's profile with docker's clone rule: clone is allowed only when no namespace flag
+    is set (MASKED_EQ against the CLONE_NEW* mask), so a clone(CLONE_NEWUTS) gets the profile's
+    default errno (ENOSYS) while forks keep working. The control, podman's unconditional clone,
+    lets the same call reach the kernel, which refuses it (EPERM: no CAP_SYS_ADMIN)."""
+    if not PODMAN_PROFILE.exists():
+        pytest.skip(f"{PODMAN_PROFILE} missing")
+    sc = oci_profile(json.loads(PODMAN_PROFILE.read_text()), caps=[])
+    if docker_clone:
+        for rule in sc["syscalls"]:
+            rule["names"] = [n for n in rule["names"] if n != "clone"]
+        sc["syscalls"].append({"names": ["clone"], "action": "SCMP_ACT_ALLOW", "args": [
+            {"index": 0, "value": DOCKER_CLONE_MASK, "valueTwo": 0, "op": "SCMP_CMP_MASKED_EQ"}]})
+    tiny_program(bundle.rootfs / "cloneuts", CLONE_NEWUTS_PROGRAM)
+    r = run_container(["sh", "-c", "(echo forked); /cloneuts; echo rc=$?"],
+                      edit=with_seccomp(sc))
+    assert r.rc == 0, r
+    assert r.out == f"forked\nrc={rc}\n", r
+
+
 # -- SCMP_ACT_NOTIFY ---------------------------------------------------------------------------
 
 NOTIF_SIZE = 80        # struct seccomp_notif: id u64, pid u32, flags u32, seccomp_data (64)
@@ -446,15 +486,9 @@ def test_exec_notify(pyrunc, bundle, tmp_path):
 
 
 def int80_program(path: Path) -> None:
-    """A static x86-64 ELF that calls getpid through the 32-bit entry (int 0x80, the x86 ABI)
-    and exits 42: a syscall of another architecture, as a 32-bit binary would make it."""
-    code = bytes.fromhex("b814000000" "cd80" "bf2a000000" "b83c000000" "0f05")
-    base, size = 0x400000, 64 + 56 + len(code)
-    ehdr = (b"\x7fELF" + bytes([2, 1, 1, 0]) + bytes(8)
-            + struct.pack("<HHIQQQIHHHHHH", 2, 0x3E, 1, base + 120, 64, 0, 0, 64, 56, 1, 64, 0, 0))
-    phdr = struct.pack("<IIQQQQQQ", 1, 5, 0, base, base, size, size, 0x1000)
-    path.write_bytes(ehdr + phdr + code)
-    path.chmod(0o755)
+    """Calls getpid through the 32-bit entry (int 0x80, the x86 ABI) and exits 42: a syscall
+    of another architecture, as a 32-bit binary would make it."""
+    tiny_program(path, bytes.fromhex("b814000000" "cd80" "bf2a000000" "b83c000000" "0f05"))
 
 
 @pytest.mark.parametrize("arches,rc", [(["SCMP_ARCH_X86_64"], 128 + 31),
