@@ -31,7 +31,9 @@ def _exists(pid: int) -> str | None:
         return None
 
 
-def _shim_pids() -> list[int]:
+def _shim_pids(root: Path | None = None) -> list[int]:
+    """pyrunc-shim processes; with root, only those of containers under that state root (the
+    machine is shared: other suites start shims of their own meanwhile)."""
     found = []
     for pid in os.listdir("/proc"):
         if pid.isdigit():
@@ -40,7 +42,8 @@ def _shim_pids() -> list[int]:
             except OSError:
                 continue
             if b"pyrunc-shim" in cmd or b"pyrunc/shim.py" in cmd:
-                found.append(int(pid))
+                if root is None or str(root).encode() + b"/" in cmd:
+                    found.append(int(pid))
     return found
 
 
@@ -102,9 +105,10 @@ def test_errors_reach_the_caller_and_leave_nothing(pyrunc, bundle):
 
 
 def test_killing_the_shim_leaves_the_container_running_and_deletable(pyrunc, bundle):
-    before = set(_shim_pids())
+    before = set(_shim_pids(pyrunc.root))
     cid = _run_detached(pyrunc, bundle, ["sleep", "1000"])
-    shims = [p for p in _shim_pids() if p not in before and _exists(p) not in ("Z", None)]
+    shims = [p for p in _shim_pids(pyrunc.root)
+             if p not in before and _exists(p) not in ("Z", None)]
     assert len(shims) == 1, shims
     rss_kb = int([line for line in Path(f"/proc/{shims[0]}/status").read_text().splitlines()
                   if line.startswith("VmRSS:")][0].split()[1])
@@ -123,7 +127,7 @@ def test_engine_style_create_starts_no_shim_and_leaves_reaping_to_the_caller(pyr
     cfg["process"]["args"] = ["sh", "-c", "exit 4"]
     bundle.write()
     cid = pyrunc.new_id()
-    before = set(_shim_pids())
+    before = set(_shim_pids(pyrunc.root))
     libc = ctypes.CDLL(None, use_errno=True)
     assert libc.prctl(36, 1, 0, 0, 0) == 0  # PR_SET_CHILD_SUBREAPER for this test process
     try:
@@ -132,7 +136,7 @@ def test_engine_style_create_starts_no_shim_and_leaves_reaping_to_the_caller(pyr
             pyrunc("create", "--bundle", str(bundle.path), "--pid-file", str(pidfile), cid,
                    check=True, capture_output=False, stdout=out, stderr=out)
         pid = int(pidfile.read_text())
-        assert set(_shim_pids()) - before == set()
+        assert set(_shim_pids(pyrunc.root)) - before == set()
         assert int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1]) == os.getpid()
         pyrunc("start", cid, check=True)
         _, status = os.waitpid(pid, 0)  # we, the "engine", take the exit code
