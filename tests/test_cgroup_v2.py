@@ -12,7 +12,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import wait_status
+from conftest import one_line_error, wait_status
 
 from pyrunc import cgroup_resources as tr
 from pyrunc import devfilter
@@ -247,3 +247,28 @@ def test_v2_freeze_stats_and_kill_all(pyrunc, running_v2) -> None:
     wait_status(pyrunc, cid, "stopped")
     pyrunc("delete", cid, check=True)
     assert not cgdir.exists()
+
+
+# -- the v1 view of this host (a pure v1 host: no cgroup2 at all) ----------------------------------
+
+@kernel
+def test_v1_layout_has_no_cgroup2_and_refuses_hugetlb(pyrunc, bundle, tmp_path) -> None:
+    env = {**os.environ, "PYRUNC_CGROUP_LAYOUT": "v1"}
+    cfg = bundle.edit()
+    cfg["process"]["args"] = ["sh", "-c", "cat /proc/self/cgroup"]
+    cfg["linux"]["resources"] = {"pids": {"limit": 20}}
+    bundle.write()
+    r = pyrunc("run", "--bundle", str(bundle.path), pyrunc.new_id(), env=env, stdin=subprocess.DEVNULL)
+    lines = r.stdout.decode().splitlines()
+    assert r.returncode == 0, r
+    assert any(":pids:/" in x and pyrunc.prefix in x for x in lines), lines
+    assert "0::/" in lines or not any(x.startswith("0::") for x in lines), lines  # not moved on v2
+    cfg["linux"]["resources"] = {"hugepageLimits": [{"pageSize": "2MB", "limit": 2097152}]}
+    bundle.write()
+    cid = pyrunc.new_id()
+    r = pyrunc("run", "--bundle", str(bundle.path), cid, env=env, stdin=subprocess.DEVNULL)
+    assert r.returncode == 1
+    assert one_line_error(r.stderr.decode()).endswith(
+        "linux.resources.hugepageLimits: needs cgroup v2 (or a v1 hugetlb hierarchy), which this "
+        "host does not mount")
+    assert not (pyrunc.root / cid).exists()
