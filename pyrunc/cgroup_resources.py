@@ -306,8 +306,9 @@ def device_writes(resources: dict, linux_devices: list[dict]) -> list[tuple[str,
         kind = rule.get("type") or "a"
         major = "*" if rule.get("major") is None or rule["major"] < 0 else rule["major"]
         minor = "*" if rule.get("minor") is None or rule["minor"] < 0 else rule["minor"]
-        line = "a" if kind == "a" and major == "*" and minor == "*" else \
-            f"{kind} {major}:{minor} {rule.get('access') or 'rwm'}"
+        access = rule.get("access") or "rwm"
+        line = "a" if kind == "a" and major == "*" and minor == "*" and set(access) == set("rwm") \
+            else f"{kind} {major}:{minor} {access}"
         name = "devices.allow" if rule.get("allow") else "devices.deny"
         out.append(Write(("devices", name, line), f"{F}devices[{i}]"))
     for line in DEFAULT_ALLOWS:
@@ -318,3 +319,41 @@ def device_writes(resources: dict, linux_devices: list[dict]) -> list[tuple[str,
             out.append(Write(("devices", "devices.allow", f"{kind} {dev['major']}:{dev['minor']} rwm"),
                              f"linux.devices[{i}]"))
     return out
+
+
+
+DeviceState = tuple  # (default allow: bool, frozenset of ((type, "major:minor"), frozenset(access)))
+
+
+def devices_state(devices_list: str) -> DeviceState | None:
+    """A v1 devices.list as a DeviceState; None when the kernel hides the exceptions (a
+    default-allow cgroup prints only "a *:* rwm")."""
+    entries = [line.split() for line in devices_list.splitlines() if line.strip()]
+    if ["a", "*:*", "rwm"] in entries:
+        return None
+    return False, frozenset(((kind, num), frozenset(access))
+                            for kind, num, access in (e for e in entries if len(e) == 3))
+
+
+def devices_after(writes: list[tuple[str, str, str]]) -> DeviceState | None:
+    """What devices.list will hold after device_writes' lines (which start with an "a"), the
+    way the kernel applies them: "a" sets the default and drops every exception; a rule against
+    the default adds (or widens) an exception; one in its favour narrows the same exception."""
+    allow_all, exc = True, None
+    for _ctrl, name, line in writes:
+        allow = name == "devices.allow"
+        if line == "a":
+            allow_all, exc = allow, {}
+            continue
+        if exc is None:
+            return None
+        kind, num, access = line.split()
+        if allow != allow_all:
+            exc.setdefault((kind, num), set()).update(access)
+        elif (kind, num) in exc:
+            exc[(kind, num)] -= set(access)
+            if not exc[(kind, num)]:
+                del exc[(kind, num)]
+    if exc is None or allow_all:
+        return None  # a default-allow list is never known to be unchanged
+    return allow_all, frozenset((k, frozenset(a)) for k, a in exc.items())

@@ -338,7 +338,17 @@ class V1Manager(CgroupManager):
                 pass
         writes = tr.v1_writes(resources, set(owner), has_file, cur, warnings)
         if "devices" in owner and with_devices:
-            writes += tr.device_writes(resources, linux_devices or [])
+            dev = tr.device_writes(resources, linux_devices or [])
+            # Rewriting an unchanged list would start with deny-all: opens in the container
+            # fail until the allows follow. Engines resend the same devices on every update
+            # (containerd with each CPU manager cpuset change), so an unchanged list is skipped.
+            try:
+                with open(os.path.join(self.paths[owner["devices"]], "devices.list")) as f:
+                    current = tr.devices_state(f.read())
+            except OSError:
+                current = None
+            if current is None or current != tr.devices_after(dev):
+                writes += dev
         for w in writes:
             ctrl, name, value = w
             if owner[ctrl] in self.skipped:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -95,3 +96,43 @@ def test_update_of_a_stopped_container_is_refused(pyrunc, running):
                                          ("1000", 1000), ("-1", -1), ("1.5g", 3 << 29)])
 def test_sizes(text, value):
     assert parse_bytes("memory", text) == value
+
+
+DOCKER_DEVICES = [{"allow": False, "access": "rwm"},
+                  {"allow": True, "type": "c", "major": 1, "minor": 3, "access": "rwm"},
+                  {"allow": True, "type": "c", "major": 1, "minor": 5, "access": "rwm"},
+                  {"allow": False, "type": "c", "major": 10, "minor": 229, "access": "rwm"}]
+
+
+def test_resending_the_same_devices_never_blocks_an_open(pyrunc, running, tmp_path):
+    """containerd resends the whole devices list on every update: rewriting it would deny
+    everything for a moment (deny-all comes first), and an open in the container fail."""
+    doc = tmp_path / "res.json"
+    doc.write_text(json.dumps({"devices": DOCKER_DEVICES, "pids": {"limit": 500}}))
+    pyrunc("update", "--resources", str(doc), running, check=True)
+    pid = pyrunc.state(running)["pid"]
+    listed = _cgroup_file(pid, "devices", "devices.list")
+    loop = ("while test ! -e /dev/shm/stop; do true > /dev/null || echo fail >> /dev/shm/fails; done; "
+            "touch /dev/shm/done")
+    shm = Path(f"/proc/{pid}/root/dev/shm")     # the rootfs is read-only; /dev/shm is a tmpfs
+    with open(tmp_path / "exec.out", "wb") as out:
+        pyrunc("exec", "-d", running, "sh", "-c", loop, check=True, capture_output=False,
+               stdout=out, stderr=out)
+    for _ in range(20):
+        pyrunc("update", "--resources", str(doc), running, check=True)
+    (shm / "stop").touch()
+    deadline = time.monotonic() + 10
+    while not (shm / "done").exists():
+        assert time.monotonic() < deadline, "the open loop never stopped"
+        time.sleep(0.01)
+    assert not (shm / "fails").exists(), (shm / "fails").read_text()
+    assert _cgroup_file(pid, "devices", "devices.list") == listed
+    # a changed list is still applied
+    doc.write_text(json.dumps({"devices": DOCKER_DEVICES[:-1]}))
+    pyrunc("update", "--resources", str(doc), running, check=True)
+    assert "c 10:229 rwm" not in listed.splitlines()
+    assert "c 10:229 rwm" not in _cgroup_file(pid, "devices", "devices.list").splitlines()
+    doc.write_text(json.dumps({"devices": DOCKER_DEVICES[:-1] + [
+        {"allow": True, "type": "c", "major": 10, "minor": 229, "access": "rw"}]}))
+    pyrunc("update", "--resources", str(doc), running, check=True)
+    assert "c 10:229 rw" in _cgroup_file(pid, "devices", "devices.list").splitlines()
