@@ -343,7 +343,7 @@ class V1Manager(CgroupManager):
             # fail until the allows follow. Engines resend the same devices on every update
             # (containerd with each CPU manager cpuset change), so an unchanged list is skipped.
             try:
-                with open(os.path.join(self.paths[owner["devices"]], "devices.list")) as f:
+                with open(os.path.join(dirs[owner["devices"]], "devices.list")) as f:
                     current = tr.devices_state(f.read())
             except OSError:
                 current = None
