@@ -308,13 +308,15 @@ def init_main(plan: InitPlan, sock: sync.Socket) -> NoReturn:
         sync.send(sock, "ready")
         ready = True
         sock.close()
+        if peer >= 0:
+            # Before the wait, as runc does: the create's stdout/stderr pipes must not outlive
+            # create, or containerd's shim (which reads them to EOF) never sees create end.
+            terminal.make_controlling(peer)
         wait_for_start(fifo_fd)
         # fifo_fd stays open (close-on-exec): its closing at execve tells `start` we are there.
         start_hooks = (cfg.get("hooks") or {}).get("startContainer")
         if start_hooks:
             hooks.run_hooks("startContainer", start_hooks, created_state)
-        if peer >= 0:
-            terminal.make_controlling(peer)
         close_inherited_fds(plan.preserve_fds)
         for sig in (signal.SIGPIPE, signal.SIGXFSZ):  # Python ignores these; exec would keep it
             signal.signal(sig, signal.SIG_DFL)
