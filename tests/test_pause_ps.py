@@ -111,3 +111,12 @@ def test_ps_table_passes_options_to_ps(pyrunc, running):
 def test_ps_of_a_missing_container(pyrunc):
     res = pyrunc("ps", "--format", "json", "nosuchcontainer")
     assert res.returncode == 1 and b"container does not exist" in res.stderr
+
+
+@pytest.mark.parametrize("attempt", range(3))
+def test_kill_all_succeeds_when_the_cgroup_kill_already_ended_the_init(pyrunc, running, attempt):
+    """containerd's `task kill --all` and `task delete -f` run `kill --all ID 9`: once the
+    cgroup-wide kill has ended (and the shim reaped) the init, the call still succeeds (the
+    shim would otherwise report "process already finished")."""
+    res = pyrunc("kill", "--all", running, "9")
+    assert (res.returncode, res.stderr) == (0, b"")
