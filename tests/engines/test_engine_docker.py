@@ -1,0 +1,123 @@
+"""docker 20.10 (dockerd → its containerd → containerd-shim-runc-v2) with pyrunc added by
+`--add-runtime pyrunc=…` and chosen by `docker run --runtime pyrunc`; each test also run with
+docker's built-in runc: the same visible results and exit codes."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from enginelab import run_in_pty
+
+pytestmark = [pytest.mark.kernel, pytest.mark.engines]
+IMAGE = "bb:latest"
+NONE = ("--network", "none")
+
+
+def wait_for(predicate, what: str, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.1)
+
+
+def test_exit_codes_and_missing_commands(docker, runtime):
+    res = docker("run", "--rm", *NONE, IMAGE, "echo", "hi", runtime=runtime)
+    assert (res.returncode, res.stdout) == (0, "hi\n"), res
+    assert docker("run", "--rm", *NONE, IMAGE, "sh", "-c", "exit 3", runtime=runtime).returncode == 3
+    res = docker("run", "--rm", *NONE, IMAGE, "/nonexistent", runtime=runtime)
+    assert res.returncode == 127, res
+    assert res.stderr.startswith("docker: Error response from daemon: failed to create shim task: "
+                                 "OCI runtime create failed: "), res.stderr
+    assert ('create failed: unable to start container process: exec: "/nonexistent": stat '
+            '/nonexistent: no such file or directory: unknown.') in res.stderr
+    res = docker("run", "--rm", *NONE, IMAGE, "nonexistent", runtime=runtime)
+    assert res.returncode == 127, res
+    assert 'exec: "nonexistent": executable file not found in $PATH: unknown.' in res.stderr
+
+
+def test_interactive_shell(docker, runtime):
+    rc, out = run_in_pty(docker.argv(("run", "-it", "--rm", *NONE, IMAGE, "sh"), runtime),
+                         send="echo $((6*7)); tty; exit 4\n", wait_for="# ", env=docker.env)
+    assert rc == 4, out
+    assert "\n42\n/dev/pts/0\n" in out, out
+
+
+def test_exec_top_kill_pause_update_stop_restart(docker, runtime):
+    name = f"life-{runtime}"
+    script = 'trap "echo got USR1" USR1; trap "echo got TERM" TERM; while :; do sleep 0.1; done'
+    docker("run", "-d", "--name", name, *NONE, IMAGE, "sh", "-c", script, runtime=runtime,
+           check=True)
+    try:
+        res = docker("exec", name, "id")
+        assert (res.returncode, res.stdout) == (0, "uid=0(root) gid=0(root) groups=0(root)\n"), res
+        assert docker("exec", name, "sh", "-c", "exit 6").returncode == 6
+        rc, out = run_in_pty(docker.argv(("exec", "-it", name, "sh", "-c", "tty; exit 5"), None),
+                             env=docker.env)
+        assert (rc, out.strip("\0\n")) == (5, "/dev/pts/0"), out
+        res = docker("exec", name, "nonexistent")
+        assert res.returncode == 126, res
+        assert res.stdout == ('OCI runtime exec failed: exec failed: unable to start container '
+                              'process: exec: "nonexistent": executable file not found in $PATH: '
+                              'unknown\n'), res
+
+        # `docker top` runs the runtime's `ps --format json` (a bare pid list, nothing on stderr).
+        top = docker("top", name, check=True).stdout.splitlines()
+        assert top[0].split() == ["UID", "PID", "PPID", "C", "STIME", "TTY", "TIME", "CMD"], top
+        assert any(line.endswith(f"sh -c {script}") for line in top[1:]), top
+
+        docker("kill", "--signal", "USR1", name, check=True)
+        wait_for(lambda: "got USR1" in docker("logs", name).stdout, "USR1 to reach the trap")
+
+        docker("pause", name, check=True)
+        assert docker("inspect", "-f", "{{.State.Status}}", name).stdout == "paused\n"
+        docker("unpause", name, check=True)
+        assert docker("inspect", "-f", "{{.State.Status}}", name).stdout == "running\n"
+
+        # The resources arrive on the runtime's stdin (`update --resources -`).
+        docker("update", "--memory", "64m", "--memory-swap", "128m", "--cpus", "0.5",
+               "--pids-limit", "77", name, check=True)
+        res = docker("exec", name, "sh", "-c", "cd /sys/fs/cgroup; cat pids/pids.max "
+                     "memory/memory.limit_in_bytes memory/memory.memsw.limit_in_bytes "
+                     "cpu/cpu.cfs_quota_us")
+        assert res.stdout.split() == ["77", "67108864", "134217728", "50000"], res
+
+        # The init traps TERM without exiting: stop sends TERM, waits 1 s, then KILL.
+        docker("stop", "--time", "1", name, check=True)
+        assert "got TERM" in docker("logs", name).stdout
+        assert docker("inspect", "-f", "{{.State.ExitCode}}", name).stdout == "137\n"
+
+        docker("start", name, check=True)  # a stopped container runs again
+        assert docker("exec", name, "echo", "alive").stdout == "alive\n"
+        docker("restart", "--time", "1", name, check=True)
+        assert docker("inspect", "-f", "{{.State.Status}} {{.RestartCount}}",
+                      name).stdout == "running 0\n"
+        assert docker("exec", name, "echo", "alive").stdout == "alive\n"
+    finally:
+        docker("rm", "--force", name)
+
+
+def test_limits_caps_read_only_and_volume(docker, runtime, lab):
+    host = lab["path"] / "hostdir"
+    res = docker("run", "--rm", *NONE, "--pids-limit", "50", "--memory", "128m", "--cpus", "1.5",
+                 "--cap-drop", "ALL", "--cap-add", "NET_BIND_SERVICE", "--read-only",
+                 "-v", f"{host}:/x", IMAGE, "sh", "-c",
+                 "cd /sys/fs/cgroup; cat pids/pids.max memory/memory.limit_in_bytes "
+                 "cpu/cpu.cfs_quota_us; grep CapEff /proc/self/status; touch /a; "
+                 f"cat /x/greeting; echo {runtime} > /x/from-docker-{runtime}; ip -o link | wc -l",
+                 runtime=runtime)
+    assert res.returncode == 0, res
+    assert res.stdout.splitlines() == ["50", "134217728", "150000", "CapEff:\t0000000000000400",
+                                       "hello from the host", "1"], res.stdout
+    assert res.stderr == "touch: /a: Read-only file system\n"
+    assert (host / f"from-docker-{runtime}").read_text() == f"{runtime}\n"
+
+
+def test_default_seccomp_profile(docker, runtime):
+    cmd = ("--cap-add", "SYS_ADMIN", IMAGE, "sh", "-c",
+           "grep Seccomp: /proc/self/status; busybox swapoff /x")
+    res = docker("run", "--rm", *NONE, *cmd, runtime=runtime)
+    assert (res.stdout, res.stderr) == ("Seccomp:\t2\n", "swapoff: /x: Operation not permitted\n")
+    res = docker("run", "--rm", *NONE, "--security-opt", "seccomp=unconfined", *cmd, runtime=runtime)
+    assert (res.stdout, res.stderr) == ("Seccomp:\t0\n", "swapoff: /x: No such file or directory\n")
