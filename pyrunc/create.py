@@ -231,7 +231,11 @@ def _create(root: str, container_id: str, opts: CreateOptions) -> state.Containe
                 finally:
                     os.waitpid(pid, 0)
                 if "cgroup" not in new:
-                    cg.join(init_pid)  # while the init builds its rootfs on the other core
+                    try:
+                        cg.join(init_pid)  # while the init builds its rootfs on the other core
+                    except ProcessLookupError:
+                        sync.raise_reported_error(parent_sock)  # it failed first: say why
+                        raise
                 if net_devices:
                     mover = start_mover(parent_sock, init_pid)
                     mover.move_all(net_devices)

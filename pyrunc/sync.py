@@ -6,6 +6,7 @@ crash anywhere turns into an error instead of a hang.
 
 from __future__ import annotations
 
+import os
 import struct
 
 import _socket
@@ -60,3 +61,20 @@ def recv_with_fds(sock: Socket, expect: str, what: str) -> tuple[dict, list[int]
             usable = len(payload) - len(payload) % 4
             fds.extend(struct.unpack(f"{usable // 4}i", payload[:usable]))
     return _decode(data, expect, what), fds
+
+
+def raise_reported_error(sock: Socket) -> None:
+    """The child is gone while the parent was busy (e.g. joining it to its cgroups): raise the
+    error it reported before exiting, if any, so the user sees the cause and not our ESRCH."""
+    while True:
+        data, ancdata, _flags, _addr = sock.recvmsg(MAX, _socket.CMSG_LEN(4 * 4))
+        for level, kind, payload in ancdata:
+            if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS:
+                usable = len(payload) - len(payload) % 4
+                for fd in struct.unpack(f"{usable // 4}i", payload[:usable]):
+                    os.close(fd)
+        if not data:
+            return
+        msg = jsonlite.loads(data)
+        if msg.get("type") == "error":
+            raise PyruncError(msg.get("msg", "unknown error in the container process"))

@@ -224,6 +224,16 @@ def test_missing_executable_absolute(pyrunc, bundle, io_dir):
                         'exec: "/nonexistent": stat /nonexistent: no such file or directory')
 
 
+def test_missing_executable_wins_over_the_cgroup_join_race(pyrunc, bundle, io_dir):
+    """The init may fail and exit before the parent has moved it into its cgroups (it does that
+    in parallel): the user must still see the init's reason, never the parent's ESRCH on
+    cgroup.procs (seen through containerd: "…/cgroup.procs: no such process")."""
+    config_with(bundle, ["/nonexistent"])
+    for _ in range(8):
+        assert_create_fails(pyrunc, bundle, io_dir,
+                            'exec: "/nonexistent": stat /nonexistent: no such file or directory')
+
+
 def test_missing_executable_keeps_case(pyrunc, bundle, io_dir):
     # engines show this message to people: the path must come back exactly as configured
     config_with(bundle, ["/NoSuch/Program"])

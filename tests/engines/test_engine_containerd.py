@@ -42,7 +42,7 @@ def test_exit_codes_and_missing_command(ctr, runtime):
     # The shim kept the last error of the runtime's log.json: ctr's usual exit 1 and message.
     res = ctr("run", "--rm", IMAGE, cid, "/nonexistent", runtime=runtime)
     assert res.returncode == 1
-    assert res.stderr.startswith("ctr: failed to create shim task: OCI runtime create failed: ")
+    assert res.stderr.startswith("ctr: failed to create shim task: OCI runtime create failed: "), res
     assert res.stderr.endswith('create failed: unable to start container process: exec: '
                                '"/nonexistent": stat /nonexistent: no such file or directory: '
                                'unknown\n'), res.stderr
