@@ -7,6 +7,8 @@ PYTHON ?= /usr/bin/python3
 VENV ?= .venv
 LIBDIR = $(DESTDIR)$(PREFIX)/lib/pyrunc
 BINDIR = $(DESTDIR)$(PREFIX)/bin
+LIBEXECDIR = $(DESTDIR)$(PREFIX)/libexec/pyrunc
+ENGINESDIR = $(DESTDIR)$(PREFIX)/share/pyrunc/engines
 DEPS = jsonschema pyroute2 python-prctl pyseccomp
 TEST_ROOT = $(CURDIR)/build/root
 PYTEST_ARGS ?=
@@ -40,9 +42,14 @@ install: $(VENV)/.done
 	# pyrunc-shim is self-contained (os, sys, time): a small interpreter, a small RSS.
 	(echo '#!$(PYTHON) -IS'; cat pyrunc/shim.py) > $(BINDIR)/pyrunc-shim.tmp
 	chmod 755 $(BINDIR)/pyrunc-shim.tmp && mv $(BINDIR)/pyrunc-shim.tmp $(BINDIR)/pyrunc-shim
+	# Engines: podman reads JSON error logs only from runtimes it knows by name, so a `runc`
+	# entry point for `podman --runtime`; configuration snippets with this PREFIX filled in.
+	mkdir -p $(LIBEXECDIR) $(ENGINESDIR)
+	ln -sfn $(PREFIX)/bin/pyrunc $(LIBEXECDIR)/runc
+	for f in contrib/engines/*; do sed 's|@PREFIX@|$(PREFIX)|g' $$f > $(ENGINESDIR)/$${f##*/}; done
 
 uninstall:
-	rm -rf $(LIBDIR) $(BINDIR)/pyrunc $(BINDIR)/pyrunc-shim
+	rm -rf $(LIBDIR) $(BINDIR)/pyrunc $(BINDIR)/pyrunc-shim $(LIBEXECDIR) $(DESTDIR)$(PREFIX)/share/pyrunc
 
 # The kernel tests need root; they run the installed launcher, exactly what engines would run.
 test: $(VENV)/.done

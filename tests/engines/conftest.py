@@ -96,22 +96,33 @@ def lab(rootfs: Path):
     traces = Traces(path)
     launcher = pyrunc_launcher()
     # podman only parses the JSON error log of runtimes it knows by name: both are called runc.
+    # An installed launcher (make test) comes with `make install`'s libexec/pyrunc/runc.
     for name, target in (("runc", RUNC), ("pyrunc", launcher)):
         (path / "rt" / name).mkdir(parents=True)
         (path / "rt" / name / "runc").symlink_to(target)
+    installed = Path(launcher).parent.parent / "libexec" / "pyrunc" / "runc"
+    pyrunc_runc = path / "rt" / "pyrunc" / "runc"
+    if installed.exists() and os.path.realpath(installed) == os.path.realpath(launcher):
+        pyrunc_runc = installed
     tar = rootfs_tar(rootfs, path / "rootfs.tar")
     docker_archive(tar, path / "bb-docker.tar", "localhost/bb:latest")
     (path / "hostdir").mkdir()
     (path / "hostdir" / "greeting").write_text("hello from the host\n")
     state = {"path": path, "launcher": launcher,
              "runtimes": {"runc": str(path / "rt" / "runc" / "runc"),
-                          "pyrunc": str(path / "rt" / "pyrunc" / "runc")}}
+                          "pyrunc": str(pyrunc_runc)}}
     yield state
     unmount_under(path)
     shutil.rmtree(path, ignore_errors=True)
     traces.clean_outside()
     left = traces.leftovers()
     assert not left, "the engines left traces:\n" + "\n".join(left)
+
+
+def contrib_snippet(name: str, launcher: str) -> str:
+    """contrib/engines/NAME (what `make install` puts in share/pyrunc/engines) for this launcher."""
+    text = (Path(__file__).resolve().parents[2] / "contrib" / "engines" / name).read_text()
+    return text.replace("@PREFIX@/bin/pyrunc", launcher)
 
 
 def engine_env(lab: Path) -> dict[str, str]:
@@ -132,6 +143,8 @@ def podman(lab):
     d.mkdir()
     # ENGINES.md sec. 5: no CAP_SYS_RESOURCE here (podman's default rlimits of 1048576 fail with
     # runc as with pyrunc), no systemd, and every podman path private.
+    # README's containers.conf entry (contrib/engines): `--runtime pyrunc` by name.
+    engine_snippet = contrib_snippet("containers.conf", lab["launcher"]).split("[engine]\n", 1)[1]
     (d / "containers.conf").write_text(f"""[containers]
 default_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]
 [engine]
@@ -141,6 +154,7 @@ events_logfile_path = "{d}/events.log"
 tmp_dir = "{d}/tmp"
 static_dir = "{d}/static"
 volume_path = "{d}/volumes"
+{engine_snippet}
 [network]
 network_config_dir = "{d}/net"
 """)
@@ -208,10 +222,11 @@ def docker(lab):
     path: Path = lab["path"]
     d = path / "docker"
     d.mkdir()
-    (d / "daemon.json").write_text("{}")  # dockerd refuses an empty config file
+    # README's daemon.json (contrib/engines): pyrunc as a named runtime beside the built-in runc.
+    (d / "daemon.json").write_text(contrib_snippet("daemon.json", lab["launcher"]))
     log = d / "dockerd.log"
-    # No iptables rules, no docker0 bridge, cgroupfs (ENGINES.md sec. 5.7); pyrunc as a named
-    # runtime beside the built-in runc.
+    # No iptables rules, no docker0 bridge, cgroupfs (ENGINES.md sec. 5.7); `--add-runtime`
+    # (README's other way) adds pyrunc once more under a second name.
     with open(log, "w") as logf:
         daemon = subprocess.Popen(
             ["dockerd", "--config-file", str(d / "daemon.json"), "--data-root", str(d / "data"),
@@ -219,7 +234,7 @@ def docker(lab):
              "-H", f"unix://{d}/docker.sock", "--iptables=false", "--ip-forward=false",
              "--ip-masq=false", "--bridge=none", "--storage-driver", "overlay2",
              "--exec-opt", "native.cgroupdriver=cgroupfs",
-             "--add-runtime", f"pyrunc={lab['launcher']}"],
+             "--add-runtime", f"pyrunc-cli={lab['launcher']}"],
             stdout=logf, stderr=logf, start_new_session=True, env=engine_env(path))
     why = wait_for_socket(d / "docker.sock", daemon, log)
     dk = Docker(path, engine_env(path))

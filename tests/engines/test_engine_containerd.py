@@ -134,3 +134,23 @@ def test_limits_applied_to_the_cgroup(ctr, runtime):
         wait_for(lambda: task_status(ctr, cid) in ("STOPPED", "none"), "the task to stop")
         ctr("task", "delete", cid)
         ctr("containers", "delete", cid)
+
+
+def test_contrib_config_declares_the_cri_runtime_handler(lab, tmp_path):
+    """README's config.toml snippet (not runnable here: no CRI/Kubernetes): containerd parses
+    it and keeps the handler's runc shim and BinaryName."""
+    import shutil
+    import subprocess
+
+    from conftest import contrib_snippet
+    if not shutil.which("containerd"):
+        pytest.skip("containerd not installed (contrib/setup.sh)")
+    conf = tmp_path / "config.toml"
+    conf.write_text(contrib_snippet("containerd-config.toml", lab["launcher"]))
+    res = subprocess.run(["containerd", "--config", str(conf), "config", "dump"],
+                         capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    section = res.stdout.split('[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.pyrunc]')
+    assert len(section) == 2, res.stdout
+    assert 'runtime_type = "io.containerd.runc.v2"' in section[1].split("\n\n")[0]
+    assert f'BinaryName = "{lab["launcher"]}"' in section[1]

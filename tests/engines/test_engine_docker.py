@@ -121,3 +121,13 @@ def test_default_seccomp_profile(docker, runtime):
     assert (res.stdout, res.stderr) == ("Seccomp:\t2\n", "swapoff: /x: Operation not permitted\n")
     res = docker("run", "--rm", *NONE, "--security-opt", "seccomp=unconfined", *cmd, runtime=runtime)
     assert (res.stdout, res.stderr) == ("Seccomp:\t0\n", "swapoff: /x: No such file or directory\n")
+
+
+def test_runtime_added_on_the_command_line(docker):
+    """dockerd's `--add-runtime NAME=PATH` (the fixture names it pyrunc-cli), besides the
+    daemon.json `runtimes` entry every other test uses."""
+    res = docker("run", "--rm", "--runtime", "pyrunc-cli", *NONE, IMAGE, "sh", "-c",
+                 "echo hi; exit 3")
+    assert (res.returncode, res.stdout) == (3, "hi\n"), res
+    info = docker("info", "-f", "{{json .Runtimes}}", check=True).stdout
+    assert '"pyrunc"' in info and '"pyrunc-cli"' in info, info

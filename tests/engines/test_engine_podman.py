@@ -144,3 +144,17 @@ def test_default_seccomp_profile(podman, runtime):
     assert (res.stdout, res.stderr) == ("Seccomp:\t2\n", "swapoff: /x: Operation not permitted\n")
     res = podman("run", "--rm", *NONE, "--security-opt", "seccomp=unconfined", *cmd, runtime=runtime)
     assert (res.stdout, res.stderr) == ("Seccomp:\t0\n", "swapoff: /x: No such file or directory\n")
+
+
+def test_runtime_by_name_from_the_contrib_containers_conf(podman):
+    """README's containers.conf entry: `podman --runtime pyrunc`, with JSON error logs."""
+    res = subprocess.run([*podman.base(), "--runtime", "pyrunc", "run", "--rm", *NONE, IMAGE,
+                          "sh", "-c", "exit 3"], capture_output=True, text=True, timeout=90,
+                         env=podman.env)
+    assert res.returncode == 3, res.stderr
+    res = subprocess.run([*podman.base(), "--runtime", "pyrunc", "run", "--rm", *NONE, IMAGE,
+                          "/nonexistent"], capture_output=True, text=True, timeout=90,
+                         env=podman.env)
+    assert res.returncode == 127, res.stderr
+    assert res.stderr.startswith("Error: pyrunc: pyrunc create failed: "), res.stderr
+    assert res.stderr.endswith(f"no such file or directory: {NOT_FOUND}\n"), res.stderr
