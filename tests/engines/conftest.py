@@ -10,15 +10,13 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from enginelab import (RUNC, Traces, docker_archive, rootfs_tar, stop_daemon,  # noqa: E402
-                       unmount_under, wait_for_socket)
+from .enginelab import (RUNC, Traces, contrib_snippet, docker_archive, rootfs_tar, stop_daemon,
+                        unmount_under, wait_for_socket)
 
 RUNTIMES = ("runc", "pyrunc")
 
@@ -117,12 +115,6 @@ def lab(rootfs: Path):
     traces.clean_outside()
     left = traces.leftovers()
     assert not left, "the engines left traces:\n" + "\n".join(left)
-
-
-def contrib_snippet(name: str, launcher: str) -> str:
-    """contrib/engines/NAME (what `make install` puts in share/pyrunc/engines) for this launcher."""
-    text = (Path(__file__).resolve().parents[2] / "contrib" / "engines" / name).read_text()
-    return text.replace("@PREFIX@/bin/pyrunc", launcher)
 
 
 def engine_env(lab: Path) -> dict[str, str]:

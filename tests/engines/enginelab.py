@@ -151,6 +151,12 @@ def wait_for_socket(path: Path, proc: subprocess.Popen, log: Path, timeout: floa
     return f"no socket after {timeout}s: {log.read_text()[-600:]}"
 
 
+def contrib_snippet(name: str, launcher: str) -> str:
+    """contrib/engines/NAME (what `make install` puts in share/pyrunc/engines) for this launcher."""
+    text = (Path(__file__).resolve().parents[2] / "contrib" / "engines" / name).read_text()
+    return text.replace("@PREFIX@/bin/pyrunc", launcher)
+
+
 # -- images ---------------------------------------------------------------------------------------
 
 def rootfs_tar(rootfs: Path, dest: Path) -> Path:

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
-from enginelab import run_in_pty
+from .enginelab import run_in_pty
 
 pytestmark = [pytest.mark.kernel, pytest.mark.engines]
 IMAGE = "localhost/bb:latest"
@@ -142,7 +142,7 @@ def test_contrib_config_declares_the_cri_runtime_handler(lab, tmp_path):
     import shutil
     import subprocess
 
-    from conftest import contrib_snippet
+    from .enginelab import contrib_snippet
     if not shutil.which("containerd"):
         pytest.skip("containerd not installed (contrib/setup.sh)")
     conf = tmp_path / "config.toml"

@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from enginelab import run_in_pty
+from .enginelab import run_in_pty
 
 pytestmark = [pytest.mark.kernel, pytest.mark.engines]
 IMAGE = "bb:latest"

@@ -7,7 +7,7 @@ import subprocess
 import time
 
 import pytest
-from enginelab import run_in_pty
+from .enginelab import run_in_pty
 
 pytestmark = [pytest.mark.kernel, pytest.mark.engines]
 IMAGE = "localhost/bb"

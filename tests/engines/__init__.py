@@ -1,0 +1,1 @@
+"""End-to-end tests through podman, containerd and docker (marker `engines`)."""
