@@ -137,6 +137,16 @@ class CgroupManager:
     def to_state(self) -> dict:
         return {"layout": self.layout, "paths": self.paths, "created": self.created}
 
+    def missing_dirs(self) -> list[str]:
+        """What create() is about to make, for a state written before it makes anything."""
+        out = []
+        for path in self.paths.values():
+            probe = path
+            while not os.path.isdir(probe):
+                out.append(probe)
+                probe = os.path.dirname(probe)
+        return out
+
     def create(self) -> None:
         """mkdir every missing level, remembering each one so delete removes only ours."""
         for key, path in list(self.paths.items()):

@@ -182,10 +182,18 @@ def _create(root: str, container_id: str, opts: CreateOptions) -> state.Containe
     mover = None
     before: set[tuple[str, str]] | None = None  # host mounts below the rootfs, if no mount ns
     try:
+        state.pause_point("create:after-dir")
         state.write_atomic(ctr.path(state.CONFIG_FILE), raw)
         if os.environ.get("NOTIFY_SOCKET"):
             from pyrunc import notify
             notify.setup_create(ctr.dir, cfg)
+        # A first state, before any cgroup exists but naming the directories about to be made,
+        # so that if this process dies from here on, `delete --force` still knows which cgroups
+        # to empty and remove (status reads "creating", then "stopped").
+        ctr.data = {"ociVersion": cfg.get("ociVersion", OCI_VERSION), "id": container_id, "pid": 0,
+                    "creating": True, "bundle": bundle, "rootfs": rootfs_dir, "owner": "",
+                    "cgroup": {"paths": cg.paths, "created": cg.missing_dirs()}}
+        ctr.save()
         cg.create()
         if cg.skipped:
             from pyrunc.log import Log
@@ -194,12 +202,7 @@ def _create(root: str, container_id: str, opts: CreateOptions) -> state.Containe
         for warning in cg.apply(linux.get("resources"), linux.get("devices")):
             from pyrunc.log import Log
             Log.warning(warning)
-        # A first state, so that if this process dies from here on, `delete --force` still
-        # knows which cgroups to empty and remove (status reads "creating", then "stopped").
-        ctr.data = {"ociVersion": cfg.get("ociVersion", OCI_VERSION), "id": container_id, "pid": 0,
-                    "creating": True, "bundle": bundle, "rootfs": rootfs_dir, "owner": "",
-                    "cgroup": cg.to_state()}
-        ctr.save()
+        state.pause_point("create:after-cgroups")
         fifo = ctr.path(state.FIFO)
         os.mkfifo(fifo, 0o600)
         if host_mounts:
@@ -239,6 +242,7 @@ def _create(root: str, container_id: str, opts: CreateOptions) -> state.Containe
                 if net_devices:
                     mover = start_mover(parent_sock, init_pid)
                     mover.move_all(net_devices)
+                state.pause_point("create:after-fork")
                 if plan.create_hooks:
                     sync.recv(parent_sock, "create-hooks", "create")
                     run_create_hooks(parent_sock, cfg, container_id, init_pid, bundle)
@@ -251,6 +255,7 @@ def _create(root: str, container_id: str, opts: CreateOptions) -> state.Containe
                                   f"process: {exc}") from None
         finally:
             parent_sock.close()
+        state.pause_point("create:after-ready")
         info = state.proc_start_time(init_pid)
         if info is None:
             raise PyruncError("the container's init process died during create")
@@ -270,6 +275,7 @@ def _create(root: str, container_id: str, opts: CreateOptions) -> state.Containe
         if before is not None:
             ctr.data["host_mounts"] = hostmounts.created_since(rootfs_dir, before)
         ctr.save()
+        state.pause_point("create:after-state")
         if master >= 0 and opts.console_socket:
             from pyrunc import terminal
             terminal.send_to_socket(opts.console_socket, master)

@@ -140,6 +140,7 @@ def _spawn(plan: init.ExecPlan, proc: dict, opts: dict, detach: bool, warm: int 
                 exec_pid = int(sync.recv(parent_sock, "pid", "exec")["pid"])
             finally:
                 os.waitpid(pid, 0)
+            state.pause_point("exec:after-fork")
             if proc.get("terminal"):
                 master = sync.recv_with_fds(parent_sock, "pty", "exec")[1][0]
             sync.recv(parent_sock, "ready", "exec")
@@ -158,6 +159,7 @@ def _spawn(plan: init.ExecPlan, proc: dict, opts: dict, detach: bool, warm: int 
         master = -1
     if detach:
         return 0
+    state.pause_point("exec:waiting")
     from pyrunc import run
     run.forward_signals(exec_pid)
     if master >= 0:

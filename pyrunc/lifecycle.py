@@ -27,6 +27,8 @@ def start(root: str, container_id: str, wait_ready: bool = True) -> Proxy | None
         raise InvalidState("cannot start a container that has stopped")
     if status != "created":
         raise InvalidState(f"cannot start an already {status} container")
+    state.pause_point("start:locked")
+    writable(ctr)
     proxy: Proxy | None = None
     host = _environ.get(b"NOTIFY_SOCKET")
     if host and os.path.isdir(ctr.path("notify")):
@@ -44,11 +46,15 @@ def start(root: str, container_id: str, wait_ready: bool = True) -> Proxy | None
             raise InvalidState("cannot start a container that has stopped") from None
         raise
     try:
-        os.write(fd, b"0")
+        # Unlink first, write second: if we die in between, the init reads EOF and exits (the
+        # container reads "stopped"); after the write it runs and no fifo says "created".
         os.unlink(ctr.path(state.FIFO))
+        state.pause_point("start:after-unlink")
+        os.write(fd, b"0")
         wait_for_exec(fd)
     finally:
         os.close(fd)
+    state.pause_point("start:after-write")
     try:
         with open(ctr.path(state.START_ERROR), "rb") as f:
             died = f.read().decode(errors="replace").strip()
@@ -85,6 +91,15 @@ def wait_for_exec(fifo_fd: int) -> None:
                 return
         except InterruptedError:
             continue
+
+
+def writable(ctr: state.Container) -> None:
+    """start and delete change the state dir: on a read-only one, fail before touching the
+    container (a start that opened the fifo and could not go on would end the init)."""
+    if not os.access(ctr.dir, os.W_OK):
+        raise PyruncError(f"{ctr.dir}: read-only file system: cannot change the container's state"
+                          if os.statvfs(ctr.dir).f_flag & os.ST_RDONLY else
+                          f"{ctr.dir}: permission denied")
 
 
 def run_late_hooks(ctr: state.Container, kind: str, status: str) -> None:
@@ -171,7 +186,7 @@ def signal_init(ctr: state.Container, sig: int) -> None:
 def delete(root: str, container_id: str, force: bool = False) -> None:
     try:
         ctr = state.Container(root, container_id).load(lock=True)
-    except ContainerNotFound:
+    except (ContainerNotFound, state.CorruptState):
         if force:
             remove_orphan_dir(root, container_id)
             return  # runc: deleting what is already gone succeeds with --force
@@ -181,31 +196,55 @@ def delete(root: str, container_id: str, force: bool = False) -> None:
     if status != "stopped" and not force:
         raise InvalidState(f"cannot delete container {container_id} that is not stopped: "
                            f"{status}")
+    writable(ctr)
+    state.pause_point("delete:locked")
     stop_shim(ctr)
     if status != "stopped":
         kill_and_wait(ctr, cg)
     elif cg.exclusive() or not own_pid_namespace(ctr):
         cg.kill_all()  # stragglers left in the cgroup (a container sharing the host's pid ns)
+    state.pause_point("delete:after-kill")
     cg.destroy()
     if ctr.data.get("host_mounts"):  # a container without a mount namespace: hostmounts.py
         from pyrunc import hostmounts
         hostmounts.undo(ctr.data.get("rootfs", ""), ctr.data["host_mounts"])
+
+
+    state.pause_point("delete:after-cgroups")
     run_late_hooks(ctr, "poststop", "stopped")
     ctr.remove_dir()
 
 
 def remove_orphan_dir(root: str, container_id: str) -> None:
-    """A state dir with no state.json: a create killed before it wrote anything. Once its lock is
-    ours (so no live create owns it), nothing in it is worth keeping."""
+    """A state dir without a readable state.json: a create killed before it wrote one, or a file
+    lost or damaged by someone else. Once its lock is ours (so no live create owns it), the
+    container's processes are killed in the cgroups its config.json names, cgroup directories
+    named after the container are removed, and then the directory."""
     ctr = state.Container(root, container_id)
     try:
         ctr.lock()
     except FileNotFoundError:
         return
-    if os.path.exists(ctr.path(state.STATE_FILE)):
+    try:
+        ctr.load()
+    except (ContainerNotFound, state.CorruptState):
+        pass
+    else:  # a create finished meanwhile: an ordinary delete
         ctr.unlock()
         delete(root, container_id, force=True)
         return
+    try:
+        cfg = ctr.config()
+        cgroups_path = (cfg.get("linux") or {}).get("cgroupsPath")
+        cg = CgroupManager.for_container(cgroups_path if isinstance(cgroups_path, str) else None,
+                                         container_id)
+    except (OSError, ValueError, AttributeError):
+        cg = None  # no config either: create died before anything but the directory existed
+    if cg is not None:
+        cg.kill_all()
+        # Only leaves that bear the container's id can be ours with certainty.
+        cg.created = [p for p in cg.paths.values() if container_id in os.path.basename(p)]
+        cg.destroy()
     ctr.remove_dir()
 
 
@@ -252,7 +291,7 @@ def list_containers(root: str) -> list[dict]:
     for name in names:
         try:
             out.append(state.Container(root, name).load().oci_state())
-        except PyruncError:
+        except (PyruncError, OSError):
             continue  # a create in progress, or removed while we listed
     return out
 

@@ -7,6 +7,7 @@ fifo (present until `start`) and the freezer.
 
 from __future__ import annotations
 
+import _signal
 import fcntl
 import time
 
@@ -18,6 +19,19 @@ STATE_FILE = "state.json"
 CONFIG_FILE = "config.json"
 FIFO = "exec.fifo"
 START_ERROR = "start.err"  # why the init died between create and execve (see lifecycle.start)
+
+# Fault injection for tests/test_faults.py: PYRUNC_TEST_PAUSE=<command>:<point> makes the pyrunc
+# process that reaches that point stop itself (SIGSTOP), so a test can SIGKILL it exactly there.
+# Read once, here; unset, each point costs one comparison. It stops only the caller's own
+# process (whoever can set our environment can already stop or kill us), reads no path and
+# writes nothing, and is only consulted in the CLI process, never in a forked init.
+PAUSE_AT = os.environ.get("PYRUNC_TEST_PAUSE")
+
+
+def pause_point(name: str) -> None:
+    if PAUSE_AT == name:
+        os.kill(os.getpid(), _signal.SIGSTOP)
+
 
 _ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_+-.")
 
@@ -37,10 +51,18 @@ def write_atomic(path: str, data: bytes, mode: int = 0o600) -> None:
     tmp = f"{path}.tmp{os.getpid()}"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
     try:
-        os.write(fd, data)
-    finally:
-        os.close(fd)
-    os.rename(tmp, path)
+        try:
+            if os.write(fd, data) != len(data):
+                raise OSError(28, "No space left on device", path)  # a short write: ENOSPC
+        finally:
+            os.close(fd)
+        os.rename(tmp, path)
+    except OSError as exc:
+        try:
+            os.unlink(tmp)  # a full filesystem must not keep our half-written file either
+        except OSError:
+            pass
+        raise OSError(exc.errno, exc.strerror, path) from None
 
 
 def now_rfc3339() -> str:
@@ -57,6 +79,30 @@ def proc_start_time(pid: int) -> tuple[int, str] | None:
         return None
     fields = raw[raw.rindex(b")") + 2:].split()
     return int(fields[19]), fields[0].decode()
+
+
+class CorruptState(PyruncError):
+    """state.json exists but cannot be what we wrote: `delete --force` still cleans up."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(f"state file {path} is corrupt (`delete --force` removes the container)")
+
+
+def _well_formed(data: object) -> bool:
+    """The fields every command reads have the types we write (a hand-edited or truncated
+    file must give one clear line, not an internal error)."""
+    if not isinstance(data, dict):
+        return False
+    cgroup = data.get("cgroup", {})
+    return (type(data.get("pid", 0)) is int and data.get("pid", 0) >= 0
+            and type(data.get("init_start", 0)) is int
+            and isinstance(cgroup, dict) and isinstance(cgroup.get("paths", {}), dict)
+            and all(isinstance(k, str) and isinstance(v, str) for k, v in cgroup.get("paths", {}).items())
+            and isinstance(cgroup.get("created", []), list)
+            and all(isinstance(d, str) for d in cgroup.get("created", []))
+            and isinstance(data.get("shim", {}), dict)
+            and isinstance(data.get("annotations", {}), dict)
+            and all(isinstance(data.get(k, ""), str) for k in ("bundle", "rootfs", "created", "owner", "ociVersion")))
 
 
 class Container:
@@ -79,11 +125,20 @@ class Container:
             os.mkdir(self.dir, 0o711)
         except FileExistsError:
             raise ContainerExists(self.id) from None
-        self.lock()
+        try:
+            self.lock()
+        except FileNotFoundError:
+            # A `delete --force` took the empty directory for a dead create's leftover between
+            # our mkdir and our flock.
+            raise PyruncError(f"container {self.id} was deleted while being created") from None
 
     def lock(self) -> None:
         fd = os.open(self.dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         fcntl.flock(fd, fcntl.LOCK_EX)
+        if os.fstat(fd).st_nlink == 0:
+            # We waited on a directory that its holder removed (a racing delete): it is gone.
+            os.close(fd)
+            raise FileNotFoundError(2, "No such file or directory", self.dir)
         self._lock_fd = fd
 
     def unlock(self) -> None:
@@ -117,11 +172,17 @@ class Container:
             with open(self.path(STATE_FILE), "rb") as f:
                 self.data = jsonlite.loads(f.read())
         except FileNotFoundError:
-            self.unlock()
+            if lock:
+                self.unlock()
             raise ContainerNotFound(self.id) from None
         except ValueError:
-            self.unlock()
-            raise PyruncError(f"state file {self.path(STATE_FILE)} is corrupt") from None
+            if lock:
+                self.unlock()
+            raise CorruptState(self.path(STATE_FILE)) from None
+        if not _well_formed(self.data):
+            if lock:
+                self.unlock()
+            raise CorruptState(self.path(STATE_FILE))
         return self
 
     def save(self) -> None:

@@ -2,7 +2,8 @@
 
 Kernel tests run real containers as root. Every test that uses `bundle` or `pyrunc` is followed
 by a check that it left nothing behind: no state directory, no mount mentioning the test's
-paths, no cgroup directory with the test's container-id prefix, no process of the container.
+paths, no cgroup directory with the test's container-id prefix (in every hierarchy), no process
+of the container or naming the test's paths, no fd of any process into the test's paths.
 """
 
 from __future__ import annotations
@@ -134,18 +135,49 @@ def leaks(prefix: str, paths: list[str], root: Path) -> list[str]:
     if root.exists():
         for entry in root.iterdir():
             found.append(f"state dir: {entry}")
+    me = str(os.getpid())
     for pid in os.listdir("/proc"):
-        if not pid.isdigit():
+        if not pid.isdigit() or pid == me:
             continue
         try:
             cgroup = Path(f"/proc/{pid}/cgroup").read_text()
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            status = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[0]
         except OSError:
             continue
+        if status == "Z":
+            continue
         if prefix in cgroup:
-            status = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[0]
-            if status != "Z":
-                found.append(f"process: {pid} in {cgroup.splitlines()[0]}")
+            found.append(f"process: {pid} in {cgroup.splitlines()[0]}")
+        elif _mentions(cmdline, paths):
+            # A forked pyrunc (intermediate, init before execve) or a pyrunc-shim: their command
+            # lines name the test's --root or state dir even before they join any cgroup.
+            found.append(f"process: {pid} ({cmdline.strip()[:120]})")
+        # fds of long-lived processes (pyrunc-shim, a container's init, any daemon): none may
+        # still point into the test's bundle or state root once the test is over.
+        found += [f"fd: {pid} {fd} -> {target}" for fd, target in open_fds(pid).items()
+                  if _mentions(target, paths)]
     return found
+
+
+def _mentions(text: str, paths: list[str]) -> bool:
+    """text names one of paths or something under it (not merely a longer sibling's name)."""
+    return any(p + "/" in text or text.endswith(p) or p + " " in text for p in paths)
+
+
+def open_fds(pid: int | str) -> dict[str, str]:
+    """fd number -> what it points to, for one process (empty if it is gone)."""
+    out = {}
+    try:
+        names = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return out
+    for fd in names:
+        try:
+            out[fd] = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+    return out
 
 
 @pytest.fixture
