@@ -120,6 +120,12 @@ class CgroupManager:
                 raise PyruncError(f"{LAYOUT_ENV}={forced}: this host has no such cgroup mount")
             kind = forced
         rel = cgroups_path if cgroups_path else container_id
+        if _clean(rel, rel) == "/":
+            # "/" is every hierarchy's root and "." the runtime's own cgroup: `delete --force`
+            # kills whatever is in the container's cgroup, here the whole host or our caller.
+            raise ConfigError(f"config.json: /linux/cgroupsPath: {rel!r} names "
+                              f"{'the root cgroup' if rel.startswith('/') else 'the runtime own cgroup'}"
+                              ", not one for the container")
         own = own_cgroups() if not rel.startswith("/") else {}
         paths = {}
         for h in hierarchies:

@@ -194,7 +194,9 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if not rest or gopts.help:
             sys.stdout.write(usage())
-            return 0 if gopts.help else 1
+            if gopts.help:
+                return 0
+            raise PyruncError("no command given (the usage above lists them)")
         command, cargs = rest[0], rest[1:]
         if command not in COMMANDS:
             raise PyruncError(f"no such command: {command}")

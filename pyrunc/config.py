@@ -35,9 +35,29 @@ def read_file(path: str, label: str) -> bytes:
 
 def parse_json(raw: bytes, label: str) -> object:
     try:
-        return jsonlite.loads(raw)
+        doc = jsonlite.loads(raw)
     except ValueError as exc:
         raise ConfigError(f"{label}: invalid JSON: {exc}") from None
+    if b"\\u0000" in raw:  # paths, args, env, names: no syscall can carry a NUL
+        where = _nul_at(doc, "")
+        if where is not None:
+            raise ConfigError(f"{label}: {where or '/'}: contains a NUL character")
+    return doc
+
+
+def _nul_at(node: object, pointer: str) -> str | None:
+    """The JSON pointer of the first string (or key) holding a NUL, else None."""
+    if isinstance(node, str):
+        return pointer if "\0" in node else None
+    items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+    for key, value in items:
+        here = f"{pointer}/{key}".replace("\0", "\\0")
+        if isinstance(key, str) and "\0" in key:
+            return here
+        found = _nul_at(value, here)
+        if found is not None:
+            return found
+    return None
 
 
 def load_bundle(bundle: str) -> tuple[dict, bytes]:
@@ -67,6 +87,8 @@ def check_semantics(cfg: dict) -> None:
             raise ConfigError(f"config.json: /linux/namespaces/{i}/path: must be absolute")
     if "process" not in cfg:
         raise ConfigError("config.json: /process: required to create a container")
+    if not (cfg.get("root") or {}).get("path"):
+        raise ConfigError("config.json: /root/path: required to create a container")
     if not (cfg["process"].get("args") or []):
         raise ConfigError("config.json: /process/args: must name the program to run")
     cwd = cfg["process"].get("cwd")

@@ -34,18 +34,28 @@ def run_one(kind: str, index: int, hook: dict, payload: bytes) -> None:
     timeout = hook.get("timeout")
     where = f"{kind} hook #{index} ({path})"
     read_end, write_end = os.pipe()
+    # Close-on-exec: EOF once the hook runs, or the errno of a failed execve, so that failure
+    # is reported once, in the caller's one error line.
+    fail_r, fail_w = os.pipe()
     pid = os.fork()
     if pid == 0:
         try:
+            os.close(fail_r)
             os.dup2(read_end, 0)
             os.dup2(2, 1)  # hook output belongs on our stderr, never in the container's stdout
             os.execve(path, args, env)
         except OSError as exc:
-            os.write(2, f"pyrunc: {where}: {exc.strerror}\n".encode())
-            os._exit(127)
+            os.write(fail_w, str(exc.errno or 0).encode())
+        except BaseException:  # noqa: BLE001 - e.g. a NUL in an argument: still one line
+            os.write(fail_w, b"22")
         finally:
             os._exit(127)
     os.close(read_end)
+    os.close(fail_w)
+    try:
+        failed = os.read(fail_r, 16)
+    finally:
+        os.close(fail_r)
     try:
         os.write(write_end, payload)
     except BrokenPipeError:
@@ -53,6 +63,9 @@ def run_one(kind: str, index: int, hook: dict, payload: bytes) -> None:
     finally:
         os.close(write_end)
     status = _wait(pid, timeout)
+    if failed:
+        code = int(failed)
+        raise HookError(f"{where}: {os.strerror(code)[:1].lower()}{os.strerror(code)[1:]}")
     if status is None:
         raise HookError(f"{where} timed out after {timeout}s and was killed")
     if os.WIFSIGNALED(status):

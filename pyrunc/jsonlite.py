@@ -52,6 +52,8 @@ def loads(data: bytes | str) -> object:
         # looks up among loaded modules (SystemError otherwise). On this error path the
         # import is free to pay: let json itself phrase the problem.
         raise JSONError(_explain(text)) from None
+    except RecursionError:
+        raise JSONError("nested too deeply") from None
     finally:
         _Context.memo.clear()
     rest = text[end:].strip(_WS)
