@@ -241,9 +241,11 @@ def remove_orphan_dir(root: str, container_id: str) -> None:
     except (OSError, ValueError, AttributeError):
         cg = None  # no config either: create died before anything but the directory existed
     if cg is not None:
-        cg.kill_all()
-        # Only leaves that bear the container's id can be ours with certainty.
+        # Only leaves that bear the container's id can be ours with certainty; only a cgroup
+        # wholly ours may be emptied wholesale.
         cg.created = [p for p in cg.paths.values() if container_id in os.path.basename(p)]
+        if cg.exclusive():
+            cg.kill_all()
         cg.destroy()
     ctr.remove_dir()
 
