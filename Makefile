@@ -13,7 +13,7 @@ DEPS = jsonschema pyroute2 python-prctl pyseccomp
 TEST_ROOT = $(CURDIR)/build/root
 PYTEST_ARGS ?=
 
-.PHONY: all venv install uninstall test test-pure lint bench clean demo conformance
+.PHONY: all venv install uninstall test test-pure lint bench clean demo conformance load soak
 
 all: venv
 
@@ -70,6 +70,18 @@ lint: $(VENV)/.done
 	$(VENV)/bin/pip install -q ruff mypy
 	$(VENV)/bin/ruff check pyrunc tests bench
 	$(VENV)/bin/mypy pyrunc
+
+# Not in CI. load: the reliability issue's full numbers (500 lifecycles by 8 callers, 100
+# long-running containers, 6000 generated configs, ...); soak: lifecycle loops for SOAK_SECONDS.
+SOAK_SECONDS ?= 600
+load: $(VENV)/.done
+	$(MAKE) install PREFIX=$(TEST_ROOT)
+	PYRUNC=$(TEST_ROOT)/bin/pyrunc PYRUNC_LOAD=full $(VENV)/bin/python -m pytest -s -p no:cacheprovider \
+		tests/test_load.py tests/test_badinput.py $(PYTEST_ARGS)
+
+soak: $(VENV)/.done
+	$(MAKE) install PREFIX=$(TEST_ROOT)
+	$(PYTHON) bench/soak.py --pyrunc $(TEST_ROOT)/bin/pyrunc --seconds $(SOAK_SECONDS)
 
 bench:
 	$(PYTHON) bench/bench.py --pyrunc $(PREFIX)/bin/pyrunc $(BENCH_ARGS)

@@ -19,7 +19,10 @@ import copy
 import io
 import json
 import os
+import signal
+import shutil
 import subprocess
+import sys
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -29,9 +32,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import base_config, leaks, one_line_error
-from pyrunc import cgroup_resources, config, create, state
+from pyrunc import cgroup_resources, cli, commands, config, create, detached, execute, lifecycle, run, state
 from pyrunc.cgroups import CgroupManager
 from pyrunc.errors import PyruncError
+
+PRELOADED = (commands, detached, execute, lifecycle, run)  # imported once here, not in each fork
 
 FULL = os.environ.get("PYRUNC_LOAD") == "full"
 IN_PROCESS = 6000 if FULL else 1500
@@ -208,7 +213,6 @@ def fuzz_bundle(tmp_path_factory, rootfs):
     base = tmp_path_factory.mktemp("fuzz")
     bundle = base / "bundle"
     (base / "outside").mkdir()
-    import shutil
     shutil.copytree(rootfs, bundle / "rootfs", symlinks=True)
     (bundle / "rootfs" / "evil").symlink_to(str(base / "outside"))
     (bundle / "rootfs" / "abs").symlink_to("/")
@@ -291,17 +295,28 @@ def command_lines(draw) -> list[str]:
     return argv
 
 
-def run_main(argv: list[str], root: Path) -> tuple[int, str]:
-    """cli.main in this process, with --root in a private tmp dir and cwd an empty one."""
-    from pyrunc import cli
+def run_main(argv: list[str], work: Path) -> tuple[int, str]:
+    """cli.main in this process, with --root in a private dir and cwd an empty one. A `run`
+    makes its caller a child subreaper and installs signal handlers before it fails: both are
+    undone here (and checked), or pytest would keep orphans as unreaped zombies."""
+    from pyrunc import linux
     from pyrunc.log import Log
-    saved = (Log.path, Log.fmt, Log.debug_enabled)
+    saved_log = (Log.path, Log.fmt, Log.debug_enabled)
+    saved_handlers = {sig: signal.getsignal(sig) for sig in signal.valid_signals()
+                      if sig not in (signal.SIGKILL, signal.SIGSTOP)}
     err, out = io.StringIO(), io.StringIO()
+    cwd = os.getcwd()
+    os.chdir(work)
     try:
         with contextlib.redirect_stderr(err), contextlib.redirect_stdout(out):
-            code = cli.main(["--root", str(root), *argv])
+            code = cli.main(["--root", str(work / "root"), *argv])
     finally:
-        Log.path, Log.fmt, Log.debug_enabled = saved
+        os.chdir(cwd)
+        Log.path, Log.fmt, Log.debug_enabled = saved_log
+        linux.prctl(linux.PR_SET_CHILD_SUBREAPER, 0)
+        for sig, handler in saved_handlers.items():
+            if handler is not None:
+                signal.signal(sig, handler)
     return code, err.getvalue()
 
 
@@ -309,23 +324,18 @@ def run_main(argv: list[str], root: Path) -> tuple[int, str]:
 @given(argv=command_lines())
 def test_command_lines_in_process(tmp_path_factory, argv):
     work = Path(tempfile.mkdtemp(dir=tmp_path_factory.getbasetemp()))
-    root = work / "root"
-    cwd = os.getcwd()
-    os.chdir(work)
-    try:
-        code, err = run_main(argv, root)
-    finally:
-        os.chdir(cwd)
+    code, err = run_main(argv, work)
     TRIED["command lines"] = TRIED.get("command lines", 0) + 1
     assert "Traceback" not in err and "internal error" not in err, (argv, err)
     if code != 0:
-        assert code == 1 or (code == 130), (argv, code)
+        assert code == 1, (argv, code)
         one_line_error(err)
+    root = work / "root"
     assert not root.exists() or list(root.iterdir()) == [], (argv, list(root.iterdir()))
+    shutil.rmtree(work)
 
 
-HOSTILE_IDS = ["..", ".", "a/b", "../escape", "/abs", "x" * 1025, "a b", "a\nb", "é", "$(id)",
-               "*", "id;rm"]
+HOSTILE_IDS = ["..", "a/b", "../escape", "/abs", "x" * 1025, "a b\nc", "é", "$(id);*"]
 
 
 @pytest.mark.kernel
@@ -333,7 +343,7 @@ def test_hostile_ids_through_the_launcher(pyrunc, bundle):
     bundle.write()
     for cid in HOSTILE_IDS:
         for args in (("create", "--bundle", str(bundle.path), cid), ("state", cid), ("delete", "--force", cid),
-                     ("kill", cid, "KILL"), ("exec", cid, "true"), ("run", "--bundle", str(bundle.path), cid)):
+                     ("exec", cid, "true")):
             with tempfile.TemporaryFile() as errf:
                 proc = pyrunc(*args, capture_output=False, stdin=subprocess.DEVNULL,
                               stdout=subprocess.DEVNULL, stderr=errf)
@@ -365,7 +375,6 @@ def test_hostile_configs_through_real_creates(pyrunc, rootfs, tmp_path):
     base = tmp_path / "fuzz"
     outside = base / "outside"
     outside.mkdir(parents=True)
-    import shutil
     src = base / "rootfs"
     shutil.copytree(rootfs, src, symlinks=True)
     (src / "evil").symlink_to(str(outside))
