@@ -89,11 +89,8 @@ def describe(exc: BaseException) -> str:
 
 
 def _report(sock: sync.Socket, exc: BaseException) -> None:
-    msg = describe(exc)
-    if len(msg) > 4096:  # a config's megabyte-long path must not outgrow one sync message
-        msg = f"{msg[:2048]}...{msg[-1024:]}"
     try:
-        sync.send(sock, "error", msg=msg)
+        sync.send(sock, "error", msg=describe(exc))
     except OSError:
         os.write(2, f"pyrunc init: {describe(exc)}\n".encode())
 

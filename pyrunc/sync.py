@@ -29,6 +29,11 @@ def pair() -> tuple[Socket, Socket]:
 def send(sock: Socket, kind: str, fds: list[int] | None = None, **fields: object) -> None:
     fields["type"] = kind
     data = jsonlite.dumps(fields).encode()
+    if len(data) > MAX // 2 and isinstance(fields.get("msg"), str):
+        # An error naming a megabyte-long path from config.json must still fit one packet.
+        text = fields["msg"]
+        fields["msg"] = f"{text[:2048]}...{text[-1024:]}"
+        data = jsonlite.dumps(fields).encode()
     if fds:
         # struct, not array: importing array pulls in collections (~3 ms).
         sock.sendmsg([data], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS,
