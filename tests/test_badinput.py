@@ -391,6 +391,13 @@ def test_hostile_configs_through_real_creates(pyrunc, rootfs, tmp_path):
             # Hostile cgroupsPath values are tried in-process; a real one must stay ours (a
             # cgroup outside our prefix would escape the leak check if the test failed).
             doc["linux"]["cgroupsPath"] = f"/{cid}"
+        root = doc.get("root")
+        if isinstance(root, dict) and isinstance(root.get("path"), str) and "\0" not in root["path"] \
+                and not os.path.realpath(bundle / root["path"]).startswith(str(src)):
+            # root.path is a host path by definition: one that names `outside` (e.g.
+            # "evil/../../outside") makes it the rootfs, legitimately. The sentinel is for
+            # paths *inside* the container.
+            root["path"] = "rootfs"
         write(bundle, doc)
         with tempfile.TemporaryFile() as err:
             proc = pyrunc("create", "--bundle", str(bundle), cid, capture_output=False,
