@@ -198,6 +198,11 @@ def _create(root: str, container_id: str, opts: CreateOptions) -> state.Containe
         if cg.skipped:
             from pyrunc.log import Log
             Log.warning(cg.skipped_warning())
+            if not cg.paths and "pid" not in new:
+                # runc's warning: without a cgroup or a pid namespace of its own, nothing can
+                # find (and kill) every process of this container.
+                Log.warning("creating a rootless container with no cgroup and no private pid "
+                            "namespace: delete cannot kill processes that leave its init")
         linux = cfg.get("linux") or {}
         for warning in cg.apply(linux.get("resources"), linux.get("devices")):
             from pyrunc.log import Log

@@ -129,15 +129,17 @@ def mount_entry(ctx: RootfsContext, plan: mounts.MountPlan) -> None:
         # In a user namespace, sysfs needs a network namespace it owns and mqueue an ipc
         # namespace it owns (a joined one is the host's, or another owner's): bind the host's
         # instead, as runc does.
-        fallback = {"sysfs": ("/sys", "network"), "mqueue": ("/dev/mqueue", "ipc")}.get(
-            plan.fstype)
+        # proc has no such fallback (runc has none either): it needs its own pid namespace.
+        fallback = {"sysfs": ("/sys", "a network"), "mqueue": ("/dev/mqueue", "an ipc"),
+                    "proc": ("", "a pid")}.get(plan.fstype)
         if not ctx.in_userns or plan.bind or fallback is None:
             raise
-        if not os.path.exists(fallback[0]):
-            raise PermissionError(errno.EPERM, f"{plan.fstype} in a user namespace needs an "
-                                  f"{fallback[1]} namespace of its own (and the host has no "
-                                  f"{fallback[0]} to bind)") from None
-        plan.bind, plan.recursive, plan.source, plan.data = True, True, fallback[0], []
+        source, needs = fallback
+        if not source or not os.path.exists(source):
+            missing = f" (and the host has no {source} to bind)" if source else ""
+            raise PermissionError(errno.EPERM, f"{plan.fstype} in a user namespace needs "
+                                  f"{needs} namespace of its own{missing}") from None
+        plan.bind, plan.recursive, plan.source, plan.data = True, True, source, []
         mounts.mount_into_root(plan, ctx.rootfd, ctx.rootfs)
 
 

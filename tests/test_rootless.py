@@ -246,6 +246,27 @@ def test_rootless_maps_a_range_through_newuidmap(user):
     assert lines[2] == ["allow"] and lines[3] == ["5:7"], out
 
 
+def no_pid_namespace(cfg: dict) -> None:
+    cfg["linux"]["namespaces"].remove({"type": "pid"})
+
+
+def test_rootless_without_cgroup_or_pid_namespace_is_warned_about(user):
+    def host_proc(cfg: dict) -> None:
+        no_pid_namespace(cfg)
+        # A new proc needs a pid namespace the user namespace owns: the host's, bound.
+        cfg["mounts"][0] = {"destination": "/proc", "type": "bind", "source": "/proc",
+                            "options": ["rbind"]}
+    user.config(["true"], edit=host_proc)
+    res = user("run", user.new_id())
+    assert res.returncode == 0, res.stderr
+    assert "no cgroup and no private pid namespace" in res.stderr.decode()
+    user.config(["true"], edit=no_pid_namespace)
+    res = user("run", user.new_id())
+    assert res.returncode == 1
+    assert "mounts[0] /proc: proc in a user namespace needs a pid namespace of its own" in \
+        one_line_error(res.stderr.decode())
+
+
 def test_rootless_flag_values(user):
     user.config(["true"])
     res = user("--rootless=maybe", "run", user.new_id())
