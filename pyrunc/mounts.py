@@ -248,7 +248,9 @@ def guard_proc(plan: MountPlan, target: int, root_path: str) -> None:
     symlink or `..` leading to /proc is caught too."""
     where = os.path.relpath(os.readlink(saferoot.proc_fd_path(target)), root_path)
     if where == "proc":
-        if plan.bind:
+        if plan.bind and plan.mfd >= 0:  # cloned before the user namespace: check the clone
+            ok = linux.fstatfs_type(plan.mfd) == linux.PROC_SUPER_MAGIC
+        elif plan.bind:
             src = os.open(plan.source, os.O_PATH | os.O_CLOEXEC)
             try:
                 ok = linux.fstatfs_type(src) == linux.PROC_SUPER_MAGIC
