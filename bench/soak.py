@@ -95,11 +95,13 @@ class Soak:
             self.seq += 1
             return f"{self.prefix}-{self.seq}"
 
-    def wait_stopped(self, cid: str) -> dict:
+    def wait_stopped(self, cid: str, shim: bool = False) -> dict:
+        """Until stopped (and, under pyrunc-shim, until its exit record is there: the init
+        reads stopped as soon as it is a zombie, a moment before the shim reaps and records)."""
         deadline = time.monotonic() + 60
         while True:
             st = json.loads(self.call("state", cid).stdout)
-            if st["status"] == "stopped":
+            if st["status"] == "stopped" and (not shim or "exitStatus" in st):
                 return st
             if time.monotonic() > deadline:
                 raise RuntimeError(f"{cid} still {st['status']} after 60s")
@@ -107,19 +109,23 @@ class Soak:
 
     def one(self, kind: int, long_lived: str) -> str:
         cid = self.new_id()
-        if kind == 0:
-            self.call("run", "-d", "--bundle", self.bundles["exit3"], cid)
-            st = self.wait_stopped(cid)
-            if st.get("exitStatus") != 3:
-                raise RuntimeError(f"{cid}: exitStatus {st.get('exitStatus')}, expected 3")
-            self.call("delete", cid)
-            return "run -d"
-        if kind == 1:
-            self.call("create", "--bundle", self.bundles["true"], cid)
-            self.call("start", cid)
-            self.wait_stopped(cid)
-            self.call("delete", cid)
-            return "create/start"
+        try:
+            if kind == 0:
+                self.call("run", "-d", "--bundle", self.bundles["exit3"], cid)
+                st = self.wait_stopped(cid, shim=True)
+                if st.get("exitStatus") != 3:
+                    raise RuntimeError(f"{cid}: exitStatus {st.get('exitStatus')}, expected 3")
+                self.call("delete", cid)
+                return "run -d"
+            if kind == 1:
+                self.call("create", "--bundle", self.bundles["true"], cid)
+                self.call("start", cid)
+                self.wait_stopped(cid)
+                self.call("delete", cid)
+                return "create/start"
+        except Exception:
+            self.call("delete", "--force", cid, check=False)  # the error is counted, not left
+            raise
         out = self.call("exec", long_lived, "echo", cid).stdout
         if out != f"{cid}\n".encode():
             raise RuntimeError(f"exec printed {out!r}")
