@@ -7,10 +7,12 @@ session every daemon is stopped, the lab is removed, and `Traces` must find noth
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -90,6 +92,7 @@ def lab(rootfs: Path):
     final leak check of everything the engines touched."""
     if os.geteuid() != 0:
         pytest.skip("engine tests need root")
+    lock = machine_lock()
     path = Path(tempfile.mkdtemp(prefix="pyrunc-eng-", dir="/tmp"))
     traces = Traces(path)
     launcher = pyrunc_launcher()
@@ -114,7 +117,26 @@ def lab(rootfs: Path):
     shutil.rmtree(path, ignore_errors=True)
     traces.clean_outside()
     left = traces.leftovers()
+    os.close(lock)
     assert not left, "the engines left traces:\n" + "\n".join(left)
+
+
+def machine_lock(wait: float = 900) -> int:
+    """One engines session at a time on the machine: the engines share paths outside any lab
+    (/run/containerd, /opt/containerd, the libpod_parent/default/docker cgroups) that each
+    session removes at its end, so a second suite running meanwhile (another checkout's) waits.
+    The lock is on /run/lock itself, which always exists: no lock file is left behind."""
+    fd = os.open("/run/lock", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return fd
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                os.close(fd)
+                pytest.skip(f"another engines session held /run/lock for {wait:.0f}s")
+            time.sleep(1)
 
 
 def engine_env(lab: Path) -> dict[str, str]:
