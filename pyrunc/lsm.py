@@ -5,9 +5,12 @@ runc 1.1.5 on a host without either LSM (measured by hand on this one): an appar
 fails in the init ("unable to apply apparmor profile: ... write /proc/self/attr/exec: invalid
 argument"), a selinuxLabel is refused up front ("selinux label is specified in config, but
 selinux is disabled or not supported"), and a mountLabel makes its first labelled mount fail
-(EINVAL on `context=`). Every one is a failure, never a silent run without the confinement
-asked for; pyrunc refuses all three up front, naming the field, before anything is created.
-An empty string asks for nothing, as with runc.
+(EINVAL on `context=`). The two process labels confine the program: running without the
+confinement asked for would be silent weakening, so pyrunc refuses them up front, naming the
+field, before anything is created. A mountLabel confines nothing by itself (it is the SELinux
+context given to the container's mounts, and without SELinux no file has a context): here pyrunc
+follows crun rather than runc, warns, and runs, which is what runtime-tools' linux_mount_label
+expects. An empty string asks for nothing, as with runc.
 """
 
 from __future__ import annotations
@@ -43,8 +46,10 @@ def check(proc: dict, linux_cfg: dict | None, where: str = "config.json: /proces
                           "SELinux is disabled or not supported on this host")
     if (linux_cfg or {}).get("mountLabel"):
         if not selinux_enabled():
-            raise ConfigError(f"config.json: /linux/mountLabel: {linux_cfg['mountLabel']!r} "
-                              "asked for, but SELinux is disabled or not supported on this host")
+            from pyrunc.log import Log
+            Log.warning(f"config.json: /linux/mountLabel: {linux_cfg['mountLabel']!r} ignored: "
+                        "SELinux is disabled or not supported on this host")
+            return
         raise NotSupported("config.json: /linux/mountLabel: labelled mounts are not supported "
                            "yet")
 
