@@ -144,6 +144,7 @@ def _spawn(plan: init.ExecPlan, proc: dict, opts: dict, detach: bool, warm: int 
             if proc.get("terminal"):
                 master = sync.recv_with_fds(parent_sock, "pty", "exec")[1][0]
             sync.recv(parent_sock, "ready", "exec")
+            sync.wait_closed(parent_sock)   # the child's end goes at execve (close-on-exec)
             from pyrunc.cgroups import reap_prewarm
             reap_prewarm(warm)   # joined: no more cgroup writes, even if the process runs for hours
         except PyruncError as exc:

@@ -468,7 +468,11 @@ def exec_child_main(plan: ExecPlan, sock: sync.Socket) -> NoReturn:
         exe, env = prepare_process(proc, plan.seccomp is not None)
         sync.send(sock, "ready")
         ready = True
-        sock.close()
+        # The socket is close-on-exec: kept open, its end-of-file tells `exec` that execve has
+        # happened (or that we died), so `exec -d` returns and writes its pid file only once the
+        # program runs. A number inside the preserved range would become inheritable: close it.
+        if sock.fileno() < 3 + plan.preserve_fds:
+            sock.close()
         if peer >= 0:
             terminal.make_controlling(peer)
         close_inherited_fds(plan.preserve_fds)

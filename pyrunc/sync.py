@@ -58,6 +58,12 @@ def recv(sock: Socket, expect: str, what: str) -> dict:
     return _decode(sock.recv(MAX), expect, what)
 
 
+def wait_closed(sock: Socket) -> None:
+    """Block until every other holder of the peer end has closed it (exit or close-on-exec)."""
+    while sock.recv(MAX):
+        pass
+
+
 def recv_with_fds(sock: Socket, expect: str, what: str) -> tuple[dict, list[int]]:
     fds: list[int] = []
     data, ancdata, _flags, _addr = sock.recvmsg(MAX, _socket.CMSG_LEN(4 * 4))
