@@ -29,7 +29,7 @@ ENTRIES: dict[str, list[str]] = {
     "prewarm": ["pyrunc.cgroups"],   # what _boot.py needs first for create, run and exec
     "create": _CREATE,
     "run": [*_CREATE, "pyrunc.run"],
-    "exec": [*_CORE, "pyrunc.execute", "pyrunc.run", "pyrunc.log"],
+    "exec": [*_CORE, "pyrunc.execute", "pyrunc.supervise", "pyrunc.log"],
     **{cmd: [*_CORE, "pyrunc.lifecycle", "pyrunc.log"]
        for cmd in ("state", "start", "kill", "delete", "list", "pause", "resume", "ps", "logs")},
 }

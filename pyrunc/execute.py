@@ -161,9 +161,9 @@ def _spawn(plan: init.ExecPlan, proc: dict, opts: dict, detach: bool, warm: int 
     if detach:
         return 0
     state.pause_point("exec:waiting")
-    from pyrunc import run
-    run.forward_signals(exec_pid)
+    from pyrunc import supervise
+    supervise.forward_signals(exec_pid)
     if master >= 0:
         from pyrunc import relay
         return relay.relay_until_exit(master, exec_pid)
-    return run.wait_for(exec_pid)
+    return supervise.wait_for(exec_pid)

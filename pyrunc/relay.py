@@ -16,7 +16,7 @@ import termios
 import _signal as signal  # not `signal`: it imports enum
 
 from pyrunc import terminal
-from pyrunc.run import exit_code
+from pyrunc.supervise import exit_code
 
 
 def _copy_size(src: int, master: int) -> None:
