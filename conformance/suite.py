@@ -616,6 +616,32 @@ def poststart_fails(c: Ctx) -> None:
     expect(st is None or st["status"] == "stopped", f"container left {st and st['status']}")
 
 
+@req("runtime.md#lifecycle", "MUST", "after a failing prestart, createRuntime, createContainer or "
+     "startContainer hook the lifecycle goes on at step 12: the container is destroyed and the "
+     "poststop hooks run")
+def failed_hook_poststop(c: Ctx) -> None:
+    missed = []
+    for kind in ("prestart", "createRuntime", "createContainer", "startContainer"):
+        b = c.bundle(["true"])
+        marker = b / "poststop-ran"
+        cfg = json.loads((b / "config.json").read_text())
+        cfg["hooks"] = {kind: [hook("exit 3")], "poststop": [hook(f"echo ran > {marker}")]}
+        (b / "config.json").write_text(json.dumps(cfg))
+        cid, p = c.create(b, check=False)
+        if p.returncode == 0:
+            expect(kind == "startContainer", f"create succeeded although {kind} failed")
+            if c.rt("start", cid).returncode == 0:
+                continue  # start_hook_fails reports that; here only poststop is judged
+        st = c.state(cid)
+        expect(st is None or st["status"] == "stopped",
+               f"{kind}: container left {st and st['status']}")
+        if st is not None:  # the lifecycle may go on at delete (step 11 then 12)
+            c.rt("delete", cid)
+        if not marker.exists():
+            missed.append(kind)
+    expect(not missed, f"no poststop hook after a failing {', '.join(missed)} hook")
+
+
 @req("runtime.md#lifecycle", "MUST", "a failing poststop hook is a warning: delete succeeds and "
      "the remaining poststop hooks run")
 def poststop_fails(c: Ctx) -> None:
@@ -1118,6 +1144,21 @@ def delete_host_mounts(c: Ctx) -> None:
     expect(not left, f"{len(left)} mounts left in the host's table, e.g. {left[:3]}")
 
 
+@req("config-linux.md#namespaces", "MUST", "a namespace path must be absolute: a relative one "
+     "is an error")
+def ns_relative_path(c: Ctx) -> None:
+    pid = c.holder("--uts")
+
+    def edit(cfg: dict) -> None:
+        cfg.pop("hostname", None)
+        cfg["linux"]["namespaces"] = [{"type": "pid"}, {"type": "mount"}, {
+            "type": "uts", "path": os.path.relpath(f"/proc/{pid}/ns/uts")}]
+    b = c.bundle(["true"], edit)
+    cid, p = c.create(b, check=False)
+    expect(p.returncode != 0, "create accepted a relative namespace path")
+    expect(c.state(cid) is None, "a container exists")
+
+
 @req("config-linux.md#namespaces", "MUST", "duplicated namespace types are an error")
 def ns_duplicate(c: Ctx) -> None:
     b = c.bundle(["true"], lambda cfg: cfg["linux"]["namespaces"].append({"type": "ipc"}))
@@ -1272,6 +1313,92 @@ def seccomp_errno(c: Ctx) -> None:
                                                  "action": "SCMP_ACT_ERRNO", "errnoRet": 1}]}
     out = c.must_run(["sh", "-c", "mkdir /tmp/x 2>&1; echo rc=$?"], edit)
     expect("rc=1" in out and "not permitted" in out.lower(), f"mkdir said {out.strip()!r}")
+
+
+@req("config-linux.md#seccomp", "MUST", "errnoRet on an action that returns no errno is an "
+     "error")
+def seccomp_errno_wrong_action(c: Ctx) -> None:
+    def edit(cfg: dict) -> None:
+        cfg["linux"]["seccomp"] = {"defaultAction": "SCMP_ACT_ALLOW",
+                                   "syscalls": [{"names": ["mkdirat"], "action": "SCMP_ACT_KILL",
+                                                 "errnoRet": 1}]}
+    b = c.bundle(["true"], edit)
+    cid, p = c.create(b, check=False)
+    expect(p.returncode != 0, "create accepted errnoRet with SCMP_ACT_KILL")
+    expect(c.state(cid) is None, "a container exists")
+
+
+@req("config-linux.md#seccomp", "MUST", "a seccomp state that cannot be sent to listenerPath is "
+     "an error")
+def seccomp_listener_unreachable(c: Ctx) -> None:
+    def edit(cfg: dict) -> None:
+        cfg["linux"]["seccomp"] = {"defaultAction": "SCMP_ACT_ALLOW",
+                                   "listenerPath": str(c.work / "no-such-socket"),
+                                   "syscalls": [{"names": ["mkdirat"],
+                                                 "action": "SCMP_ACT_NOTIFY"}]}
+    b = c.bundle(["true"], edit)
+    cid, p = c.create(b, check=False)
+    expect(p.returncode != 0, "create succeeded with nothing listening at listenerPath")
+    expect(c.state(cid) is None, "a container exists")
+
+
+@req("config-linux.md#user-namespace-mappings", "SHOULD", "the runtime does not change the "
+     "ownership of the rootfs to realize the mappings")
+def userns_no_chown(c: Ctx) -> None:
+    def edit(cfg: dict) -> None:
+        cfg["linux"]["namespaces"].append({"type": "user"})
+        cfg["linux"]["uidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+        cfg["linux"]["gidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+        cfg["mounts"] = [m for m in cfg["mounts"] if m["destination"] != "/sys"]
+    b = c.bundle(["true"], edit)
+    for d in (c.work.parent, c.work, b):
+        d.chmod(0o755)  # the container's root (host uid 100000) must reach its rootfs
+    paths = [b / "rootfs", b / "rootfs" / "bin", b / "rootfs" / "bin" / "busybox",
+             b / "rootfs" / "etc" / "passwd"]
+    before = [(os.lstat(x).st_uid, os.lstat(x).st_gid) for x in paths]
+    cid, _ = c.create(b)
+    c.rt("start", cid)
+    c.wait_status(cid, "stopped")
+    c.rt("delete", cid)
+    after = [(os.lstat(x).st_uid, os.lstat(x).st_gid) for x in paths]
+    changed = [f"{x.relative_to(b)} {o} -> {n}" for x, o, n in zip(paths, before, after) if o != n]
+    expect(not changed, f"ownership changed: {changed}")
+
+
+def host_veth(c: Ctx) -> str:
+    """A veth pair in our network namespace (deleted at close if still here); one end's name."""
+    dev = f"cf{uuid.uuid4().hex[:8]}"
+    if subprocess.run(["ip", "link", "add", dev, "type", "veth", "peer", "name", dev + "p"],
+                      env=ENV, stderr=subprocess.DEVNULL).returncode != 0:
+        raise Skip("cannot create a veth pair on this host (ip, veth)")
+    c.cleanups.append(lambda: subprocess.run(["ip", "link", "del", dev + "p"], env=ENV,
+                                             stderr=subprocess.DEVNULL))
+    return dev
+
+
+@req("config-linux.md#network-devices", "MUST", "netDevices are moved into the container's "
+     "network namespace, renamed, set up, with their addresses kept")
+def netdevices_moved(c: Ctx) -> None:
+    dev = host_veth(c)
+    subprocess.run(["ip", "addr", "add", "10.213.7.1/24", "dev", dev], env=ENV, check=True)
+
+    def edit(cfg: dict) -> None:
+        cfg["linux"]["netDevices"] = {dev: {"name": "ctr0"}}
+    out = c.must_run(["sh", "-c", "ip -o link show ctr0; ip -o -4 addr show dev ctr0"], edit)
+    expect("ctr0" in out, f"no ctr0 in the container: {out.strip()!r}")
+    expect(",UP" in out or "<UP" in out, f"ctr0 is not up: {out.strip()!r}")
+    expect("10.213.7.1/24" in out, f"the address was not kept: {out.strip()!r}")
+
+
+@req("config-linux.md#network-devices", "MUST", "a netDevices name that already exists in the "
+     "container's namespace is an error")
+def netdevices_name_taken(c: Ctx) -> None:
+    dev = host_veth(c)
+    b = c.bundle(["true"], lambda cfg: cfg["linux"].update(netDevices={dev: {"name": "lo"}}))
+    cid, p = c.create(b, check=False)
+    expect(p.returncode != 0, "create moved a device onto the name lo")
+    expect(c.state(cid) is None, "a container exists")
+    expect(Path(f"/sys/class/net/{dev}").exists(), "the device did not come back to the host")
 
 
 # --- the runner -------------------------------------------------------------------------------

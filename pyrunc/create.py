@@ -100,6 +100,24 @@ def run_create_hooks(sock: sync.Socket, cfg: dict, container_id: str, pid: int,
     sync.send(sock, "continue", state=creating, created=created)
 
 
+def run_poststop_after_failure(cfg: dict, container_id: str, bundle: str) -> None:
+    """runtime.md's lifecycle: when a prestart, createRuntime or createContainer hook fails,
+    the container is destroyed (step 12) and the poststop hooks still run (step 13), so they
+    can undo what the earlier hooks set up (runc does the same). Their failures are warnings."""
+    configured = (cfg.get("hooks") or {}).get("poststop")
+    if not configured:
+        return
+    from pyrunc import hooks, jsonlite
+    from pyrunc.log import Log
+    payload = jsonlite.dumps(hook_state(cfg, container_id, 0, bundle, "stopped"),
+                             spaced=True).encode()
+    for index, hook in enumerate(configured):
+        try:
+            hooks.run_one("poststop", index, hook, payload)
+        except hooks.HookError as exc:
+            Log.warning(str(exc))
+
+
 def start_mover(sock: sync.Socket, init_pid: int):  # -> netdev.Mover
     """netDevices need the init's network namespace: if the init already died, say why."""
     from pyrunc import netdev
@@ -180,6 +198,7 @@ def _create(root: str, container_id: str, opts: CreateOptions) -> state.Containe
     init_pid = 0
     master = -1
     mover = None
+    hooks_began = False  # from here on a failure goes on at the lifecycle's step 12: poststop
     before: set[tuple[str, str]] | None = None  # host mounts below the rootfs, if no mount ns
     try:
         state.pause_point("create:after-dir")
@@ -250,6 +269,7 @@ def _create(root: str, container_id: str, opts: CreateOptions) -> state.Containe
                 state.pause_point("create:after-fork")
                 if plan.create_hooks:
                     sync.recv(parent_sock, "create-hooks", "create")
+                    hooks_began = True
                     run_create_hooks(parent_sock, cfg, container_id, init_pid, bundle)
                 if use_tty:
                     _msg, fds = sync.recv_with_fds(parent_sock, "pty", "create")
@@ -313,4 +333,6 @@ def _create(root: str, container_id: str, opts: CreateOptions) -> state.Containe
             cg.destroy()
         finally:
             ctr.remove_dir()
+            if hooks_began:
+                run_poststop_after_failure(cfg, container_id, bundle)
         raise

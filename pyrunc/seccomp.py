@@ -103,10 +103,14 @@ def _action(name: str, errno_ret: object, where: str) -> int:
     base = ACTIONS.get(name)
     if base is None:
         raise ConfigError(f"config.json: {where}: unknown seccomp action {name!r}")
-    if name == "SCMP_ACT_ERRNO":
+    if name in ("SCMP_ACT_ERRNO", "SCMP_ACT_TRACE"):
         return base | ((EPERM if errno_ret is None else int(errno_ret)) & 0xFFFF)
-    if name == "SCMP_ACT_TRACE":
-        return base | ((EPERM if errno_ret is None else int(errno_ret)) & 0xFFFF)
+    if errno_ret is not None:
+        # config-linux.md: an errno on an action that returns none must be an error (runc 1.1
+        # drops it silently; the filter would then not do what the config says).
+        field = "defaultErrnoRet" if where.endswith("/defaultAction") else "errnoRet"
+        raise ConfigError(f"config.json: {where[:where.rindex('/')]}/{field}: {name} returns "
+                          "no errno (only SCMP_ACT_ERRNO and SCMP_ACT_TRACE take one)")
     return base
 
 

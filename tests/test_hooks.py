@@ -75,25 +75,50 @@ def test_all_hooks_run_in_order_with_state_on_stdin(pyrunc, bundle, tmp_path):
 
 
 @pytest.mark.parametrize("kind", ["prestart", "createRuntime", "createContainer"])
-def test_failing_create_time_hook_fails_create_and_cleans_up(pyrunc, bundle, kind):
+def test_failing_create_time_hook_fails_create_and_cleans_up(pyrunc, bundle, kind, tmp_path):
+    # runtime-spec lifecycle: the container is destroyed (step 12), then the poststop hooks
+    # run (step 13), with the stopped state; a failing one of them is only a warning.
+    poststop = tmp_path / "poststop.json"
     cfg = bundle.edit()
-    cfg["hooks"] = {kind: [{"path": "/bin/sh", "args": ["sh", "-c", "exit 3"]}]}
+    cfg["hooks"] = {kind: [{"path": "/bin/sh", "args": ["sh", "-c", "exit 3"]}],
+                    "poststop": [{"path": "/bin/sh", "args": ["sh", "-c", "exit 4"]},
+                                 {"path": "/bin/sh", "args": ["sh", "-c", f"cat > {poststop}"]}]}
     bundle.write()
     cid = pyrunc.new_id()
     res = pyrunc("create", "--bundle", str(bundle.path), cid)
     assert res.returncode == 1
     assert f"{kind} hook #0".encode() in res.stderr
     assert b"exit status 3" in res.stderr
+    assert b"poststop hook #0" in res.stderr and b"exit status 4" in res.stderr
     assert not (pyrunc.root / cid).exists()
+    state = json.loads(poststop.read_text())
+    assert (state["id"], state["status"], state["pid"]) == (cid, "stopped", 0)
+    assert state["bundle"] == str(bundle.path)
 
 
-def test_failing_start_container_hook_fails_start(pyrunc, bundle):
+def test_failure_before_any_hook_runs_no_poststop(pyrunc, bundle, tmp_path):
+    # A create that fails before the hooks (here: the rootfs is missing) never set anything
+    # up for a poststop hook to undo: errors leave the host as before (runtime.md#errors).
+    marker = tmp_path / "poststop-ran"
+    cfg = bundle.edit()
+    cfg["root"]["path"] = str(tmp_path / "no-such-rootfs")
+    cfg["hooks"] = {"prestart": [{"path": "/bin/true"}],
+                    "poststop": [{"path": "/bin/sh", "args": ["sh", "-c", f"touch {marker}"]}]}
+    bundle.write()
+    cid = pyrunc.new_id()
+    assert pyrunc("create", "--bundle", str(bundle.path), cid).returncode == 1
+    assert not marker.exists()
+
+
+def test_failing_start_container_hook_fails_start(pyrunc, bundle, tmp_path):
     # runtime-spec lifecycle step 7: an error from `start`, the container stopped, the user's
     # program never run.
     cfg = bundle.edit()
     cfg["root"]["readonly"] = False
     cfg["process"]["args"] = ["sh", "-c", "echo ran > /ran"]
-    cfg["hooks"] = {"startContainer": [{"path": "/bin/sh", "args": ["sh", "-c", "exit 3"]}]}
+    cfg["hooks"] = {"startContainer": [{"path": "/bin/sh", "args": ["sh", "-c", "exit 3"]}],
+                    "poststop": [{"path": "/bin/sh",
+                                  "args": ["sh", "-c", f"touch {tmp_path / 'poststop-ran'}"]}]}
     bundle.write()
     cid = pyrunc.new_id()
     pyrunc("create", "--bundle", str(bundle.path), cid, check=True, capture_output=False,
@@ -107,6 +132,7 @@ def test_failing_start_container_hook_fails_start(pyrunc, bundle):
     assert not (bundle.rootfs / "ran").exists()
     pyrunc("delete", cid, check=True)
     assert not (pyrunc.root / cid).exists()
+    assert (tmp_path / "poststop-ran").exists()  # the lifecycle went on at step 12 with delete
 
 
 def test_hook_timeout_kills_it_and_fails_create(pyrunc, bundle):

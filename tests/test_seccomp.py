@@ -197,6 +197,23 @@ def test_unknown_action_refused(run_container, pyrunc):
     assert not (pyrunc.root / r.cid).exists()
 
 
+@pytest.mark.parametrize("where", ["rule", "default"])
+def test_errno_on_an_action_without_one_refused(run_container, pyrunc, where):
+    # config-linux.md#seccomp: errnoRet/defaultErrnoRet on an action that returns no errno
+    # must be an error, naming the field (runc 1.1 drops it silently).
+    sc = deny(MKDIR, "SCMP_ACT_KILL", errnoRet=1)
+    if where == "default":
+        sc = deny(MKDIR, "SCMP_ACT_ERRNO")
+        sc["defaultErrnoRet"] = 1
+    r = run_container(["true"], edit=with_seccomp(sc))
+    assert r.rc != 0
+    lines = error_lines(r.err)
+    field = "/linux/seccomp/syscalls/0/errnoRet" if where == "rule" else \
+        "/linux/seccomp/defaultErrnoRet"
+    assert len(lines) == 1 and field in lines[0], r
+    assert not (pyrunc.root / r.cid).exists()
+
+
 def test_unsupported_flag_refused(run_container):
     sc = deny(MKDIR, "SCMP_ACT_ERRNO")
     sc["flags"] = ["SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV"]
