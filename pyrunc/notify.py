@@ -98,16 +98,19 @@ class Proxy:
         poller.register(self.sock.fileno(), select.POLLIN)
         poller.register(self.pidfd, select.POLLIN)
         while True:
-            for fd, _ in poller.poll():
-                if fd == self.pidfd:
-                    return None
+            init_gone = any(fd == self.pidfd for fd, _ in poller.poll())
+            # All that is queued counts before the init's death does: a service may send
+            # STATUS=, then READY=1, then exit before we get to run; both fds are ready then.
+            while True:
                 try:
-                    data = self.sock.recv(4096)
+                    data = self.sock.recv(4096, _socket.MSG_DONTWAIT)
                 except BlockingIOError:
-                    continue
+                    break
                 for line in data.split(b"\n"):
                     if line.startswith(b"READY="):
                         return line
+            if init_gone:
+                return None
 
     def forward(self, ready: bytes, mainpid: int) -> None:
         """READY, then MAINPID, then a barrier: returns once the supervisor has read them."""
@@ -148,8 +151,12 @@ class Proxy:
             self.close()
 
     def run_in_background(self, mainpid: int) -> None:
-        """The foreground `run` keeps waiting for (or relaying) the container meanwhile."""
+        """The foreground `run` keeps waiting for (or relaying) the container meanwhile; it
+        calls join() before it exits."""
         import _thread
+
+        self._done = _thread.allocate_lock()
+        self._done.acquire()
 
         def proxy() -> None:
             try:
@@ -157,4 +164,13 @@ class Proxy:
             except PyruncError as exc:
                 from pyrunc.log import Log
                 Log.warning(str(exc))
+            finally:
+                self._done.release()
         _thread.start_new_thread(proxy, ())
+
+    def join(self) -> None:
+        """Wait for the background proxy to finish. pyrunc's exit kills its threads, and a
+        service that says READY=1 and exits at once would otherwise leave the supervisor
+        without READY or MAINPID whenever `run` reaped it before the thread had forwarded them.
+        The init is gone by then, so only the barrier (BARRIER_TIMEOUT_MS at most) can wait."""
+        self._done.acquire()

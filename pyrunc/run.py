@@ -31,6 +31,8 @@ def run(root: str, container_id: str, opts: create.CreateOptions, detach: bool, 
             status = relay.relay_until_exit(ctr.pty_master, pid)
         else:
             status = wait_for(pid)
+        if proxy is not None:
+            proxy.join()
     except BaseException:
         lifecycle.delete(root, container_id, force=True)
         raise

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import array
 import os
+import select
 import shutil
+import signal
 import socket
+import struct
 import subprocess
 import tempfile
-import time
 import uuid
 
 import pytest
@@ -50,11 +52,17 @@ def sdnotify(tmp_path_factory: pytest.TempPathFactory) -> str:
     return str(work / "sdnotify")
 
 
+UCRED = struct.Struct("iII")  # struct ucred: pid, uid, gid
+
+
 class Supervisor:
-    """The host's NOTIFY_SOCKET: receives what pyrunc forwards, answers BARRIER=1 by closing."""
+    """The host's NOTIFY_SOCKET: receives what pyrunc forwards, answers BARRIER=1 by closing.
+    Like systemd, it learns each datagram's sender pid (SO_PASSCRED): `senders`."""
 
     def __init__(self, abstract: bool = False) -> None:
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
+        self.senders: list[int] = []
         if abstract:
             self.address = f"@pyrunc-test-{uuid.uuid4().hex[:8]}"
             self.sock.bind("\0" + self.address[1:])
@@ -67,18 +75,26 @@ class Supervisor:
     def env(self) -> dict[str, str]:
         return dict(os.environ, NOTIFY_SOCKET=self.address)
 
-    def receive(self, count: int, timeout: float = 20) -> list[tuple[bytes, int]]:
-        """count datagrams as (payload, number of fds passed); passed fds are closed at once."""
+    def receive(self, count: int, timeout: float = 20,
+                keep: list[int] | None = None) -> list[tuple[bytes, int]]:
+        """count datagrams as (payload, number of fds passed); passed fds are closed at once
+        (the barrier's answer), or put in `keep` for the caller to close later."""
         self.sock.settimeout(timeout)
         out = []
         for _ in range(count):
-            data, anc, _flags, _addr = self.sock.recvmsg(4096, socket.CMSG_SPACE(16))
+            data, anc, _flags, _addr = self.sock.recvmsg(
+                4096, socket.CMSG_SPACE(16) + socket.CMSG_SPACE(UCRED.size))
             fds = array.array("i")
             for level, kind, raw in anc:
                 if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
                     fds.frombytes(raw[: len(raw) - len(raw) % fds.itemsize])
-            for fd in fds:
-                os.close(fd)
+                elif level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS:
+                    self.senders.append(UCRED.unpack(raw[:UCRED.size])[0])
+            if keep is None:
+                for fd in fds:
+                    os.close(fd)
+            else:
+                keep.extend(fds)
             out.append((data, len(fds)))
         return out
 
@@ -135,8 +151,6 @@ def test_start_blocks_until_ready_and_forwards_it(pyrunc, bundle, sdnotify, supe
     try:
         poll(lambda: (shared / "waiting").exists(), 10, "the container to run")
         assert wait_status(pyrunc, cid, "running")["status"] == "running"  # lock not held
-        time.sleep(0.3)  # time for a start that did not wait to finish
-        assert start.poll() is None, "start returned before the container was ready"
         assert supervisor.nothing_pending()
         (shared / "go").touch()
         got = supervisor.receive(3)
@@ -147,6 +161,8 @@ def test_start_blocks_until_ready_and_forwards_it(pyrunc, bundle, sdnotify, supe
             start.wait()
     pid = pyrunc.state(cid)["pid"]
     assert got == [(b"READY=1\n", 0), (f"MAINPID={pid}\n".encode(), 0), (b"BARRIER=1", 1)]
+    # start itself forwarded READY, which the container sent only after `go`: start waited.
+    assert supervisor.senders == [start.pid] * 3
     assert start.returncode == 0, err
     assert "NOTIFY_SOCKET=/run/notify/notify.sock" in (shared / "env").read_text().splitlines()
     with open(f"/proc/{pid}/mounts") as f:
@@ -158,6 +174,44 @@ def test_start_blocks_until_ready_and_forwards_it(pyrunc, bundle, sdnotify, supe
     wait_status(pyrunc, cid, "stopped")
     pyrunc("delete", cid, check=True)
     assert not (pyrunc.root / cid).exists()
+
+
+def test_ready_queued_before_the_init_exits_counts(pyrunc, bundle, sdnotify, supervisor):
+    """STATUS=, READY=1, exit, all before start listens: both the socket and the init's pidfd
+    are ready at start's first poll, and the queued READY=1 must win over the death. start is
+    held (PYRUNC_TEST_PAUSE) after its fifo write until the init is gone."""
+    _bundle_with(bundle, sdnotify, None, "sdnotify STATUS=starting && sdnotify READY=1")
+    cid = pyrunc.new_id()
+    pyrunc("create", "--bundle", str(bundle.path), cid, check=True, env=supervisor.env(),
+           capture_output=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    pid = pyrunc.state(cid)["pid"]
+    pidfd = os.pidfd_open(pid)
+    env = dict(supervisor.env(), PYRUNC_TEST_PAUSE="start:after-write")
+    start = subprocess.Popen(_cmd(pyrunc, "start", cid), env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert select.select([pidfd], [], [], 20)[0], "the container never exited"
+        poll(lambda: _proc_state(start.pid) in ("T", None), 20, "start to stop itself")
+        os.kill(start.pid, signal.SIGCONT)
+        got = supervisor.receive(3)
+        _out, err = start.communicate(timeout=20)
+    finally:
+        os.close(pidfd)
+        if start.poll() is None:
+            start.kill()
+            start.wait()
+    assert start.returncode == 0, err
+    assert got == [(b"READY=1\n", 0), (f"MAINPID={pid}\n".encode(), 0), (b"BARRIER=1", 1)]
+    wait_status(pyrunc, cid, "stopped")
+    pyrunc("delete", cid, check=True)
+
+
+def _proc_state(pid: int) -> str | None:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return None
 
 
 def test_container_dying_unready_ends_the_wait_and_kill_is_not_blocked(
@@ -185,14 +239,22 @@ def test_container_dying_unready_ends_the_wait_and_kill_is_not_blocked(
 
 
 def test_foreground_run_forwards_its_own_pid_as_mainpid(pyrunc, bundle, sdnotify):
+    """And `run` outlives the forwarding, however soon the container exits after READY=1: it
+    exits only once the supervisor has answered BARRIER=1, never before READY and MAINPID."""
     sup = Supervisor(abstract=True)  # '@name': systemd's abstract-socket form
+    barrier: list[int] = []
     try:
         _bundle_with(bundle, sdnotify, None, "sdnotify READY=1 && exit 7")
         cid = pyrunc.new_id()
         run = subprocess.Popen(_cmd(pyrunc, "run", "--bundle", str(bundle.path), cid),
                                env=sup.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         try:
-            got = sup.receive(3)
+            got = sup.receive(3, keep=barrier)
+            # The container has exited and `run` has reaped it; `run` still waits for us.
+            wait_status(pyrunc, cid, "stopped", timeout=20)
+            assert run.poll() is None, "run exited before the supervisor answered BARRIER=1"
+            while barrier:
+                os.close(barrier.pop())
             _out, err = run.communicate(timeout=20)
         finally:
             if run.poll() is None:
@@ -200,8 +262,11 @@ def test_foreground_run_forwards_its_own_pid_as_mainpid(pyrunc, bundle, sdnotify
                 run.wait()
         assert got == [(b"READY=1\n", 0), (f"MAINPID={run.pid}\n".encode(), 0),
                        (b"BARRIER=1", 1)]
+        assert sup.senders == [run.pid] * 3  # systemd's NotifyAccess=main takes only MAINPID's
         assert run.returncode == 7, err
     finally:
+        for fd in barrier:
+            os.close(fd)
         sup.close()
 
 
