@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -21,6 +20,7 @@ from pathlib import Path
 
 import pytest
 from conftest import base_config
+from consoles import ConsoleSocket
 
 pytestmark = pytest.mark.kernel
 
@@ -316,67 +316,29 @@ def test_no_new_privs(pyrunc, bundle, tmp_path):
     assert nnp.stdout.split() == [b"NoNewPrivs:", b"1"], nnp
 
 
-def _receive_master(listener: socket.socket, out: dict) -> None:
-    listener.settimeout(20)
-    try:
-        conn, _ = listener.accept()
-    except OSError as exc:
-        out["error"] = exc
-        return
-    with conn:
-        _msg, fds, _flags, _addr = socket.recv_fds(conn, 1024, 1)
-        out["fd"] = fds[0] if fds else None
-    data = []
-    if out["fd"] is not None:
-        while True:
-            try:
-                chunk = os.read(out["fd"], 4096)
-            except OSError:  # EIO once the last holder of the pty's peer is gone
-                break
-            if not chunk:
-                break
-            data.append(chunk)
-        os.close(out["fd"])
-    out["data"] = b"".join(data)
-
-
 def test_tty_with_console_socket(ctr, tmp_path):
-    path = str(tmp_path / "console.sock")
-    got: dict = {}
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as listener:
-        listener.bind(path)
-        listener.listen(1)
-        receiver = threading.Thread(target=_receive_master, args=(listener, got))
-        receiver.start()
+    with ConsoleSocket(str(tmp_path / "console.sock"), read_output=True) as console:
         res = ctr.run("sh", "-c", "tty; test -t 0 && test -t 1 && echo all-tty; exit 5",
-                      flags=("--tty", "--console-socket", path))
-        receiver.join(10)
-    assert not receiver.is_alive(), "the console socket never got the pty master"
-    assert "error" not in got, got
-    assert got.get("fd") is not None, "no fd arrived over the console socket"
+                      flags=("--tty", "--console-socket", console.path))
+    assert console.finished, "the console socket never got the pty master"
+    assert console.error is None, console.error
+    assert console.fd is not None, "no fd arrived over the console socket"
     assert res.returncode == 5, res.stderr
-    lines = got["data"].decode().replace("\r", "").split("\n")
-    assert lines[0].startswith("/dev/pts/"), got["data"]
-    assert "all-tty" in lines, got["data"]
+    lines = console.data.decode().replace("\r", "").split("\n")
+    assert lines[0].startswith("/dev/pts/"), console.data
+    assert "all-tty" in lines, console.data
     assert res.stdout == b"", "the process's output belongs on the pty, not on exec's stdout"
 
 
 def test_tty_detached_with_console_socket(ctr, tmp_path):
     """The engines' shape: --tty --console-socket S --detach --pid-file P."""
-    path = str(tmp_path / "console.sock")
     pidfile = tmp_path / "exec.pid"
-    got: dict = {}
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as listener:
-        listener.bind(path)
-        listener.listen(1)
-        receiver = threading.Thread(target=_receive_master, args=(listener, got))
-        receiver.start()
-        res = ctr.run("sh", "-c", "tty; exit 0",
-                      flags=("-t", "--console-socket", path, "-d", "--pid-file", str(pidfile)))
-        receiver.join(10)
+    with ConsoleSocket(str(tmp_path / "console.sock"), read_output=True) as console:
+        res = ctr.run("sh", "-c", "tty; exit 0", flags=(
+            "-t", "--console-socket", console.path, "-d", "--pid-file", str(pidfile)))
     assert res.returncode == 0, res.stderr
-    assert got.get("fd") is not None, got
-    assert got["data"].decode().startswith("/dev/pts/"), got["data"]
+    assert console.fd is not None, console.error
+    assert console.data.decode().startswith("/dev/pts/"), console.data
     assert pidfile.read_text().isdigit()
 
 

@@ -3,34 +3,12 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
-import threading
 
 import pytest
+from consoles import ConsoleSocket, read_until_eio
 
 pytestmark = pytest.mark.kernel
-
-
-def _receive_master(listener: socket.socket, out: dict) -> None:
-    conn, _ = listener.accept()
-    with conn:
-        msg, fds, _flags, _addr = socket.recv_fds(conn, 1024, 1)
-        out["name"] = msg
-        out["fd"] = fds[0] if fds else None
-
-
-def _read_all(fd: int) -> bytes:
-    chunks = []
-    while True:
-        try:
-            data = os.read(fd, 4096)
-        except OSError:  # EIO once the last holder of the peer is gone
-            break
-        if not data:
-            break
-        chunks.append(data)
-    return b"".join(chunks)
 
 
 def test_console_socket_receives_the_pty_master(pyrunc, bundle, tmp_path):
@@ -39,24 +17,17 @@ def test_console_socket_receives_the_pty_master(pyrunc, bundle, tmp_path):
     cfg["process"]["consoleSize"] = {"height": 33, "width": 111}
     cfg["process"]["args"] = ["sh", "-c", "tty; stty size; ls -l /dev/console | cut -c1-1; echo done"]
     bundle.write()
-    path = str(tmp_path / "console.sock")
-    got: dict = {}
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as listener:
-        listener.bind(path)
-        listener.listen(1)
-        receiver = threading.Thread(target=_receive_master, args=(listener, got))
-        receiver.start()
+    with ConsoleSocket(str(tmp_path / "console.sock")) as console:
         cid = pyrunc.new_id()
         # Pipes read to EOF, as containerd's shim reads them: with a terminal the init must
         # not keep create's stdout/stderr while it waits for `start` (or this times out).
-        res = pyrunc("create", "--bundle", str(bundle.path), "--console-socket", path, cid,
-                     timeout=20)
+        res = pyrunc("create", "--bundle", str(bundle.path), "--console-socket", console.path,
+                     cid, timeout=20)
         assert res.returncode == 0, res.stderr
-        receiver.join(10)
-    assert got.get("fd") is not None, "no fd arrived over the console socket"
+    assert console.fd is not None, "no fd arrived over the console socket"
     pyrunc("start", cid, check=True)
-    output = _read_all(got["fd"]).decode().replace("\r", "")
-    os.close(got["fd"])
+    output = read_until_eio(console.fd).decode().replace("\r", "")
+    os.close(console.fd)
     lines = output.split("\n")
     assert lines[0].startswith("/dev/pts/"), output
     assert "33 111" in lines, output
