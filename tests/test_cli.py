@@ -14,6 +14,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from checks import alive, one_line
 from conftest import Bundle, Runtime, poll, pyrunc_binary, wait_status  # noqa: F401
 
 from pyrunc import OCI_VERSION
@@ -30,21 +31,8 @@ def run_cli(*args: str, root: Path, timeout: float = 20) -> subprocess.Completed
                           text=True, timeout=timeout, stdin=subprocess.DEVNULL, check=False)
 
 
-def one_line(text: str) -> str:
-    lines = text.splitlines()
-    assert len(lines) == 1, f"expected exactly one line, got {text!r}"
-    assert lines[0].strip()
-    return lines[0]
 
 
-
-
-def alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except (FileNotFoundError, ProcessLookupError):
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
 
 
 def create_files(rt: Runtime, bundle: Bundle, cid: str, tmp: Path, *flags: str,
@@ -201,19 +189,25 @@ def test_missing_id_is_one_line(tmp_path):
 pytestmark_kernel = pytest.mark.kernel
 
 
+def create_sleeper(rt: Runtime, bundle: Bundle, tmp: Path, *flags: str, **kw) -> str:
+    """The id of a container created (create_files(*flags, **kw)) to run `sleep 100`."""
+    bundle.edit()["process"]["args"] = ["sh", "-c", "sleep 100"]
+    bundle.write()
+    cid = rt.new_id()
+    rc, err, _ = create_files(rt, bundle, cid, tmp, *flags, **kw)
+    assert rc == 0, err
+    return cid
+
+
 @pytestmark_kernel
 @pytest.mark.parametrize("form", ["space", "equals"])
 def test_create_flag_forms(pyrunc, bundle, tmp_path, form):
-    bundle.edit()["process"]["args"] = ["sh", "-c", "sleep 100"]
-    bundle.write()
-    cid = pyrunc.new_id()
     pid_file = tmp_path / "p.pid"
     if form == "space":
         flags = ["--bundle", str(bundle.path), "--pid-file", str(pid_file)]
     else:
         flags = [f"--bundle={bundle.path}", f"--pid-file={pid_file}"]
-    rc, err, _ = create_files(pyrunc, bundle, cid, tmp_path, *flags, bundle_flag=False)
-    assert rc == 0, err
+    cid = create_sleeper(pyrunc, bundle, tmp_path, *flags, bundle_flag=False)
     st = pyrunc.state(cid)
     assert st["bundle"] == str(bundle.path)
     assert pid_file.read_text() == str(st["pid"])
@@ -222,22 +216,14 @@ def test_create_flag_forms(pyrunc, bundle, tmp_path, form):
 
 @pytestmark_kernel
 def test_create_bundle_defaults_to_cwd(pyrunc, bundle, tmp_path):
-    bundle.edit()["process"]["args"] = ["sh", "-c", "sleep 100"]
-    bundle.write()
-    cid = pyrunc.new_id()
-    rc, err, _ = create_files(pyrunc, bundle, cid, tmp_path, bundle_flag=False, cwd=bundle.path)
-    assert rc == 0, err
+    cid = create_sleeper(pyrunc, bundle, tmp_path, bundle_flag=False, cwd=bundle.path)
     assert pyrunc.state(cid)["bundle"] == str(bundle.path)
     pyrunc("delete", "--force", cid, check=True)
 
 
 @pytestmark_kernel
 def test_root_flag_separates_containers(pyrunc, bundle, tmp_path):
-    bundle.edit()["process"]["args"] = ["sh", "-c", "sleep 100"]
-    bundle.write()
-    cid = pyrunc.new_id()
-    rc, err, _ = create_files(pyrunc, bundle, cid, tmp_path)
-    assert rc == 0, err
+    cid = create_sleeper(pyrunc, bundle, tmp_path)
     assert (pyrunc.root / cid).is_dir()
     other = tmp_path / "other-root"
     # a later --root wins, as with runc's flag parser

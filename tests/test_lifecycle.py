@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
+from checks import alive, one_line
 from conftest import Bundle, Runtime, leaks, poll, wait_status  # noqa: F401
 
 pytestmark = pytest.mark.kernel
@@ -54,19 +55,8 @@ def call(rt: Runtime, *args: str, io_dir: Path, timeout: float = 20,
     return Result(proc.returncode, out.read_text(), err.read_text())
 
 
-def one_line(text: str) -> str:
-    lines = text.splitlines()
-    assert len(lines) == 1, f"expected exactly one line, got {text!r}"
-    assert lines[0].strip(), "the one line is empty"
-    return lines[0]
 
 
-def alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except (FileNotFoundError, ProcessLookupError):
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
 
 
 

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
 import pytest
+from conftest import wait_status
 
 pytestmark = pytest.mark.kernel
 
@@ -31,6 +31,15 @@ def _freezer_state(pid: int) -> str:
 
 def _proc_state(pid: int) -> str:
     return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+
+
+def _exec_sleeper(rt, cid: str, tmp_path: Path) -> int:
+    """The host pid of a second process (`exec -d sleep`) in the container."""
+    pidfile = tmp_path / "exec.pid"
+    with open(tmp_path / "exec.out", "wb") as out:
+        rt("exec", "-d", "--pid-file", str(pidfile), cid, "sleep", "100000", check=True,
+           capture_output=False, stdout=out, stderr=out)
+    return int(pidfile.read_text())
 
 
 def test_pause_freezes_and_resume_thaws(pyrunc, running):
@@ -71,32 +80,21 @@ def test_delete_force_of_a_paused_container(pyrunc, running):
 
 
 def test_kill_all_reaches_every_process(pyrunc, running, tmp_path):
-    pidfile = tmp_path / "exec.pid"
-    with open(tmp_path / "exec.out", "wb") as out:
-        pyrunc("exec", "-d", "--pid-file", str(pidfile), running, "sleep", "100000", check=True,
-               capture_output=False, stdout=out, stderr=out)
-    other = int(pidfile.read_text())
+    second = _exec_sleeper(pyrunc, running, tmp_path)
     pyrunc("kill", "--all", running, "KILL", check=True)
-    for _ in range(250):
-        if pyrunc.state(running)["status"] == "stopped":
-            break
-        subprocess.run(["sleep", "0.02"])
-    assert pyrunc.state(running)["status"] == "stopped"
+    wait_status(pyrunc, running, "stopped", timeout=20)
     try:
-        assert _proc_state(other) in ("Z", "X")
+        assert _proc_state(second) in ("Z", "X")
     except FileNotFoundError:
         pass
 
 
 def test_ps_json_is_a_bare_array_of_host_pids(pyrunc, running, tmp_path):
-    pidfile = tmp_path / "exec.pid"
-    with open(tmp_path / "exec.out", "wb") as out:
-        pyrunc("exec", "-d", "--pid-file", str(pidfile), running, "sleep", "100000", check=True,
-               capture_output=False, stdout=out, stderr=out)
+    second = _exec_sleeper(pyrunc, running, tmp_path)
     res = pyrunc("ps", "--format", "json", running)
     assert res.returncode == 0 and res.stderr == b""  # go-runc reads stdout+stderr as one
     pids = json.loads(res.stdout)
-    assert sorted(pids) == sorted([pyrunc.state(running)["pid"], int(pidfile.read_text())])
+    assert sorted(pids) == sorted([pyrunc.state(running)["pid"], second])
 
 
 def test_ps_table_passes_options_to_ps(pyrunc, running):
