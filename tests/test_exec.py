@@ -121,6 +121,16 @@ class Container:
     def status(self) -> str:
         return self.rt.state(self.id)["status"]
 
+    def run_fails(self, *cmd: str, flags: tuple[str, ...] = ()) -> str:
+        """A foreground exec that must fail: its one-line error, once nothing of it is left
+        and the container still runs."""
+        before = self.procs()
+        res = self.run(*cmd, flags=flags)
+        assert res.returncode != 0
+        msg = one_line(res.stderr)
+        self.assert_unharmed(before)
+        return msg
+
     def assert_unharmed(self, before: set[int]) -> None:
         """After a failed exec: nothing of it left in the cgroup, and the container still runs."""
         ok = poll(lambda: self.procs() == before)
@@ -343,11 +353,7 @@ def test_tty_detached_with_console_socket(ctr, tmp_path):
 
 
 def test_tty_detached_without_console_socket_is_an_error(ctr):
-    before = ctr.procs()
-    res = ctr.run("true", flags=("-t", "-d"))
-    assert res.returncode != 0
-    assert "console socket" in one_line(res.stderr)
-    ctr.assert_unharmed(before)
+    assert "console socket" in ctr.run_fails("true", flags=("-t", "-d"))
 
 
 ENGINE_PROCESS = {
@@ -506,23 +512,16 @@ def test_path_lookup_uses_the_config_env_path(ctr):
     assert ctr.out("sh", "-c", 'echo "$PATH"') == CONFIG_PATH + "\n"
     assert ctr.out("hello") == "hello-ran\n"
     # /usr/local/bin is in the default PATH but not in this container's.
-    before = ctr.procs()
-    res = ctr.run("onlydefault")
-    assert res.returncode != 0
-    assert 'exec: "onlydefault": executable file not found in $PATH' in one_line(res.stderr)
-    ctr.assert_unharmed(before)
+    msg = ctr.run_fails("onlydefault")
+    assert 'exec: "onlydefault": executable file not found in $PATH' in msg, msg
     # An --env PATH is the one the lookup uses.
     assert ctr.out("onlydefault", flags=("-e", "PATH=/usr/local/bin:/bin")) == "onlydefault-ran\n"
 
 
 def test_cgroup_with_a_missing_sub_cgroup(ctr):
-    before = ctr.procs()
-    res = ctr.run("true", flags=("--cgroup", "no-such-sub"))
-    assert res.returncode != 0
-    msg = one_line(res.stderr)
+    msg = ctr.run_fails("true", flags=("--cgroup", "no-such-sub"))
     assert "no-such-sub" in msg, msg
     assert "does not exist" in msg or "no such file or directory" in msg, msg
-    ctr.assert_unharmed(before)
 
 
 # -- 3. errors ----------------------------------------------------------------------------------
@@ -567,20 +566,12 @@ def test_missing_executable_absolute(ctr, tmp_path, detach):
 
 
 def test_missing_executable_by_name(ctr):
-    before = ctr.procs()
-    res = ctr.run("no-such-program", "arg")
-    assert res.returncode != 0
-    msg = one_line(res.stderr)
+    msg = ctr.run_fails("no-such-program", "arg")
     assert 'exec: "no-such-program": executable file not found in $PATH' in msg, msg
-    ctr.assert_unharmed(before)
 
 
 def test_executable_that_is_a_directory(ctr):
-    before = ctr.procs()
-    res = ctr.run("/tmp")
-    assert res.returncode != 0
-    assert "permission denied" in one_line(res.stderr)
-    ctr.assert_unharmed(before)
+    assert "permission denied" in ctr.run_fails("/tmp")
 
 
 def test_exec_with_no_command(ctr):
@@ -594,19 +585,11 @@ def test_exec_with_no_command(ctr):
 def test_unknown_capability(ctr):
     """pyrunc refuses it (runc 1.1.5 only warns "ignoring unknown or unavailable capabilities"
     and runs the process): a typo must not silently run with fewer privileges."""
-    before = ctr.procs()
-    res = ctr.run("true", flags=("--cap", "CAP_NO_SUCH_THING"))
-    assert res.returncode != 0
-    assert "CAP_NO_SUCH_THING" in one_line(res.stderr)
-    ctr.assert_unharmed(before)
+    assert "CAP_NO_SUCH_THING" in ctr.run_fails("true", flags=("--cap", "CAP_NO_SUCH_THING"))
 
 
 def test_bad_user(ctr):
-    before = ctr.procs()
-    res = ctr.run("true", flags=("-u", "nobody:x"))
-    assert res.returncode != 0
-    assert "nobody:x" in one_line(res.stderr)
-    ctr.assert_unharmed(before)
+    assert "nobody:x" in ctr.run_fails("true", flags=("-u", "nobody:x"))
 
 
 def test_json_log_on_exec_failure(ctr, tmp_path):

@@ -135,6 +135,20 @@ def _cmd(rt, *args: str) -> list[str]:
     return [rt.binary, "--root", str(rt.root), *args]
 
 
+def _create(rt, bundle, supervisor: Supervisor) -> str:
+    """A container created under the supervisor's NOTIFY_SOCKET: its id."""
+    cid = rt.new_id()
+    rt("create", "--bundle", str(bundle.path), cid, check=True, env=supervisor.env(),
+       capture_output=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return cid
+
+
+def _start(rt, cid: str, env: dict[str, str]) -> subprocess.Popen:
+    """`start` in the background: with NOTIFY_SOCKET it returns only once the container is ready."""
+    return subprocess.Popen(_cmd(rt, "start", cid), env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+
+
 def test_start_blocks_until_ready_and_forwards_it(pyrunc, bundle, sdnotify, supervisor, tmp_path):
     shared = tmp_path / "shared"
     shared.mkdir()
@@ -143,11 +157,8 @@ def test_start_blocks_until_ready_and_forwards_it(pyrunc, bundle, sdnotify, supe
                  'env > /shared/env; touch /shared/waiting; '
                  'while [ ! -e /shared/go ]; do sleep 0.02; done; '
                  'sdnotify "$(printf "STATUS=warming up\\nREADY=1")"; exec sleep 100')
-    cid = pyrunc.new_id()
-    pyrunc("create", "--bundle", str(bundle.path), cid, check=True, env=supervisor.env(),
-           capture_output=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    start = subprocess.Popen(_cmd(pyrunc, "start", cid), env=supervisor.env(),
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    cid = _create(pyrunc, bundle, supervisor)
+    start = _start(pyrunc, cid, supervisor.env())
     try:
         poll(lambda: (shared / "waiting").exists(), 10, "the container to run")
         assert wait_status(pyrunc, cid, "running")["status"] == "running"  # lock not held
@@ -181,14 +192,10 @@ def test_ready_queued_before_the_init_exits_counts(pyrunc, bundle, sdnotify, sup
     are ready at start's first poll, and the queued READY=1 must win over the death. start is
     held (PYRUNC_TEST_PAUSE) after its fifo write until the init is gone."""
     _bundle_with(bundle, sdnotify, None, "sdnotify STATUS=starting && sdnotify READY=1")
-    cid = pyrunc.new_id()
-    pyrunc("create", "--bundle", str(bundle.path), cid, check=True, env=supervisor.env(),
-           capture_output=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    cid = _create(pyrunc, bundle, supervisor)
     pid = pyrunc.state(cid)["pid"]
     pidfd = os.pidfd_open(pid)
-    env = dict(supervisor.env(), PYRUNC_TEST_PAUSE="start:after-write")
-    start = subprocess.Popen(_cmd(pyrunc, "start", cid), env=env,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    start = _start(pyrunc, cid, dict(supervisor.env(), PYRUNC_TEST_PAUSE="start:after-write"))
     try:
         assert select.select([pidfd], [], [], 20)[0], "the container never exited"
         poll(lambda: _proc_state(start.pid) in ("T", None), 20, "start to stop itself")
@@ -219,11 +226,8 @@ def test_container_dying_unready_ends_the_wait_and_kill_is_not_blocked(
     shared = tmp_path / "shared"
     shared.mkdir()
     _bundle_with(bundle, sdnotify, shared, "touch /shared/waiting; exec sleep 100")
-    cid = pyrunc.new_id()
-    pyrunc("create", "--bundle", str(bundle.path), cid, check=True, env=supervisor.env(),
-           capture_output=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    start = subprocess.Popen(_cmd(pyrunc, "start", cid), env=supervisor.env(),
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    cid = _create(pyrunc, bundle, supervisor)
+    start = _start(pyrunc, cid, supervisor.env())
     try:
         poll(lambda: (shared / "waiting").exists(), 10, "the container to run")
         pyrunc("kill", cid, "KILL", check=True, timeout=10)
