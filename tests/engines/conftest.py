@@ -17,8 +17,16 @@ from pathlib import Path
 
 import pytest
 
-from .enginelab import (RUNC, Traces, contrib_snippet, docker_archive, rootfs_tar, stop_daemon,
-                        unmount_under, wait_for_socket)
+from .enginelab import (
+    RUNC,
+    Traces,
+    contrib_snippet,
+    docker_archive,
+    rootfs_tar,
+    start_daemon,
+    stop_daemon,
+    unmount_under,
+)
 
 RUNTIMES = ("runc", "pyrunc")
 
@@ -148,13 +156,29 @@ def engine_env(lab: Path) -> dict[str, str]:
     return env
 
 
+def engine_dir(lab: Path, engine: str, programs: tuple[str, ...], package: str) -> Path:
+    """The engine's own directory in the lab; its tests are skipped if a program is missing
+    (a path is checked as it is: /usr/local/bin/docker is not Debian's)."""
+    if not all(shutil.which(p) for p in programs):
+        pytest.skip(f"{engine} cannot start: {package} not installed (contrib/setup.sh)")
+    d = lab / engine
+    d.mkdir()
+    return d
+
+
+def import_image(engine: Engine, why: str | None, *args: str, timeout: float = 90) -> str | None:
+    """The busybox image imported into a daemon that started (why is None), or why it cannot
+    serve the tests."""
+    if why is not None:
+        return why
+    res = engine(*args, timeout=timeout)
+    return None if res.returncode == 0 else f"image import: {res.stderr.strip()}"
+
+
 @pytest.fixture(scope="session")
 def podman(lab):
-    if not shutil.which("podman") or not shutil.which("conmon"):
-        pytest.skip("podman cannot start: podman/conmon not installed (contrib/setup.sh)")
     path: Path = lab["path"]
-    d = path / "podman"
-    d.mkdir()
+    d = engine_dir(path, "podman", ("podman", "conmon"), "podman/conmon")
     # ENGINES.md sec. 5: no CAP_SYS_RESOURCE here (podman's default rlimits of 1048576 fail with
     # runc as with pyrunc), no systemd, and every podman path private.
     # README's containers.conf entry (contrib/engines): `--runtime pyrunc` by name.
@@ -184,11 +208,8 @@ network_config_dir = "{d}/net"
 
 @pytest.fixture(scope="session")
 def ctr(lab):
-    if not shutil.which("containerd") or not shutil.which("ctr"):
-        pytest.skip("containerd cannot start: containerd not installed (contrib/setup.sh)")
     path: Path = lab["path"]
-    d = path / "containerd"
-    d.mkdir()
+    d = engine_dir(path, "containerd", ("containerd", "ctr"), "containerd")
     disabled = ", ".join(f'"io.containerd.{p}"' for p in (
         "grpc.v1.cri", "snapshotter.v1.aufs", "snapshotter.v1.btrfs", "snapshotter.v1.devmapper",
         "snapshotter.v1.zfs", "tracing.processor.v1.otlp", "internal.v1.tracing"))
@@ -205,15 +226,10 @@ disabled_plugins = [{disabled}]
 [plugins."io.containerd.internal.v1.opt"]
   path = "{d}/opt"
 """)
-    log = d / "containerd.log"
-    with open(log, "w") as logf:
-        daemon = subprocess.Popen(["containerd", "--config", str(d / "config.toml")],
-                                  stdout=logf, stderr=logf, start_new_session=True)
-    why = wait_for_socket(d / "containerd.sock", daemon, log)
+    daemon, why = start_daemon(["containerd", "--config", str(d / "config.toml")],
+                               d / "containerd.sock", d / "containerd.log")
     c = Ctr(path, engine_env(path), lab["runtimes"])
-    if why is None:
-        res = c("images", "import", str(path / "bb-docker.tar"))
-        why = None if res.returncode == 0 else f"image import: {res.stderr.strip()}"
+    why = import_image(c, why, "images", "import", str(path / "bb-docker.tar"))
     try:
         if why:
             pytest.skip(f"containerd cannot start: {why}")
@@ -231,31 +247,23 @@ disabled_plugins = [{disabled}]
 
 @pytest.fixture(scope="session")
 def docker(lab):
-    if not os.path.exists("/usr/bin/docker") or not shutil.which("dockerd"):
-        pytest.skip("docker cannot start: docker.io not installed (contrib/setup.sh)")
     path: Path = lab["path"]
-    d = path / "docker"
-    d.mkdir()
+    d = engine_dir(path, "docker", ("/usr/bin/docker", "dockerd"), "docker.io")
     # README's daemon.json (contrib/engines): pyrunc as a named runtime beside the built-in runc.
     (d / "daemon.json").write_text(contrib_snippet("daemon.json", lab["launcher"]))
-    log = d / "dockerd.log"
     # No iptables rules, no docker0 bridge, cgroupfs (ENGINES.md sec. 5.7); `--add-runtime`
     # (README's other way) adds pyrunc once more under a second name.
-    with open(log, "w") as logf:
-        daemon = subprocess.Popen(
-            ["dockerd", "--config-file", str(d / "daemon.json"), "--data-root", str(d / "data"),
-             "--exec-root", str(d / "exec"), "--pidfile", str(d / "dockerd.pid"),
-             "-H", f"unix://{d}/docker.sock", "--iptables=false", "--ip-forward=false",
-             "--ip-masq=false", "--bridge=none", "--storage-driver", "overlay2",
-             "--exec-opt", "native.cgroupdriver=cgroupfs",
-             "--add-runtime", f"pyrunc-cli={lab['launcher']}"],
-            stdout=logf, stderr=logf, start_new_session=True, env=engine_env(path))
-    why = wait_for_socket(d / "docker.sock", daemon, log)
+    daemon, why = start_daemon(
+        ["dockerd", "--config-file", str(d / "daemon.json"), "--data-root", str(d / "data"),
+         "--exec-root", str(d / "exec"), "--pidfile", str(d / "dockerd.pid"),
+         "-H", f"unix://{d}/docker.sock", "--iptables=false", "--ip-forward=false",
+         "--ip-masq=false", "--bridge=none", "--storage-driver", "overlay2",
+         "--exec-opt", "native.cgroupdriver=cgroupfs",
+         "--add-runtime", f"pyrunc-cli={lab['launcher']}"],
+        d / "docker.sock", d / "dockerd.log", env=engine_env(path))
     dk = Docker(path, engine_env(path))
-    if why is None:
-        res = dk("import", "-c", 'CMD ["/bin/sh"]', str(path / "rootfs.tar"), "bb:latest",
-                 timeout=120)
-        why = None if res.returncode == 0 else f"image import: {res.stderr.strip()}"
+    why = import_image(dk, why, "import", "-c", 'CMD ["/bin/sh"]', str(path / "rootfs.tar"),
+                       "bb:latest", timeout=120)
     try:
         if why:
             pytest.skip(f"docker cannot start: {why}")

@@ -139,6 +139,22 @@ def stop_daemon(proc: subprocess.Popen, timeout: float = 30) -> None:
             proc.wait(10)
 
 
+def wait_for(predicate, what: str, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.1)
+
+
+def start_daemon(argv: list[str], sock: Path, log: Path,
+                 env: dict[str, str] | None = None) -> tuple[subprocess.Popen, str | None]:
+    """The daemon, its output in `log`, and None once it listens on `sock` (else why not)."""
+    with open(log, "w") as logf:
+        daemon = subprocess.Popen(argv, stdout=logf, stderr=logf, start_new_session=True, env=env)
+    return daemon, wait_for_socket(sock, daemon, log)
+
+
 def wait_for_socket(path: Path, proc: subprocess.Popen, log: Path, timeout: float = 60) -> str | None:
     """None once the socket accepts connections, else why the daemon did not start."""
     deadline = time.monotonic() + timeout
@@ -186,6 +202,49 @@ def docker_archive(layer: Path, dest: Path, tag: str) -> Path:
 
 
 # -- a terminal for -it ---------------------------------------------------------------------------
+
+# An init that reports the signals it gets (the engines' `logs` show them) and never exits.
+TRAP_SCRIPT = 'trap "echo got USR1" USR1; trap "echo got TERM" TERM; while :; do sleep 0.1; done'
+
+
+# docker's and podman's limits test: the flags, what the container prints, what it should show.
+LIMITS_FLAGS = ("--pids-limit", "50", "--memory", "128m", "--cpus", "1.5", "--cap-drop", "ALL",
+                "--cap-add", "NET_BIND_SERVICE", "--read-only")
+LIMITS_SCRIPT = ("cd /sys/fs/cgroup; cat pids/pids.max memory/memory.limit_in_bytes "
+                 "cpu/cpu.cfs_quota_us; grep CapEff /proc/self/status; touch /a; "
+                 "cat /x/greeting; ")
+LIMITS_SEEN = ["50", "134217728", "150000", "CapEff:\t0000000000000400", "hello from the host"]
+
+
+def check_exec(engine, call, name: str, runtime: str | None, id_out: str, status: int) -> None:
+    """`exec` into the running container `name`: `id` prints id_out, an exit status comes back,
+    and `exec -it` gets a terminal. `call` is `engine` with the runtime bound, if it needs one."""
+    res = call("exec", name, "id")
+    assert (res.returncode, res.stdout) == (0, id_out), res
+    assert call("exec", name, "sh", "-c", f"exit {status}").returncode == status
+    rc, out = run_in_pty(engine.argv(("exec", "-it", name, "sh", "-c", "tty; exit 5"), runtime),
+                         env=engine.env)
+    assert (rc, out.strip("\0\n")) == (5, "/dev/pts/0"), out
+
+
+def check_signal_and_pause(engine, name: str) -> None:
+    """`engine` (docker or podman, with its runtime bound) delivers USR1 to the TRAP_SCRIPT
+    init, then pauses and unpauses it as its inspect shows."""
+    engine("kill", "--signal", "USR1", name, check=True)
+    wait_for(lambda: "got USR1" in engine("logs", name).stdout, "USR1 to reach the trap")
+    engine("pause", name, check=True)
+    assert engine("inspect", "-f", "{{.State.Status}}", name).stdout == "paused\n"
+    engine("unpause", name, check=True)
+    assert engine("inspect", "-f", "{{.State.Status}}", name).stdout == "running\n"
+
+
+def check_interactive_shell(engine, run_args: tuple[str, ...], runtime: str) -> None:
+    """`<engine> run <run_args> sh` at a terminal: arithmetic, the tty, an exit status."""
+    rc, out = run_in_pty(engine.argv(("run", *run_args, "sh"), runtime),
+                         send="echo $((6*7)); tty; exit 4\n", wait_for="# ", env=engine.env)
+    assert rc == 4, out
+    assert "\n42\n/dev/pts/0\n" in out, out
+
 
 def run_in_pty(argv: list[str], send: str = "", wait_for: str = "", timeout: float = 60,
                env: dict[str, str] | None = None) -> tuple[int, str]:

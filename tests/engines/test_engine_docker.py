@@ -4,22 +4,13 @@ docker's built-in runc: the same visible results and exit codes."""
 
 from __future__ import annotations
 
-import time
-
 import pytest
-from .enginelab import run_in_pty
+
+from . import enginelab
 
 pytestmark = [pytest.mark.kernel, pytest.mark.engines]
 IMAGE = "bb:latest"
 NONE = ("--network", "none")
-
-
-def wait_for(predicate, what: str, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
 
 
 def test_exit_codes_and_missing_commands(docker, runtime):
@@ -38,24 +29,17 @@ def test_exit_codes_and_missing_commands(docker, runtime):
 
 
 def test_interactive_shell(docker, runtime):
-    rc, out = run_in_pty(docker.argv(("run", "-it", "--rm", *NONE, IMAGE, "sh"), runtime),
-                         send="echo $((6*7)); tty; exit 4\n", wait_for="# ", env=docker.env)
-    assert rc == 4, out
-    assert "\n42\n/dev/pts/0\n" in out, out
+    enginelab.check_interactive_shell(docker, ("-it", "--rm", *NONE, IMAGE), runtime)
 
 
 def test_exec_top_kill_pause_update_stop_restart(docker, runtime):
     name = f"life-{runtime}"
-    script = 'trap "echo got USR1" USR1; trap "echo got TERM" TERM; while :; do sleep 0.1; done'
+    script = enginelab.TRAP_SCRIPT
     docker("run", "-d", "--name", name, *NONE, IMAGE, "sh", "-c", script, runtime=runtime,
            check=True)
     try:
-        res = docker("exec", name, "id")
-        assert (res.returncode, res.stdout) == (0, "uid=0(root) gid=0(root) groups=0(root)\n"), res
-        assert docker("exec", name, "sh", "-c", "exit 6").returncode == 6
-        rc, out = run_in_pty(docker.argv(("exec", "-it", name, "sh", "-c", "tty; exit 5"), None),
-                             env=docker.env)
-        assert (rc, out.strip("\0\n")) == (5, "/dev/pts/0"), out
+        enginelab.check_exec(docker, docker, name, None,
+                             "uid=0(root) gid=0(root) groups=0(root)\n", 6)
         res = docker("exec", name, "nonexistent")
         assert res.returncode == 126, res
         assert res.stdout == ('OCI runtime exec failed: exec failed: unable to start container '
@@ -67,13 +51,7 @@ def test_exec_top_kill_pause_update_stop_restart(docker, runtime):
         assert top[0].split() == ["UID", "PID", "PPID", "C", "STIME", "TTY", "TIME", "CMD"], top
         assert any(line.endswith(f"sh -c {script}") for line in top[1:]), top
 
-        docker("kill", "--signal", "USR1", name, check=True)
-        wait_for(lambda: "got USR1" in docker("logs", name).stdout, "USR1 to reach the trap")
-
-        docker("pause", name, check=True)
-        assert docker("inspect", "-f", "{{.State.Status}}", name).stdout == "paused\n"
-        docker("unpause", name, check=True)
-        assert docker("inspect", "-f", "{{.State.Status}}", name).stdout == "running\n"
+        enginelab.check_signal_and_pause(docker, name)
 
         # The resources arrive on the runtime's stdin (`update --resources -`).
         docker("update", "--memory", "64m", "--memory-swap", "128m", "--cpus", "0.5",
@@ -100,16 +78,13 @@ def test_exec_top_kill_pause_update_stop_restart(docker, runtime):
 
 def test_limits_caps_read_only_and_volume(docker, runtime, lab):
     host = lab["path"] / "hostdir"
-    res = docker("run", "--rm", *NONE, "--pids-limit", "50", "--memory", "128m", "--cpus", "1.5",
-                 "--cap-drop", "ALL", "--cap-add", "NET_BIND_SERVICE", "--read-only",
-                 "-v", f"{host}:/x", IMAGE, "sh", "-c",
-                 "cd /sys/fs/cgroup; cat pids/pids.max memory/memory.limit_in_bytes "
-                 "cpu/cpu.cfs_quota_us; grep CapEff /proc/self/status; touch /a; "
-                 f"cat /x/greeting; echo {runtime} > /x/from-docker-{runtime}; ip -o link | wc -l",
+    res = docker("run", "--rm", *NONE, *enginelab.LIMITS_FLAGS, "-v", f"{host}:/x", IMAGE,
+                 "sh", "-c",
+                 enginelab.LIMITS_SCRIPT
+                 + f"echo {runtime} > /x/from-docker-{runtime}; ip -o link | wc -l",
                  runtime=runtime)
     assert res.returncode == 0, res
-    assert res.stdout.splitlines() == ["50", "134217728", "150000", "CapEff:\t0000000000000400",
-                                       "hello from the host", "1"], res.stdout
+    assert res.stdout.splitlines() == [*enginelab.LIMITS_SEEN, "1"], res.stdout
     assert res.stderr == "touch: /a: Read-only file system\n"
     assert (host / f"from-docker-{runtime}").read_text() == f"{runtime}\n"
 

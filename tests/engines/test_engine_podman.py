@@ -4,23 +4,15 @@ show the user the same results and exit codes (the expected values are runc's, E
 from __future__ import annotations
 
 import subprocess
-import time
 
 import pytest
-from .enginelab import run_in_pty
+
+from . import enginelab
 
 pytestmark = [pytest.mark.kernel, pytest.mark.engines]
 IMAGE = "localhost/bb"
 NONE = ("--network", "none")
 NOT_FOUND = "OCI runtime attempted to invoke a command that was not found"
-
-
-def wait_for(predicate, what: str, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
 
 
 def test_exit_codes_and_missing_commands(podman, runtime, lab):
@@ -42,10 +34,7 @@ def test_exit_codes_and_missing_commands(podman, runtime, lab):
 
 
 def test_interactive_shell(podman, runtime):
-    rc, out = run_in_pty(podman.argv(("run", "-it", "--rm", *NONE, IMAGE, "sh"), runtime),
-                         send="echo $((6*7)); tty; exit 4\n", wait_for="# ", env=podman.env)
-    assert rc == 4, out
-    assert "\n42\n/dev/pts/0\n" in out, out
+    enginelab.check_interactive_shell(podman, ("-it", "--rm", *NONE, IMAGE), runtime)
 
 
 def test_exec_top_kill_pause_update_stop_restart(podman, runtime):
@@ -53,15 +42,10 @@ def test_exec_top_kill_pause_update_stop_restart(podman, runtime):
         return podman(*args, runtime=runtime, **kwargs)
 
     name = f"life-{runtime}"
-    script = 'trap "echo got USR1" USR1; trap "echo got TERM" TERM; while :; do sleep 0.1; done'
+    script = enginelab.TRAP_SCRIPT
     pm("run", "-d", "--name", name, *NONE, IMAGE, "sh", "-c", script, check=True)
     try:
-        res = pm("exec", name, "id")
-        assert (res.returncode, res.stdout) == (0, "uid=0(root) gid=0(root)\n")
-        assert pm("exec", name, "sh", "-c", "exit 7").returncode == 7
-        rc, out = run_in_pty(podman.argv(("exec", "-it", name, "sh", "-c", "tty; exit 5"), runtime),
-                             env=podman.env)
-        assert (rc, out.strip("\0\n")) == (5, "/dev/pts/0"), out
+        enginelab.check_exec(podman, pm, name, runtime, "uid=0(root) gid=0(root)\n", 7)
         res = pm("exec", name, "nonexistent")
         assert res.returncode == 127, res.stderr
         assert (f'exec failed: unable to start container process: exec: "nonexistent": '
@@ -70,13 +54,7 @@ def test_exec_top_kill_pause_update_stop_restart(podman, runtime):
         top = pm("top", name, "pid", "args", check=True).stdout.splitlines()
         assert top[1].split(None, 1) == ["1", f"sh -c {script} "], top  # podman pads
 
-        pm("kill", "--signal", "USR1", name, check=True)
-        wait_for(lambda: "got USR1" in pm("logs", name).stdout, "USR1 to reach the trap")
-
-        pm("pause", name, check=True)
-        assert pm("inspect", "-f", "{{.State.Status}}", name).stdout == "paused\n"
-        pm("unpause", name, check=True)
-        assert pm("inspect", "-f", "{{.State.Status}}", name).stdout == "running\n"
+        enginelab.check_signal_and_pause(pm, name)
 
         # podman 4.3's update has no --pids-limit (docker's test covers pids).
         pm("update", "--memory", "64m", "--cpus", "0.5", name, check=True)
@@ -99,15 +77,12 @@ def test_exec_top_kill_pause_update_stop_restart(podman, runtime):
 
 def test_limits_caps_read_only_and_volume(podman, runtime, lab):
     host = lab["path"] / "hostdir"
-    res = podman("run", "--rm", *NONE, "--pids-limit", "50", "--memory", "128m", "--cpus", "1.5",
-                 "--cap-drop", "ALL", "--cap-add", "NET_BIND_SERVICE", "--read-only",
-                 "-v", f"{host}:/x", IMAGE, "sh", "-c",
-                 "cd /sys/fs/cgroup; cat pids/pids.max memory/memory.limit_in_bytes "
-                 "cpu/cpu.cfs_quota_us; grep CapEff /proc/self/status; touch /a; "
-                 f"cat /x/greeting; echo {runtime} > /x/from-podman-{runtime}", runtime=runtime)
+    res = podman("run", "--rm", *NONE, *enginelab.LIMITS_FLAGS, "-v", f"{host}:/x", IMAGE,
+                 "sh", "-c",
+                 enginelab.LIMITS_SCRIPT + f"echo {runtime} > /x/from-podman-{runtime}",
+                 runtime=runtime)
     assert res.returncode == 0, res.stderr
-    assert res.stdout.splitlines() == ["50", "134217728", "150000", "CapEff:\t0000000000000400",
-                                       "hello from the host"], res.stdout
+    assert res.stdout.splitlines() == enginelab.LIMITS_SEEN, res.stdout
     assert res.stderr == "touch: /a: Read-only file system\n"
     assert (host / f"from-podman-{runtime}").read_text() == f"{runtime}\n"
 
