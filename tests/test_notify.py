@@ -135,6 +135,13 @@ def _cmd(rt, *args: str) -> list[str]:
     return [rt.binary, "--root", str(rt.root), *args]
 
 
+def _end(proc: subprocess.Popen) -> None:
+    """Kill proc if a failed assertion left it running."""
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+
+
 def _create(rt, bundle, supervisor: Supervisor) -> str:
     """A container created under the supervisor's NOTIFY_SOCKET: its id."""
     cid = rt.new_id()
@@ -167,9 +174,7 @@ def test_start_blocks_until_ready_and_forwards_it(pyrunc, bundle, sdnotify, supe
         got = supervisor.receive(3)
         _out, err = start.communicate(timeout=20)
     finally:
-        if start.poll() is None:
-            start.kill()
-            start.wait()
+        _end(start)
     pid = pyrunc.state(cid)["pid"]
     assert got == [(b"READY=1\n", 0), (f"MAINPID={pid}\n".encode(), 0), (b"BARRIER=1", 1)]
     # start itself forwarded READY, which the container sent only after `go`: start waited.
@@ -204,9 +209,7 @@ def test_ready_queued_before_the_init_exits_counts(pyrunc, bundle, sdnotify, sup
         _out, err = start.communicate(timeout=20)
     finally:
         os.close(pidfd)
-        if start.poll() is None:
-            start.kill()
-            start.wait()
+        _end(start)
     assert start.returncode == 0, err
     assert got == [(b"READY=1\n", 0), (f"MAINPID={pid}\n".encode(), 0), (b"BARRIER=1", 1)]
     wait_status(pyrunc, cid, "stopped")
@@ -233,9 +236,7 @@ def test_container_dying_unready_ends_the_wait_and_kill_is_not_blocked(
         pyrunc("kill", cid, "KILL", check=True, timeout=10)
         _out, err = start.communicate(timeout=20)
     finally:
-        if start.poll() is None:
-            start.kill()
-            start.wait()
+        _end(start)
     assert start.returncode == 0, err
     assert supervisor.nothing_pending()
     wait_status(pyrunc, cid, "stopped")
@@ -261,9 +262,7 @@ def test_foreground_run_forwards_its_own_pid_as_mainpid(pyrunc, bundle, sdnotify
                 os.close(barrier.pop())
             _out, err = run.communicate(timeout=20)
         finally:
-            if run.poll() is None:
-                run.kill()
-                run.wait()
+            _end(run)
         assert got == [(b"READY=1\n", 0), (f"MAINPID={run.pid}\n".encode(), 0),
                        (b"BARRIER=1", 1)]
         assert sup.senders == [run.pid] * 3  # systemd's NotifyAccess=main takes only MAINPID's
@@ -283,9 +282,7 @@ def test_run_detached_waits_for_ready_and_names_the_init(pyrunc, bundle, sdnotif
         got = supervisor.receive(3)
         _out, err = run.communicate(timeout=20)
     finally:
-        if run.poll() is None:
-            run.kill()
-            run.wait()
+        _end(run)
     assert run.returncode == 0, err
     pid = pyrunc.state(cid)["pid"]
     assert got == [(b"READY=1\n", 0), (f"MAINPID={pid}\n".encode(), 0), (b"BARRIER=1", 1)]

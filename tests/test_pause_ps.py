@@ -33,6 +33,14 @@ def _proc_state(pid: int) -> str:
     return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
 
 
+def _exited(pid: int) -> bool:
+    """A zombie, or reaped and gone."""
+    try:
+        return _proc_state(pid) in ("Z", "X")
+    except FileNotFoundError:
+        return True
+
+
 def _exec_sleeper(rt, cid: str, tmp_path: Path) -> int:
     """The host pid of a second process (`exec -d sleep`) in the container."""
     pidfile = tmp_path / "exec.pid"
@@ -73,20 +81,14 @@ def test_delete_force_of_a_paused_container(pyrunc, running):
     pyrunc("pause", running, check=True)
     pyrunc("delete", "--force", running, check=True, timeout=15)
     assert not (pyrunc.root / running).exists()
-    try:
-        assert _proc_state(pid) in ("Z", "X")
-    except FileNotFoundError:
-        pass
+    assert _exited(pid)
 
 
 def test_kill_all_reaches_every_process(pyrunc, running, tmp_path):
     second = _exec_sleeper(pyrunc, running, tmp_path)
     pyrunc("kill", "--all", running, "KILL", check=True)
     wait_status(pyrunc, running, "stopped", timeout=20)
-    try:
-        assert _proc_state(second) in ("Z", "X")
-    except FileNotFoundError:
-        pass
+    assert _exited(second)
 
 
 def test_ps_json_is_a_bare_array_of_host_pids(pyrunc, running, tmp_path):

@@ -417,12 +417,18 @@ class Listener(threading.Thread):
             os.close(fd)
 
 
-def test_notify_listener(run_container, bundle, tmp_path):
+def _notify_agent(tmp_path) -> tuple[Listener, dict]:
+    """A running seccomp agent, and a profile that sends it every mkdir (SCMP_ACT_NOTIFY)."""
     path = str(tmp_path / "agent.sock")
     agent = Listener(path)
     agent.start()
     sc = deny(MKDIR, "SCMP_ACT_NOTIFY")
     sc["listenerPath"] = path
+    return agent, sc
+
+
+def test_notify_listener(run_container, bundle, tmp_path):
+    agent, sc = _notify_agent(tmp_path)
     sc["listenerMetadata"] = "meta=1"
 
     def edit(cfg: dict) -> None:
@@ -481,11 +487,7 @@ def test_exec_gets_the_filter(pyrunc, bundle, tmp_path):
 
 
 def test_exec_notify(pyrunc, bundle, tmp_path):
-    path = str(tmp_path / "agent.sock")
-    agent = Listener(path)
-    agent.start()
-    sc = deny(MKDIR, "SCMP_ACT_NOTIFY")
-    sc["listenerPath"] = path
+    agent, sc = _notify_agent(tmp_path)
     cfg = base_config(["sleep", "100000"])
     with_seccomp(sc)(cfg)
     try:

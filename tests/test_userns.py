@@ -37,6 +37,17 @@ def edits(*fns):
     return edit
 
 
+def _sleeper_in_a_userns(rt, bundle) -> tuple[str, int]:
+    """A detached container running `sleep` in a new user namespace: its id and host pid."""
+    cfg = base_config(["sleep", "1000"])
+    with_userns(cfg)
+    bundle.write(cfg)
+    cid = rt.new_id()
+    rt("run", "-d", "--bundle", str(bundle.path), cid, check=True, capture_output=False,
+       stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return cid, wait_status(rt, cid, "running")["pid"]
+
+
 def test_maps_written_by_the_parent_and_root_inside(run_container):
     r = run_container(["sh", "-c", "cat /proc/self/uid_map /proc/self/gid_map /proc/self/setgroups;"
                        " id -u; id -g; hostname; readlink /proc/self/ns/user"],
@@ -52,14 +63,7 @@ def test_maps_written_by_the_parent_and_root_inside(run_container):
 
 
 def test_init_runs_as_the_mapped_host_uid(pyrunc, bundle):
-    cfg = base_config(["sleep", "1000"])
-    with_userns(cfg)
-    bundle.write(cfg)
-    cid = pyrunc.new_id()
-    pyrunc("run", "-d", "--bundle", str(bundle.path), cid, check=True,
-           capture_output=False, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-           stderr=subprocess.DEVNULL)
-    pid = wait_status(pyrunc, cid, "running")["pid"]
+    cid, pid = _sleeper_in_a_userns(pyrunc, bundle)
     status = Path(f"/proc/{pid}/status").read_text()
     uids = next(line for line in status.splitlines() if line.startswith("Uid:")).split()[1:]
     gids = next(line for line in status.splitlines() if line.startswith("Gid:")).split()[1:]
@@ -178,14 +182,7 @@ def test_cgroup_namespace_inside_a_user_namespace(run_container):
 
 
 def test_exec_enters_the_user_namespace(pyrunc, bundle, tmp_path):
-    cfg = base_config(["sleep", "1000"])
-    with_userns(cfg)
-    bundle.write(cfg)
-    cid = pyrunc.new_id()
-    pyrunc("run", "-d", "--bundle", str(bundle.path), cid, check=True,
-           capture_output=False, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-           stderr=subprocess.DEVNULL)
-    pid = wait_status(pyrunc, cid, "running")["pid"]
+    cid, pid = _sleeper_in_a_userns(pyrunc, bundle)
     res = pyrunc("exec", cid, "sh", "-c", "id -u; cat /proc/self/uid_map; readlink /proc/self/ns/user;"
                  " touch /dev/shm/x && stat -c %u /dev/shm/x", check=True)
     out = res.stdout.decode().split("\n")
@@ -199,14 +196,7 @@ def test_exec_enters_the_user_namespace(pyrunc, bundle, tmp_path):
 
 
 def test_join_a_user_namespace_by_path(pyrunc, bundle, run_container):
-    cfg = base_config(["sleep", "1000"])
-    with_userns(cfg)
-    bundle.write(cfg)
-    holder = pyrunc.new_id()
-    pyrunc("run", "-d", "--bundle", str(bundle.path), holder, check=True,
-           capture_output=False, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-           stderr=subprocess.DEVNULL)
-    pid = wait_status(pyrunc, holder, "running")["pid"]
+    holder, pid = _sleeper_in_a_userns(pyrunc, bundle)
     path = f"/proc/{pid}/ns/user"
 
     def join(cfg: dict) -> None:
