@@ -490,17 +490,21 @@ def test_masked_paths_that_do_not_exist_are_tolerated(run_container):
     assert r.out == "ok\n"
 
 
-def test_readonly_sysrq_trigger(run_container):
-    if not os.path.exists("/proc/sysrq-trigger"):
-        pytest.skip("this kernel has no /proc/sysrq-trigger (CONFIG_MAGIC_SYSRQ off)")
-    # 'h' only prints sysrq help to the kernel log, should the protection be missing.
-    r = run_container(["sh", "-c", sep("echo h > /proc/sysrq-trigger && echo WROTE",
-                                       "cat /proc/self/mountinfo")])
+def assert_write_refused(run_container, write: str, point: str) -> None:
+    """In a container, the shell command `write` fails with EROFS: `point` is mounted ro."""
+    r = run_container(["sh", "-c", sep(f"{write} && echo WROTE", "cat /proc/self/mountinfo")])
     assert r.rc == 0, r
     wrote, info = r.out.split("@@\n")
     assert "WROTE" not in wrote, r
     assert "Read-only file system" in r.err, r.err
-    assert "ro" in mount_at(info, "/proc/sysrq-trigger").opts
+    assert "ro" in mount_at(info, point).opts
+
+
+def test_readonly_sysrq_trigger(run_container):
+    if not os.path.exists("/proc/sysrq-trigger"):
+        pytest.skip("this kernel has no /proc/sysrq-trigger (CONFIG_MAGIC_SYSRQ off)")
+    # 'h' only prints sysrq help to the kernel log, should the protection be missing.
+    assert_write_refused(run_container, "echo h > /proc/sysrq-trigger", "/proc/sysrq-trigger")
 
 
 def test_readonly_proc_irq(run_container):
@@ -508,13 +512,7 @@ def test_readonly_proc_irq(run_container):
     f = "/proc/irq/default_smp_affinity"
     if not os.path.exists(f):
         pytest.skip(f"this kernel has no {f}")
-    r = run_container(["sh", "-c", sep(f"v=$(cat {f}); echo $v > {f} && echo WROTE",
-                                       "cat /proc/self/mountinfo")])
-    assert r.rc == 0, r
-    wrote, info = r.out.split("@@\n")
-    assert "WROTE" not in wrote, r
-    assert "Read-only file system" in r.err, r.err
-    assert "ro" in mount_at(info, "/proc/irq").opts
+    assert_write_refused(run_container, f"v=$(cat {f}); echo $v > {f}", "/proc/irq")
 
 
 def test_readonly_proc_sys(run_container):
