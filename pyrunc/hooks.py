@@ -74,6 +74,10 @@ def run_one(kind: str, index: int, hook: dict, payload: bytes) -> None:
         raise HookError(f"{where} failed: exit status {os.WEXITSTATUS(status)}")
 
 
+_LONGEST = 1e9            # seconds: ~31 years
+_POLL_MAX_MS = 2**31 - 1  # poll(2)'s timeout is a C int
+
+
 def _wait(pid: int, timeout: float | None) -> int | None:
     """Exit status, or None after killing a hook that ran past `timeout` seconds."""
     if not timeout:
@@ -82,10 +86,12 @@ def _wait(pid: int, timeout: float | None) -> int | None:
     try:
         poller = select.poll()
         poller.register(pidfd, select.POLLIN)
-        deadline = time.monotonic() + timeout
+        # Any timeout beyond a few decades is "never"; capped, it stays a float, and each poll
+        # waits at most what poll(2)'s int milliseconds can say (the loop polls again).
+        deadline = time.monotonic() + min(timeout, _LONGEST)
         while True:
             left = deadline - time.monotonic()
-            if left <= 0 or not poller.poll(left * 1000):
+            if left <= 0 or not poller.poll(min(left * 1000, _POLL_MAX_MS)):
                 if time.monotonic() >= deadline:
                     os.kill(pid, 9)
                     os.waitpid(pid, 0)

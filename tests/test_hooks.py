@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import tempfile
 
 import pytest
 
@@ -144,6 +145,21 @@ def test_hook_timeout_kills_it_and_fails_create(pyrunc, bundle):
     assert res.returncode == 1
     assert b"timed out after 1s" in res.stderr
     assert not (pyrunc.root / cid).exists()
+
+
+@pytest.mark.parametrize("timeout", [2**31, 2**63 - 1])
+def test_a_hook_timeout_beyond_any_clock_means_no_limit(pyrunc, bundle, timeout):
+    """poll(2) takes int milliseconds: the schema's int64 seconds must not overflow it."""
+    cfg = bundle.edit()
+    cfg["hooks"] = {"createRuntime": [{"path": "/bin/true", "args": ["true"], "timeout": timeout}]}
+    bundle.write()
+    cid = pyrunc.new_id()
+    with tempfile.TemporaryFile() as err:  # the init keeps create's stderr: no pipe
+        res = pyrunc("create", "--bundle", str(bundle.path), cid, capture_output=False,
+                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err)
+        err.seek(0)
+        assert res.returncode == 0, err.read()
+    pyrunc("delete", "--force", cid, check=True)
 
 
 def test_hook_env_and_args_are_exactly_as_configured(pyrunc, bundle, tmp_path):
