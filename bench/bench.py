@@ -102,6 +102,12 @@ class Series:
 
 # ---------------------------------------------------------------- processes
 
+def read(path: str, errors: str | None = None) -> str:
+    """A whole small file (/proc, a result), closed at once rather than whenever GC runs."""
+    with open(path, errors=errors) as f:
+        return f.read()
+
+
 def libc_call(name: str, *args: object) -> None:
     """Call a libc function returning -1/errno, turning failures into OSError."""
     if getattr(libc, name)(*args) != 0:
@@ -188,12 +194,13 @@ def enter_private_mount_namespace(empty_file: str) -> str:
     hybrid from all three runtimes alike.  Returns a line for the report."""
     libc_call("unshare", 0x00020000)                                         # CLONE_NEWNS
     libc_call("mount", None, b"/", None, ctypes.c_ulong(16384 | 262144), None)  # MS_REC|MS_PRIVATE
-    fstypes = {line.split()[4]: line.split(" - ")[1].split()[0] for line in open("/proc/self/mountinfo")}
+    fstypes = {line.split()[4]: line.split(" - ")[1].split()[0] for line in read("/proc/self/mountinfo").splitlines()}
     if fstypes.get("/sys/fs/cgroup") == "cgroup2" or fstypes.get("/sys/fs/cgroup/unified") != "cgroup2":
         return "cgroups: not hybrid, nothing masked"
-    if not open(CGROUP_CONTROLLERS).read().strip():
+    if not read(CGROUP_CONTROLLERS).strip():
         return "cgroups: hybrid, unified/cgroup.controllers already empty"
-    open(empty_file, "w").close()
+    with open(empty_file, "w"):
+        pass
     libc_call("mount", empty_file.encode(), CGROUP_CONTROLLERS.encode(), None, ctypes.c_ulong(4096), None)
     return "cgroups: hybrid; empty file bound over unified/cgroup.controllers (private mount ns)"
 
@@ -289,9 +296,9 @@ class Bench:
         finally:
             os.close(out), os.close(err)
         if rc != 0:
-            lines = [ln.strip() for ln in open(err_path, errors="replace") if ln.strip()]
+            lines = [ln.strip() for ln in read(err_path, errors="replace").splitlines() if ln.strip()]
             raise BenchError(f"`{rt.name} {args[0]}` exit {rc}: {lines[0] if lines else '(no stderr)'}")
-        return open(out_path, errors="replace").read()
+        return read(out_path, errors="replace")
 
     def record(self, op: str, rt: Runtime, value: float, rc: int, keep: bool) -> bool:
         """Keep a sample (unless warming up) or count the failure; True when the call worked."""
@@ -488,7 +495,7 @@ class Bench:
             c = Container(rt, self.new_id(rt, "rss"))
             rc = spawn([*self.rss_launcher, "-f", "%M", "-o", result,
                         *rt.argv("run", "--bundle", self.bundles["true"], c.cid)])
-            words = open(result).read().split() if os.path.exists(result) else []
+            words = read(result).split() if os.path.exists(result) else []
             kb = float(words[-1]) if words and words[-1].isdigit() else 0.0
             if self.record("rss.run", rt, kb / 1024, rc, keep):
                 self.deleted(c)
@@ -600,8 +607,8 @@ def shim_pids() -> list[int]:
     for d in os.listdir("/proc"):
         if d.isdigit():
             try:
-                comm = open(f"/proc/{d}/comm").read()
-                cmdline = open(f"/proc/{d}/cmdline", "rb").read().decode(errors="replace")
+                comm = read(f"/proc/{d}/comm")
+                cmdline = read(f"/proc/{d}/cmdline", errors="replace")
             except OSError:
                 continue
             if "pyrunc-shim" in comm or "pyrunc-shim" in cmdline:
@@ -613,12 +620,13 @@ def leftovers(tmp: str, prefix: str, cgroups_before: set[str]) -> list[str]:
     """What the bench left behind: cgroups, mounts, processes, files, a chowned /dev/null."""
     found = [f"cgroup {d}" for d in sorted(bench_cgroup_dirs() - cgroups_before)]
     for ns in ("self", "1"):
-        found += [f"mount ({ns}) {ln.split()[4]}" for ln in open(f"/proc/{ns}/mountinfo")
+        found += [f"mount ({ns}) {ln.split()[4]}" for ln in read(f"/proc/{ns}/mountinfo").splitlines()
                   if tmp in ln.split()[4] or prefix in ln]
     for d in filter(str.isdigit, os.listdir("/proc")):
         try:
-            if prefix in open(f"/proc/{d}/cgroup").read() or tmp in open(f"/proc/{d}/cmdline", errors="replace").read():
-                found.append(f"process {d}: {open(f'/proc/{d}/comm').read().strip()}")
+            if (prefix in read(f"/proc/{d}/cgroup")
+                    or tmp in read(f"/proc/{d}/cmdline", errors="replace")):
+                found.append(f"process {d}: {read(f'/proc/{d}/comm').strip()}")
         except OSError:
             pass
     if os.path.exists(tmp):
@@ -782,7 +790,7 @@ def run_groups(bench: Bench) -> list[str]:
 
 def remove_temp_dir(tmp: str) -> None:
     """rmtree crosses mount points: never run it while anything is still mounted below tmp."""
-    if any(ln.split()[4].startswith(tmp + "/") for ln in open("/proc/self/mountinfo")):
+    if any(ln.split()[4].startswith(tmp + "/") for ln in read("/proc/self/mountinfo").splitlines()):
         print(f"WARNING: mounts left under {tmp}: not removing it", file=sys.stderr)
     else:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -810,14 +818,14 @@ def main() -> int:
         if spec_tool is None:
             raise SystemExit("bench.py: need runc (or crun) to generate config.json with `spec`")
         bench = Bench(args, tmp, runtimes, build_bundles(tmp, spec_tool))
-        load_before = open("/proc/loadavg").read().strip()
+        load_before = read("/proc/loadavg").strip()
         for rt in runtimes:
             smoke_test(bench, rt)
         print_header(bench, load_before, ns_note)
         if all(rt.error for rt in runtimes):
             raise SystemExit("bench.py: no runtime works")
         ops = run_groups(bench)
-        load_after = open("/proc/loadavg").read().strip()
+        load_after = read("/proc/loadavg").strip()
         print(f"loadavg  after  {load_after}")
         targets = print_results(bench, ops)
         header = {"date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),

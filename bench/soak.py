@@ -166,7 +166,7 @@ def leftovers(root: str, prefix: str) -> list[str]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pyrunc", default="/usr/local/bin/pyrunc")
-    parser.add_argument("--seconds", type=float, default=float(os.environ.get("SOAK_SECONDS", 600)))
+    parser.add_argument("--seconds", type=float, default=float(os.environ.get("SOAK_SECONDS", "600")))
     parser.add_argument("--workers", type=int, default=4)
     args = parser.parse_args()
     if os.geteuid() != 0:

@@ -39,7 +39,7 @@ from pyrunc.errors import ConfigError
 # the annotations below are strings (from __future__), resolved only by type checkers.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterable
     from typing import Self
 
     HasFile = Callable[[str, str], bool]   # (controller, filename) -> exists
@@ -76,7 +76,7 @@ def v1_writes(resources: dict, keys: set[str], has_file: HasFile = _all,
               warnings: list[str] | None = None) -> list[tuple[str, str, str]]:
     """The v1 writes, in order. keys: the v1 controllers mounted. hugepageLimits/unified are
     left to v2_writes when "hugetlb" is not a v1 controller (the hybrid host's case)."""
-    out: list[Write] = []
+    out: list[tuple[str, str, str]] = []  # of Write
 
     def put(ctrl: str, name: str, value: object, field: str) -> None:
         if ctrl not in keys:
@@ -214,7 +214,7 @@ def v2_writes(resources: dict, has_file: HasFile = _all,
     hybrid host sends just hugepageLimits and unified there)."""
     warn = warnings if warnings is not None else []
     res = {k: v for k, v in resources.items() if only is None or k in only}
-    out: list[Write] = []
+    out: list[tuple[str, str]] = []  # of Write
 
     def put(name: str, value: object, field: str) -> None:
         out.append(Write((name, str(value)), F + field))
@@ -297,7 +297,7 @@ def device_writes(resources: dict, linux_devices: list[dict]) -> list[tuple[str,
     rule matches is denied), a list that does not start with deny-all gets one first."""
     rules = resources.get("devices") or []
     first = rules[0] if rules else {}
-    out: list[Write] = []
+    out: list[tuple[str, str, str]] = []  # of Write
     wildcard = (first.get("type") or "a") == "a" and set(first.get("access") or "rwm") == set("rwm") \
         and all(first.get(k) is None or first[k] < 0 for k in ("major", "minor"))
     if not rules or first.get("allow") or not wildcard:
@@ -314,7 +314,7 @@ def device_writes(resources: dict, linux_devices: list[dict]) -> list[tuple[str,
     for line in DEFAULT_ALLOWS:
         out.append(Write(("devices", "devices.allow", line), F + "devices (default nodes)"))
     for i, dev in enumerate(linux_devices):
-        kind = {"u": "c"}.get(dev.get("type"), dev.get("type"))
+        kind = "c" if dev.get("type") == "u" else dev.get("type")
         if kind in ("c", "b"):
             out.append(Write(("devices", "devices.allow", f"{kind} {dev['major']}:{dev['minor']} rwm"),
                              f"linux.devices[{i}]"))
@@ -335,11 +335,12 @@ def devices_state(devices_list: str) -> DeviceState | None:
                             for kind, num, access in (e for e in entries if len(e) == 3))
 
 
-def devices_after(writes: list[tuple[str, str, str]]) -> DeviceState | None:
+def devices_after(writes: Iterable[tuple[str, str, str]]) -> DeviceState | None:
     """What devices.list will hold after device_writes' lines (which start with an "a"), the
     way the kernel applies them: "a" sets the default and drops every exception; a rule against
     the default adds (or widens) an exception; one in its favour narrows the same exception."""
-    allow_all, exc = True, None
+    allow_all = True
+    exc: dict | None = None
     for _ctrl, name, line in writes:
         allow = name == "devices.allow"
         if line == "a":

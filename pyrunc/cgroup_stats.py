@@ -112,11 +112,12 @@ def v1_stats(owners: dict[str, str], paths: dict[str, str]) -> dict:
     acct = where("cpuacct")
     if acct:
         ticks = _keyed(acct, "cpuacct.stat")
-        usage = {"total": _int(acct, "cpuacct.usage"),
-                 "percpu": [int(x) for x in (_read(acct, "cpuacct.usage_percpu") or "").split()],
-                 "percpu_kernel": [], "percpu_user": [],
-                 "kernel": ticks.get("system", 0) * _NS_PER_TICK,
-                 "user": ticks.get("user", 0) * _NS_PER_TICK}
+        usage: dict = {"total": _int(acct, "cpuacct.usage"),
+                       "percpu": [int(x) for x in
+                                  (_read(acct, "cpuacct.usage_percpu") or "").split()],
+                       "percpu_kernel": [], "percpu_user": [],
+                       "kernel": ticks.get("system", 0) * _NS_PER_TICK,
+                       "user": ticks.get("user", 0) * _NS_PER_TICK}
         for line in (_read(acct, "cpuacct.usage_all") or "").splitlines()[1:]:
             _cpu, user, system = line.split()
             usage["percpu_user"].append(int(user))
@@ -127,7 +128,7 @@ def v1_stats(owners: dict[str, str], paths: dict[str, str]) -> dict:
     mem = where("memory")
     if mem:
         raw = _keyed(mem, "memory.stat")
-        m = {"cache": raw.get("cache", 0)}
+        m: dict = {"cache": raw.get("cache", 0)}
         for key, prefix in (("usage", "memory."), ("swap", "memory.memsw."),
                             ("kernel", "memory.kmem."), ("kernelTCP", "memory.kmem.tcp.")):
             m[key] = _mem_entry(_int(mem, prefix + "limit_in_bytes"), _int(mem, prefix + "usage_in_bytes"),

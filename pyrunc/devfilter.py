@@ -201,7 +201,7 @@ def rules_from_config(resources: dict, linux_devices: list[dict],
         out.append(Rule(True, kind, None if major == "*" else int(major),
                         None if minor == "*" else int(minor), access))
     for dev in linux_devices:
-        kind = {"u": "c"}.get(dev.get("type"), dev.get("type"))
-        if kind in ("b", "c"):
-            out.append(Rule(True, kind, dev["major"], dev["minor"], "rwm"))
+        node = "c" if dev.get("type") == "u" else dev.get("type")
+        if node in ("b", "c"):
+            out.append(Rule(True, node, dev["major"], dev["minor"], "rwm"))
     return out

@@ -91,7 +91,7 @@ def undo(rootfs: str, recorded: list[list[str]]) -> None:
                     except OSError as exc:
                         if exc.errno not in (errno.EINVAL, errno.ENOENT):
                             raise OSError(exc.errno, f"unmounting {point}: "
-                                          f"{os.strerror(exc.errno)}") from None
+                                          f"{os.strerror(exc.errno or 0)}") from None
                         break
                 finally:
                     os.close(fd)

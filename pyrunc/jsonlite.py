@@ -11,7 +11,7 @@ import _json
 
 TYPE_CHECKING = False  # typing costs milliseconds to import
 if TYPE_CHECKING:
-    from typing import Any
+    from typing import Any, ClassVar
 
 _WS = " \t\n\r"
 
@@ -27,20 +27,24 @@ class _Context:
     parse_float = float
     parse_int = int
     parse_constant = staticmethod(_constant)
-    memo: dict = {}
+    memo: ClassVar[dict] = {}  # the scanner's, cleared after every loads()
 
 
-_scan = _json.make_scanner(_Context())
+# typeshed wants json's own scanner and a default() callable; the C code reads only the
+# attributes above, and with no default() it raises TypeError as json.dumps does.
+_scan = _json.make_scanner(_Context())  # type: ignore[arg-type]
 _esc = _json.encode_basestring_ascii
-_compact = _json.make_encoder(None, None, _esc, None, ":", ",", False, False, True)
-_spaced = _json.make_encoder(None, None, _esc, None, ": ", ", ", False, False, True)
+_compact = _json.make_encoder(None, None, _esc, None, ":", ",", False, False,  # type: ignore[arg-type]
+                              True)
+_spaced = _json.make_encoder(None, None, _esc, None, ": ", ", ", False, False,  # type: ignore[arg-type]
+                             True)
 
 
 class JSONError(ValueError):
     """Malformed JSON, with the character offset where reading stopped."""
 
 
-def loads(data: bytes | str) -> object:
+def loads(data: bytes | str) -> Any:
     text = data.decode() if isinstance(data, bytes) else data
     start = 0
     while start < len(text) and text[start] in _WS:

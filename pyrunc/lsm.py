@@ -44,7 +44,7 @@ def check(proc: dict, linux_cfg: dict | None, where: str = "config.json: /proces
     if proc.get("selinuxLabel") and not selinux_enabled():
         raise ConfigError(f"{where}/selinuxLabel: {proc['selinuxLabel']!r} asked for, but "
                           "SELinux is disabled or not supported on this host")
-    if (linux_cfg or {}).get("mountLabel"):
+    if linux_cfg and linux_cfg.get("mountLabel"):
         if not selinux_enabled():
             from pyrunc.log import Log
             Log.warning(f"config.json: /linux/mountLabel: {linux_cfg['mountLabel']!r} ignored: "

@@ -20,9 +20,8 @@ rootfs work on the other core):
 
 from __future__ import annotations
 
-import os
-
 import _socket
+import os
 
 from pyrunc import linux
 from pyrunc.errors import ConfigError, PyruncError

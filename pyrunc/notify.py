@@ -20,11 +20,10 @@ Nothing here is imported unless NOTIFY_SOCKET is set.
 
 from __future__ import annotations
 
+import _socket
 import os
 import select
 import struct
-
-import _socket
 
 from pyrunc.errors import PyruncError
 

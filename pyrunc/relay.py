@@ -7,13 +7,12 @@ init is reaped and its last output drained.
 
 from __future__ import annotations
 
+import _signal as signal  # not `signal`: it imports enum
 import errno
 import fcntl
 import os
 import select
 import termios
-
-import _signal as signal  # not `signal`: it imports enum
 
 from pyrunc import terminal
 from pyrunc.supervise import exit_code

@@ -275,7 +275,7 @@ class _CharClass:
     def __init__(self, chars: str) -> None:
         self.chars = frozenset(chars)
 
-    def search(self, text: str) -> "_CharClass | None":
+    def search(self, text: str) -> _CharClass | None:
         return self if set(text) <= self.chars else None
 
 

@@ -99,7 +99,7 @@ def _library() -> ctypes.CDLL:
     return _lib
 
 
-def _action(name: str, errno_ret: object, where: str) -> int:
+def _action(name: str, errno_ret: int | None, where: str) -> int:
     base = ACTIONS.get(name)
     if base is None:
         raise ConfigError(f"config.json: {where}: unknown seccomp action {name!r}")

@@ -8,11 +8,10 @@ for a foreground `run` with no socket, into a relay with the user's own terminal
 
 from __future__ import annotations
 
+import _socket
 import fcntl
 import os
 import struct
-
-import _socket
 
 from pyrunc import linux, saferoot
 

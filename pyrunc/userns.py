@@ -93,11 +93,11 @@ def check_mount_ids(mounts: list[dict], uids: list[dict], gids: list[dict]) -> N
     for i, entry in enumerate(mounts):
         for opt in entry.get("options") or []:
             key, sep, value = opt.partition("=")
-            if sep and key in ("uid", "gid") and value.isdigit():
-                if not maps_id(uids if key == "uid" else gids, int(value)):
-                    raise ConfigError(f"config.json: /mounts/{i} ({entry.get('destination')}): "
-                                      f"cannot specify {opt} mount option: {key} {value} is not "
-                                      f"mapped in linux.{key}Mappings")
+            if (sep and key in ("uid", "gid") and value.isdigit()
+                    and not maps_id(uids if key == "uid" else gids, int(value))):
+                raise ConfigError(f"config.json: /mounts/{i} ({entry.get('destination')}): "
+                                  f"cannot specify {opt} mount option: {key} {value} is not "
+                                  f"mapped in linux.{key}Mappings")
 
 
 def idmap_kind(entry: dict) -> str | None:

@@ -77,7 +77,7 @@ class Bundle:
         shutil.copytree(rootfs_src, self.rootfs, symlinks=True)
         self.config = base_config(["true"])
 
-    def write(self, config: dict | None = None) -> "Bundle":
+    def write(self, config: dict | None = None) -> Bundle:
         if config is not None:
             self.config = config
         (self.path / "config.json").write_text(json.dumps(self.config, indent=1))

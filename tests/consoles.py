@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import socket
 import threading
+from typing import Self
 
 
 def read_until_eio(fd: int) -> bytes:
@@ -38,7 +39,7 @@ class ConsoleSocket:
         self._listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self._receiver = threading.Thread(target=self._receive)
 
-    def __enter__(self) -> ConsoleSocket:
+    def __enter__(self) -> Self:
         self._listener.bind(self.path)
         self._listener.listen(1)
         self._receiver.start()

@@ -19,20 +19,30 @@ import copy
 import io
 import json
 import os
-import signal
 import shutil
+import signal
 import subprocess
-import sys
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from conftest import base_config, leaks, one_line_error
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import base_config, leaks, one_line_error
-from pyrunc import cgroup_resources, cli, commands, config, create, detached, execute, lifecycle, run, state
+from pyrunc import (
+    cgroup_resources,
+    cli,
+    commands,
+    config,
+    create,
+    detached,
+    execute,
+    lifecycle,
+    run,
+    state,
+)
 from pyrunc.cgroups import CgroupManager
 from pyrunc.errors import PyruncError
 
@@ -241,8 +251,8 @@ def test_hostile_configs_in_process(fuzz_bundle, doc):
 
 RAW_DOCS = [b"", b"{", b"null", b"[]", b"1", b'"x"', b"\xff\xfe", b'{"ociVersion": "1.0.2"}',
             b'{"ociVersion": 1}', b'{"a": 1, "a": 2}', b"{" * 5000 + b"}" * 5000, b"[" * 100_000,
-            b'{"ociVersion": "1.0.2", "root": {"path": "rootfs"}, "process": {"args": ["true"], "cwd": "/",'
-            b' "user": {"uid": 0, "gid": 0}}, "linux": {"namespaces": [{"type": "mount"}]}}\x00',
+            (b'{"ociVersion": "1.0.2", "root": {"path": "rootfs"}, "process": {"args": ["true"], "cwd": "/",'
+             b' "user": {"uid": 0, "gid": 0}}, "linux": {"namespaces": [{"type": "mount"}]}}\x00'),
             b'\xef\xbb\xbf{}', b'{"ociVersion": "1.0.2", "root": {"path": "rootfs"}} trailing',
             b'{"ociVersion": NaN}', b'{"ociVersion": "1.0.2", "x": Infinity}', b'{"x": 1e999999}']
 

@@ -112,9 +112,9 @@ def test_kill_all_of_a_frozen_v1_container(pyrunc, bundle, tmp_path) -> None:
     pyrunc("pause", cid, check=True)
     state = pyrunc.state(cid)
     assert state["status"] == "paused"
-    freezer = [line.split(":", 2)[2] for line in
+    freezer = next(line.split(":", 2)[2] for line in
                Path(f"/proc/{state['pid']}/cgroup").read_text().splitlines()
-               if line.split(":")[1] == "freezer"][0]
+               if line.split(":")[1] == "freezer")
     assert (CGROOT / "freezer" / freezer.lstrip("/") / "freezer.state").read_text().strip() == "FROZEN"
     pyrunc("kill", "--all", cid, "KILL", check=True)
     wait_status(pyrunc, cid, "stopped")

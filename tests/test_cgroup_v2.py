@@ -195,8 +195,8 @@ def running_v2(pyrunc, bundle, tmp_path):
         pyrunc("run", "-d", "--bundle", str(bundle.path), cid, check=True, capture_output=False,
                stdout=out, stderr=out, env=V2_ENV)
     state = pyrunc.state(cid)
-    own = [line.split(":", 2)[2] for line in Path(f"/proc/{state['pid']}/cgroup").read_text().splitlines()
-           if line.startswith("0::")][0]
+    own = next(line.split(":", 2)[2] for line in Path(f"/proc/{state['pid']}/cgroup").read_text().splitlines()
+           if line.startswith("0::"))
     return cid, UNIFIED / own.lstrip("/")
 
 

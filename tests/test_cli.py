@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from checks import alive, one_line
-from conftest import Bundle, Runtime, poll, pyrunc_binary, wait_status  # noqa: F401
+from conftest import Bundle, Runtime, poll, pyrunc_binary, wait_status
 
 from pyrunc import OCI_VERSION
 from pyrunc.cli import COMMANDS, GLOBAL_FLAGS, parse_flags

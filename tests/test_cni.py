@@ -13,7 +13,6 @@ import subprocess
 import uuid
 
 import pytest
-
 from conftest import REPO, ip, links, wait_status
 
 pytestmark = pytest.mark.kernel

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "conformance"))
-import runtime_tools as rt  # noqa: E402
+import runtime_tools as rt
 
 
 def _verdict(stdout: str, rc: int = 0) -> dict:

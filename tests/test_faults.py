@@ -19,7 +19,6 @@ import tempfile
 from pathlib import Path
 
 import pytest
-
 from conftest import Runtime, one_line_error, poll, wait_status
 
 pytestmark = pytest.mark.kernel

@@ -6,10 +6,11 @@ import json
 import subprocess
 
 import pytest
-
 from conftest import pyrunc_binary
+
 from pyrunc import capabilities
 from pyrunc import mounts as mounts_mod
+from pyrunc.errors import ConfigError
 from pyrunc.mounts import parse_mount
 
 
@@ -39,7 +40,7 @@ def test_capabilities_are_exactly_the_known_ones(feats):
     listed = feats["linux"]["capabilities"]
     assert "CAP_TEST" not in listed
     assert capabilities.parse({"bounding": listed}) is not None
-    with pytest.raises(Exception):
+    with pytest.raises(ConfigError):
         capabilities.parse({"bounding": ["CAP_TEST"]})
 
 
@@ -91,8 +92,8 @@ def test_every_listed_mount_option_mounts(feats, pyrunc, bundle, tmp_path):
     options = feats["mountOptions"]
     cfg["mounts"] += [mount_for(opt, i, str(tmp_path / "src")) for i, opt in enumerate(options)]
     noatime = options.index("noatime")
-    cfg["process"]["args"] = ["sh", "-c", f"ls /m | wc -l; grep ' /m/{noatime} ' "
-                              "/proc/self/mountinfo | grep -c noatime"]
+    cfg["process"]["args"] = ["sh", "-c", (f"ls /m | wc -l; grep ' /m/{noatime} ' "
+                                           "/proc/self/mountinfo | grep -c noatime")]
     bundle.write()
     res = pyrunc("run", "--bundle", str(bundle.path), pyrunc.new_id())
     assert res.returncode == 0, res.stderr

@@ -14,7 +14,6 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from conftest import one_line_error
 
 pytestmark = pytest.mark.kernel
@@ -56,9 +55,9 @@ def test_created_file_is_owned_by_the_mapped_id_on_the_host(run_container, sourc
     # appears as root inside.
     os.chown(source, 5000, 5001)  # the directory appears as root's: root may write (no caps)
     mount = idmapped(source, "/tmp", one(5000, 0), one(5001, 0))
-    r = run_container(["sh", "-c", "touch /tmp/made && mkdir /tmp/dir && "
-                       "stat -c '%n %u:%g' /tmp/made /tmp/stored-5000 && "
-                       "grep ' /tmp ' /proc/self/mountinfo"],
+    r = run_container(["sh", "-c", ("touch /tmp/made && mkdir /tmp/dir && "
+                        "stat -c '%n %u:%g' /tmp/made /tmp/stored-5000 && "
+                        "grep ' /tmp ' /proc/self/mountinfo")],
                       edit=lambda c: c["mounts"].append(mount))
     assert r.rc == 0, r
     lines = r.out.splitlines()
@@ -93,8 +92,8 @@ def test_idmap_without_mappings_uses_the_containers_user_namespace(run_container
     def edit(cfg: dict) -> None:
         with_userns(cfg)
         cfg["mounts"].append(mount)
-    r = run_container(["sh", "-c", "stat -c %u:%g /tmp/stored-0 /tmp/stored-5000; "
-                       "touch /tmp/made && stat -c %u /tmp/made"], edit=edit)
+    r = run_container(["sh", "-c", ("stat -c %u:%g /tmp/stored-0 /tmp/stored-5000; "
+                        "touch /tmp/made && stat -c %u /tmp/made")], edit=edit)
     assert r.rc == 0, r
     assert r.out.split() == ["0:0", "5000:5001", "0"]
     st = os.stat(source / "made")

@@ -11,7 +11,6 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import REPO
 
 HEAVY = {"re", "enum", "typing", "collections", "json", "inspect", "dataclasses", "socket",

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 from checks import alive, one_line
-from conftest import Bundle, Runtime, leaks, poll, wait_status  # noqa: F401
+from conftest import Bundle, Runtime, leaks, poll, wait_status
 
 pytestmark = pytest.mark.kernel
 

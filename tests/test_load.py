@@ -7,24 +7,23 @@ CI runs a bounded version; `make load` runs the issue's full numbers (PYRUNC_LOA
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import pytest
-
 from conftest import Runtime, one_line_error, open_fds
 
 pytestmark = pytest.mark.kernel
 
 FULL = os.environ.get("PYRUNC_LOAD") == "full"
-LIFECYCLES = int(os.environ.get("PYRUNC_LOAD_LIFECYCLES", 500 if FULL else 80))
+LIFECYCLES = int(os.environ.get("PYRUNC_LOAD_LIFECYCLES", "500" if FULL else "80"))
 CALLERS = 8
-LONG_RUNNING = int(os.environ.get("PYRUNC_LOAD_LONG", 100 if FULL else 30))
+LONG_RUNNING = int(os.environ.get("PYRUNC_LOAD_LONG", "100" if FULL else "30"))
 EXECS = 50
 RACE_ROUNDS = 20 if FULL else 4
 
@@ -138,19 +137,20 @@ def test_parallel_execs_into_one_container(pyrunc, bundle, tmp_path):
     cid = pyrunc.new_id()
     must(pyrunc, "run", "-d", "--bundle", path, cid)
     procs = []
-    for i in range(EXECS):
-        out = open(tmp_path / f"exec{i}", "w+b")
-        procs.append((i, out, subprocess.Popen(
-            [pyrunc.binary, "--root", str(pyrunc.root), "exec", cid, "sh", "-c", f"echo {i}; exit {i % 7}"],
-            stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)))
     bad = []
-    for i, out, proc in procs:
-        code = proc.wait(timeout=300)
-        out.seek(0)
-        text = out.read().decode()
-        out.close()
-        if code != i % 7 or text != f"{i}\n":
-            bad.append((i, code, text))
+    with contextlib.ExitStack() as outputs:
+        for i in range(EXECS):
+            out = outputs.enter_context(open(tmp_path / f"exec{i}", "w+b"))
+            procs.append((i, out, subprocess.Popen(
+                [pyrunc.binary, "--root", str(pyrunc.root), "exec", cid, "sh", "-c",
+                 f"echo {i}; exit {i % 7}"],
+                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)))
+        for i, out, proc in procs:
+            code = proc.wait(timeout=300)
+            out.seek(0)
+            text = out.read().decode()
+            if code != i % 7 or text != f"{i}\n":
+                bad.append((i, code, text))
     assert bad == []
     assert json.loads(must(pyrunc, "state", cid).stdout)["status"] == "running"
     must(pyrunc, "delete", "--force", cid)
@@ -163,7 +163,8 @@ def test_racing_creates_of_one_id(pyrunc, bundle):
     for _ in range(RACE_ROUNDS):
         cid = pyrunc.new_id("dup")
         with ThreadPoolExecutor(4) as pool:
-            results = list(pool.map(lambda _: call(pyrunc, "create", "--bundle", path, cid), range(4)))
+            results = list(pool.map(lambda _, cid=cid: call(pyrunc, "create", "--bundle", path, cid),
+                                    range(4)))
         winners = [r for r in results if r.returncode == 0]
         assert len(winners) == 1, [r.stderr for r in results]
         for r in results:
@@ -191,7 +192,7 @@ def test_kill_delete_state_racing_on_one_id(pyrunc, bundle):
             must(pyrunc, "create", "--bundle", path, cid)
             must(pyrunc, "start", cid)
 
-        def racer(args: tuple[str, ...]) -> subprocess.CompletedProcess:
+        def racer(args: tuple[str, ...], cid: str = cid) -> subprocess.CompletedProcess:
             cmd, *rest = args
             return call(pyrunc, cmd, *rest[:-1], cid, *rest[-1:]) if cmd == "kill" else \
                 call(pyrunc, cmd, *rest, cid)

@@ -56,9 +56,9 @@ def test_tmpcopyup_copies_what_the_tmpfs_covers(pyrunc, bundle):
     (bundle.rootfs / "etc" / "sub" / "f").write_text("kept\n")
     (bundle.rootfs / "etc" / "link").symlink_to("sub/f")
     cfg = bundle.edit()
-    cfg["process"]["args"] = ["sh", "-c", "cat /etc/sub/f /etc/link; readlink /etc/link; "
-                              "grep ' /etc ' /proc/self/mountinfo | cut -d' ' -f9; "
-                              "echo new > /etc/sub/g && echo writable"]
+    cfg["process"]["args"] = ["sh", "-c", ("cat /etc/sub/f /etc/link; readlink /etc/link; "
+                               "grep ' /etc ' /proc/self/mountinfo | cut -d' ' -f9; "
+                               "echo new > /etc/sub/g && echo writable")]
     cfg["mounts"].append({"destination": "/etc", "type": "tmpfs", "source": "tmpfs",
                           "options": ["tmpcopyup", "mode=755"]})
     bundle.write()

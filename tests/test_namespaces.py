@@ -15,7 +15,6 @@ import uuid
 from pathlib import Path
 
 import pytest
-
 from conftest import is_warning, one_line_error, poll  # noqa: F401
 
 pytestmark = pytest.mark.kernel
@@ -322,8 +321,8 @@ def test_no_mount_namespace_inherits_the_hosts(pyrunc, bundle):
     # (runc leaves them behind).
     cfg = bundle.edit()
     _host_mount_ns(cfg)
-    cfg["process"]["args"] = ["sh", "-c", "readlink /proc/self/ns/mnt; ls /bin/busybox; "
-                              "cat /proc/timer_list | wc -c"]
+    cfg["process"]["args"] = ["sh", "-c", ("readlink /proc/self/ns/mnt; ls /bin/busybox; "
+                               "cat /proc/timer_list | wc -c")]
     bundle.write()
     cid = pyrunc.new_id()
     out = bundle.path / "out"

@@ -13,7 +13,6 @@ import json
 import subprocess
 
 import pytest
-
 from conftest import NetNS, ip, is_warning, links, one_line_error, poll, wait_status
 
 pytestmark = pytest.mark.kernel

@@ -18,7 +18,6 @@ import tempfile
 import uuid
 
 import pytest
-
 from conftest import one_line_error, poll, wait_status
 
 pytestmark = pytest.mark.kernel

@@ -24,8 +24,8 @@ def running(pyrunc, bundle, tmp_path):
 
 
 def _freezer_state(pid: int) -> str:
-    path = [line.split(":", 2)[2] for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines()
-            if line.split(":")[1] == "freezer"][0]
+    path = next(line.split(":", 2)[2] for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines()
+            if line.split(":")[1] == "freezer")
     return Path(f"/sys/fs/cgroup/freezer{path}/freezer.state").read_text().strip()
 
 

@@ -12,8 +12,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
-from conftest import is_warning, one_line_error  # noqa: F401
+from conftest import is_warning, one_line_error
 
 pytestmark = pytest.mark.kernel
 
@@ -409,8 +408,8 @@ def test_socket_activation_fds_are_passed_with_listen_fds(pyrunc, bundle, tmp_pa
     """LISTEN_FDS/LISTEN_PID naming pyrunc itself: fds 3.. go in, and the container is told."""
     import socket as socketmod
     cfg = bundle.edit()
-    cfg["process"]["args"] = ["sh", "-c", "ls /proc/self/fd | sort -n | tr '\\n' ' '; echo; "
-                              "echo $LISTEN_FDS $LISTEN_PID; readlink /proc/self/fd/3"]
+    cfg["process"]["args"] = ["sh", "-c", ("ls /proc/self/fd | sort -n | tr '\\n' ' '; echo; "
+                               "echo $LISTEN_FDS $LISTEN_PID; readlink /proc/self/fd/3")]
     bundle.write()
     listener = socketmod.socket(socketmod.AF_UNIX, socketmod.SOCK_STREAM)
     listener.bind(str(tmp_path / "activation.sock"))

@@ -14,7 +14,6 @@ import uuid
 from pathlib import Path
 
 import pytest
-
 from conftest import is_warning, one_line_error  # noqa: F401
 
 pytestmark = pytest.mark.kernel

@@ -18,7 +18,6 @@ import uuid
 from pathlib import Path
 
 import pytest
-
 from conftest import one_line_error, poll, pyrunc_binary
 
 pytestmark = pytest.mark.kernel
@@ -160,8 +159,8 @@ def user(rootfs: Path):
 
 
 def test_rootless_run_maps_the_users_own_ids(user):
-    user.config(["sh", "-c", "cat /proc/self/uid_map /proc/self/gid_map /proc/self/setgroups; "
-                 "id -u; id -g; hostname; grep -c . /proc/self/mounts"])
+    user.config(["sh", "-c", ("cat /proc/self/uid_map /proc/self/gid_map /proc/self/setgroups; "
+                  "id -u; id -g; hostname; grep -c . /proc/self/mounts")])
     cid = user.new_id()
     res = user("run", cid)
     out, err = res.stdout.decode(), res.stderr.decode()
@@ -235,8 +234,8 @@ def test_rootless_maps_a_range_through_newuidmap(user):
         cfg["mounts"].append({"destination": "/tmp", "type": "tmpfs", "source": "tmpfs"})
         for kind in ("bounding", "effective", "permitted"):
             cfg["process"]["capabilities"][kind].append("CAP_CHOWN")
-    user.config(["sh", "-c", "cat /proc/self/uid_map /proc/self/setgroups; touch /tmp/f && "
-                 "chown 5:7 /tmp/f && stat -c %u:%g /tmp/f"], edit=edit)
+    user.config(["sh", "-c", ("cat /proc/self/uid_map /proc/self/setgroups; touch /tmp/f && "
+                  "chown 5:7 /tmp/f && stat -c %u:%g /tmp/f")], edit=edit)
     res = user("run", user.new_id())
     out = res.stdout.decode()
     assert res.returncode == 0, res.stderr

@@ -41,9 +41,9 @@ def _shim_pids(root: Path | None = None) -> list[int]:
                 cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
             except OSError:
                 continue
-            if b"pyrunc-shim" in cmd or b"pyrunc/shim.py" in cmd:
-                if root is None or str(root).encode() + b"/" in cmd:
-                    found.append(int(pid))
+            if ((b"pyrunc-shim" in cmd or b"pyrunc/shim.py" in cmd)
+                    and (root is None or str(root).encode() + b"/" in cmd)):
+                found.append(int(pid))
     return found
 
 
@@ -110,8 +110,8 @@ def test_killing_the_shim_leaves_the_container_running_and_deletable(pyrunc, bun
     shims = [p for p in _shim_pids(pyrunc.root)
              if p not in before and _exists(p) not in ("Z", None)]
     assert len(shims) == 1, shims
-    rss_kb = int([line for line in Path(f"/proc/{shims[0]}/status").read_text().splitlines()
-                  if line.startswith("VmRSS:")][0].split()[1])
+    rss_kb = int(next(line for line in Path(f"/proc/{shims[0]}/status").read_text().splitlines()
+                  if line.startswith("VmRSS:")).split()[1])
     print(f"\npyrunc-shim RSS: {rss_kb / 1024:.1f} MB")  # reported, not asserted (no timing/size gate)
     os.kill(shims[0], signal.SIGKILL)
     time.sleep(0.1)

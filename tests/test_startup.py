@@ -14,10 +14,10 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import REPO
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import REPO
 from pyrunc import _bundle, lightos
 
 # Path-like strings built from the parts that make normpath/join interesting.

@@ -15,7 +15,6 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from conftest import base_config, one_line_error, wait_status
 
 pytestmark = pytest.mark.kernel
@@ -49,8 +48,9 @@ def _sleeper_in_a_userns(rt, bundle) -> tuple[str, int]:
 
 
 def test_maps_written_by_the_parent_and_root_inside(run_container):
-    r = run_container(["sh", "-c", "cat /proc/self/uid_map /proc/self/gid_map /proc/self/setgroups;"
-                       " id -u; id -g; hostname; readlink /proc/self/ns/user"],
+    r = run_container(["sh", "-c", ("cat /proc/self/uid_map /proc/self/gid_map "
+                                    "/proc/self/setgroups; id -u; id -g; hostname; "
+                                    "readlink /proc/self/ns/user")],
                       edit=with_userns)
     assert r.rc == 0, r
     lines = [line.split() for line in r.out.splitlines()]
@@ -84,8 +84,8 @@ def test_bind_mount_writes_belong_to_the_mapped_uid(run_container, tmp_path):
         # /tmp exists in the (root-owned) rootfs: the mapped root could not create a target.
         cfg["mounts"].append({"destination": "/tmp", "type": "bind", "source": str(share),
                               "options": ["rbind", "rw"]})
-    r = run_container(["sh", "-c", "touch /tmp/made && stat -c %u:%g /tmp/made && "
-                       "mkdir /tmp/d && stat -c %u:%g /tmp/d"],
+    r = run_container(["sh", "-c", ("touch /tmp/made && stat -c %u:%g /tmp/made && "
+                        "mkdir /tmp/d && stat -c %u:%g /tmp/d")],
                       edit=edits(with_userns, mount_share))
     assert r.rc == 0, r
     assert r.out.split() == ["0:0", "0:0"]
@@ -120,8 +120,8 @@ def test_host_files_unmapped_show_as_overflow_ids(run_container):
 
 
 def test_special_filesystems_inside(run_container):
-    r = run_container(["sh", "-c", "cat /proc/self/mounts; echo x > /dev/null && echo nullok; "
-                       "ls /proc/1/ns/user >/dev/null && echo procok"], edit=with_userns)
+    r = run_container(["sh", "-c", ("cat /proc/self/mounts; echo x > /dev/null && echo nullok; "
+                        "ls /proc/1/ns/user >/dev/null && echo procok")], edit=with_userns)
     assert r.rc == 0, r
     mounts = {line.split()[1]: line.split()[2] for line in r.out.splitlines() if len(line.split()) > 3}
     assert mounts["/proc"] == "proc"

@@ -252,8 +252,11 @@ def run_in_pty(argv: list[str], send: str = "", wait_for: str = "", timeout: flo
     would; type `send` once `wait_for` (e.g. a shell prompt) has appeared; return (status,
     everything the terminal showed)."""
     master, slave = pty.openpty()
+    # login_tty makes the pty the child's controlling terminal, which no Popen option does;
+    # nothing else runs threads in the engines' tests.
     proc = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, env=env,
-                            preexec_fn=lambda: os.login_tty(slave), close_fds=True)
+                            preexec_fn=lambda: os.login_tty(slave),  # noqa: PLW1509
+                            close_fds=True)
     os.close(slave)
     out = b""
     sent = not send
