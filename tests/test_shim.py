@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import select
 import signal
 import time
 from pathlib import Path
@@ -113,8 +114,13 @@ def test_killing_the_shim_leaves_the_container_running_and_deletable(pyrunc, bun
     rss_kb = int(next(line for line in Path(f"/proc/{shims[0]}/status").read_text().splitlines()
                   if line.startswith("VmRSS:")).split()[1])
     print(f"\npyrunc-shim RSS: {rss_kb / 1024:.1f} MB")  # reported, not asserted (no timing/size gate)
-    os.kill(shims[0], signal.SIGKILL)
-    time.sleep(0.1)
+    shim = os.pidfd_open(shims[0])
+    try:
+        os.kill(shims[0], signal.SIGKILL)
+        # Looked at once the shim has exited, not merely been sent the signal.
+        assert select.select([shim], [], [], 10)[0], "the shim outlived SIGKILL"
+    finally:
+        os.close(shim)
     st = pyrunc.state(cid)
     assert st["status"] == "running" and _exists(st["pid"]) not in (None, "Z")
     pyrunc("delete", "--force", cid, check=True)
