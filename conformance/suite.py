@@ -755,6 +755,28 @@ def hooks_namespaces(c: Ctx) -> None:
         expect(got == want, f"{k} ran in {got}, expected {want}")
 
 
+@req("config.md#posix-platform-hooks", "MUST", "a createContainer hook's path resolves in the "
+     "runtime's namespace, a startContainer hook's in the container's")
+def hook_path_namespaces(c: Ctx) -> None:
+    host_only = shutil.which("env") or "/usr/bin/env"  # the busybox rootfs has /bin only
+    b = c.bundle(["true"])
+    ctr_only = b / "rootfs" / "only-here"
+    ctr_only.write_text("#!/bin/sh\necho ran > /start-hook-ran\n")
+    ctr_only.chmod(0o755)
+    cfg = json.loads((b / "config.json").read_text())
+    cfg["root"]["readonly"] = False
+    cfg["hooks"] = {"createContainer": [{"path": host_only, "args": ["env", "true"]}],
+                    "startContainer": [{"path": "/only-here"}]}
+    (b / "config.json").write_text(json.dumps(cfg))
+    cid, p = c.create(b, check=False)
+    expect(p.returncode == 0, f"createContainer hook {host_only} (host only) did not run: "
+           f"{c.text(b / 'err').strip()[-200:]}")
+    s = c.rt("start", cid)
+    expect(s.returncode == 0, f"startContainer hook /only-here (container only) did not run: "
+           f"{s.stderr.decode(errors='replace').strip()[-200:]}")
+    expect((b / "rootfs" / "start-hook-ran").exists(), "the startContainer hook did not run")
+
+
 @req("config.md#poststart", "MUST", "poststart hooks run after the program started and before "
      "start returns")
 def poststart_timing(c: Ctx) -> None:
@@ -837,6 +859,19 @@ def mounts_order(c: Ctx) -> None:
     out = c.must_run(["cat", "/proc/self/mountinfo"], edit)
     a, ab = mountinfo_line(out, "/mnt/a"), mountinfo_line(out, "/mnt/a/b")
     expect(ab[1] == a[0], "/mnt/a/b is not mounted on top of /mnt/a")
+
+
+@req("config.md#mounts", "MUST", "a mount's uidMappings come with gidMappings: one without the "
+     "other is an error")
+def mount_idmap_pairs(c: Ctx) -> None:
+    def edit(cfg: dict) -> None:
+        cfg["mounts"].append({"destination": "/mnt", "type": "bind", "source": str(c.work),
+                              "options": ["bind", "idmap"],
+                              "uidMappings": [{"containerID": 0, "hostID": 1000, "size": 1}]})
+    b = c.bundle(["true"], edit)
+    cid, p = c.create(b, check=False)
+    expect(p.returncode != 0, "create accepted uidMappings without gidMappings")
+    expect(c.state(cid) is None, "a container exists")
 
 
 @req("config.md#mounts", "MUST", "a relative mount destination is taken relative to /")
@@ -1035,6 +1070,15 @@ def annotations_unknown(c: Ctx) -> None:
     out = c.must_run(["echo", "ok"], lambda cfg: cfg.update(
         annotations={"com.example.conformance.unknown": "value"}))
     expect(out.strip() == "ok", f"printed {out!r}")
+
+
+@req("config.md#annotations", "MUST", "an annotation key must not be empty: an empty key is an "
+     "invalid value, hence an error")
+def annotation_key_empty(c: Ctx) -> None:
+    b = c.bundle(["true"], lambda cfg: cfg.update(annotations={"": "x"}))
+    cid, p = c.create(b, check=False)
+    expect(p.returncode != 0, "create accepted an empty annotation key")
+    expect(c.state(cid) is None, "a container exists")
 
 
 @req("config.md#extensibility", "MUST", "unknown properties are ignored")
@@ -1259,6 +1303,22 @@ def pids_zero(c: Ctx) -> None:
     cid, p = c.create(b, check=False)
     if p.returncode != 0:
         raise CheckFailed(f"create refused pids.limit 0: {c.text(b / 'err').strip()[-200:]}")
+
+
+@req("config-linux.md#unified", "MUST", "unified keys are written to the container's cgroup2 "
+     "files as given (a core file here, so no controller is needed)")
+def unified_written(c: Ctx) -> None:
+    if not any(Path(d, "cgroup.controllers").exists()
+               for d in ("/sys/fs/cgroup", "/sys/fs/cgroup/unified")):
+        raise Skip("no cgroup2 hierarchy on this host")
+    b = c.bundle(["sleep", "30"], lambda cfg: cfg["linux"]["resources"].update(
+        unified={"cgroup.max.descendants": "7"}))
+    cid, p = c.create(b, check=False)
+    expect(p.returncode == 0, f"create failed: {c.text(b / 'err').strip()[-200:]}")
+    pid = c.state(cid)["pid"]
+    values = [(d / "cgroup.max.descendants").read_text().strip() for d in cgroup_dirs(pid)
+              if (d / "cgroup.max.descendants").exists()]
+    expect(values == ["7"], f"cgroup.max.descendants seen: {values}")
 
 
 @req("config-linux.md#unified", "MUST", "a unified key for a controller that is not present is "
