@@ -144,7 +144,12 @@ def _spawn(plan: init.ExecPlan, proc: dict, opts: dict, detach: bool, warm: int 
             if proc.get("terminal"):
                 master = sync.recv_with_fds(parent_sock, "pty", "exec")[1][0]
             sync.recv(parent_sock, "ready", "exec")
-            sync.wait_closed(parent_sock)   # the child's end goes at execve (close-on-exec)
+            # The child's end goes at the program's execve (close-on-exec); the exec trampoline
+            # sends the errno first if that execve fails (exeguard.py).
+            from pyrunc.exeguard import wait_exec
+            failed = wait_exec(parent_sock)
+            if failed:
+                os.write(2, f"pyrunc: exec: {failed}\n".encode())
             from pyrunc.cgroups import reap_prewarm
             reap_prewarm(warm)   # joined: no more cgroup writes, even if the process runs for hours
         except PyruncError as exc:

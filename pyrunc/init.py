@@ -21,8 +21,8 @@ import struct
 import _signal as signal  # not `signal`: it imports enum
 import _socket
 
-from pyrunc import hooks, linux, lsm, mounts, rootfs, saferoot, seccomp, sync, terminal, userns
-from pyrunc.process import close_inherited_fds, drop_seccomp_admin, prepare_process
+from pyrunc import exeguard, hooks, linux, lsm, mounts, rootfs, saferoot, seccomp, sync, terminal, userns
+from pyrunc.process import close_inherited_fds, prepare_process
 from pyrunc.cgroups import CgroupManager
 from pyrunc.state import START_ERROR
 
@@ -70,6 +70,7 @@ class InitPlan:
                                                              "createContainer", "startContainer"))
         self.fifo_fd = -1               # opened by the intermediate, before any user namespace
         self.start_err_fd = -1          # likewise: where the init says why it never exec'd
+        self.exe_fd = -1                # the exec trampoline (exeguard.py), made by the intermediate
         self.premounts: dict[int, int] = {}
         user_join = [path for kind, path in self.join if kind == "user"]
         self.user_path = user_join[0] if user_join else None
@@ -101,6 +102,7 @@ def intermediate_main(plan: InitPlan, sock: sync.Socket) -> NoReturn:
         set_oom_score_adj(plan.cfg["process"].get("oomScoreAdj"))
         linux.prctl(linux.PR_SET_DUMPABLE, 0)
         close_parent_fds(plan.preserve_fds, sock.fileno())
+        plan.exe_fd = exeguard.create()  # before any user namespace (see exeguard.py)
         rootfs.hold_proc()  # the host's procfs, before any joined mount namespace hides it
         # Host paths are opened now, with the caller's view and rights: once in a user
         # namespace, the container's root may not reach them (a 0700 state dir or bundle).
@@ -322,9 +324,9 @@ def init_main(plan: InitPlan, sock: sync.Socket) -> NoReturn:
             signal.signal(sig, signal.SIG_DFL)
         lsm.apply(proc, rootfs.write_proc)
         seccomp.load(plan.seccomp, notify_state)  # last: then only a capset and execve
-        if plan.seccomp is not None:
-            drop_seccomp_admin(proc)
-        os.execve(exe, proc["args"], env)
+        # Through the trampoline: the fifo closes, and start.err gets the errno of a failed
+        # execve, only at the program's execve.
+        exeguard.execute(plan.exe_fd, exe, proc, env, (start_err, fifo_fd), plan.seccomp)
     except hooks.HookError as exc:
         if ready:
             _report_after_ready(start_err, str(exc))
@@ -414,6 +416,7 @@ class ExecPlan:
         self.annotations: dict = {}
         self.oci_version = ""
         self.host_proc = -1  # the host's /proc, for our host pid (the notify listener's state)
+        self.exe_fd = -1     # the exec trampoline (exeguard.py), made before entering the userns
 
 
 def exec_intermediate_main(plan: ExecPlan, sock: sync.Socket) -> NoReturn:
@@ -424,6 +427,7 @@ def exec_intermediate_main(plan: ExecPlan, sock: sync.Socket) -> NoReturn:
         set_oom_score_adj(plan.process.get("oomScoreAdj"))
         linux.prctl(linux.PR_SET_DUMPABLE, 0)
         close_parent_fds(plan.preserve_fds, sock.fileno())
+        plan.exe_fd = exeguard.create()
         # The host's procfs: every /proc write of the exec'd process goes through it, and the
         # notify listener is told our host pid from it.
         plan.host_proc = rootfs.hold_proc()
@@ -468,10 +472,11 @@ def exec_child_main(plan: ExecPlan, sock: sync.Socket) -> NoReturn:
         exe, env = prepare_process(proc, plan.seccomp is not None)
         sync.send(sock, "ready")
         ready = True
-        # The socket is close-on-exec: kept open, its end-of-file tells `exec` that execve has
-        # happened (or that we died), so `exec -d` returns and writes its pid file only once the
-        # program runs. A number inside the preserved range would become inheritable: close it.
-        if sock.fileno() < 3 + plan.preserve_fds:
+        # The socket stays open until the program's execve (the trampoline sets it close-on-exec
+        # and reports a failed execve on it): its end-of-file tells `exec` that the program runs
+        # (or that we died), so `exec -d` returns and writes its pid file only then. Without a
+        # trampoline, a number inside the preserved range would become inheritable: close it.
+        if plan.exe_fd < 0 and sock.fileno() < 3 + plan.preserve_fds:
             sock.close()
         if peer >= 0:
             terminal.make_controlling(peer)
@@ -485,9 +490,8 @@ def exec_child_main(plan: ExecPlan, sock: sync.Socket) -> NoReturn:
                 plan.bundle, plan.annotations, "running", plan.oci_version)
         lsm.apply(proc, rootfs.write_proc)
         seccomp.load(plan.seccomp, notify_state)  # last: then only a capset and execve
-        if plan.seccomp is not None:
-            drop_seccomp_admin(proc)
-        os.execve(exe, proc["args"], env)
+        keep = (sock.fileno(),) if sock.fileno() >= 0 else ()
+        exeguard.execute(plan.exe_fd, exe, proc, env, keep, plan.seccomp)
     except BaseException as exc:  # noqa: BLE001
         if ready:
             os.write(2, f"pyrunc: exec: {describe(exc)}\n".encode())

@@ -57,7 +57,11 @@ def start(root: str, container_id: str, wait_ready: bool = True) -> Proxy | None
     state.pause_point("start:after-write")
     try:
         with open(ctr.path(state.START_ERROR), "rb") as f:
-            died = f.read().decode(errors="replace").strip()
+            raw = f.read()
+        if raw[:1] == b"\0":  # the exec trampoline's report of a failed execve (exeguard.py)
+            from pyrunc.exeguard import failure
+            raw = f"container process: {failure(raw)}".encode()
+        died = raw.decode(errors="replace").strip()
     except FileNotFoundError:
         died = ""
     if died:

@@ -22,16 +22,9 @@ def seccomp_needs_admin(proc: dict, caps: dict[str, list[int]]) -> bool:
     """Without no_new_privs, loading a seccomp filter needs CAP_SYS_ADMIN. runc loads the filter
     before the switch of uid and the capset then; we load it last, so CAP_SYS_ADMIN is kept
     effective (and permitted only) until the filter is in, and dropped right after
-    (drop_seccomp_admin). Setting no_new_privs instead would change what the process may do
+    (exeguard.execute). Setting no_new_privs instead would change what the process may do
     (setuid binaries), so it is not an option."""
     return not proc.get("noNewPrivileges") and CAP_SYS_ADMIN not in caps["effective"]
-
-
-def drop_seccomp_admin(proc: dict) -> None:
-    """After seccomp.load: the capability sets the config asked for (one capset)."""
-    caps = capabilities.parse(proc.get("capabilities"))
-    if seccomp_needs_admin(proc, caps):
-        capabilities.apply_sets(caps, ambient=False)
 
 
 def prepare_process(proc: dict, seccomp: bool = False) -> tuple[str, dict[str, str]]:

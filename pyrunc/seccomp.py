@@ -175,6 +175,7 @@ class Filter:
         self.listener_path = listener_path
         self.metadata = metadata
         self.listener = -1  # connected socket, opened while the host is still reachable
+        self.execveat = True  # the profile lets execveat through (exeguard's way in)
 
     def release(self) -> None:
         if self.ctx:
@@ -192,6 +193,8 @@ def compile(sc: dict) -> Filter:
     if not ctx:
         raise ConfigError(f"config.json: {base}: seccomp_init failed")
     flt = Filter(ctx, False, sc.get("listenerPath") or "", sc.get("listenerMetadata") or "")
+    from pyrunc.exeguard import allows
+    flt.execveat = allows(sc, "execveat")
     try:
         # libseccomp would set no_new_privs on load by default: that is process.noNewPrivileges'
         # business (prepare_process), as with runc.

@@ -9,6 +9,7 @@ entries, nodes or mounts, and the host's Python interpreter is unchanged.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import hashlib
 import json
@@ -150,6 +151,39 @@ def test_created_init_exe_is_unreachable(pyrunc, bundle):
     assert digest(HOST_PYTHON) == before
 
 
+F_GET_SEALS = 1034
+ALL_SEALS = 0x1 | 0x2 | 0x4 | 0x8  # F_SEAL_SEAL, F_SEAL_SHRINK, F_SEAL_GROW, F_SEAL_WRITE
+
+
+def assert_sealed_fd(fd: int) -> None:
+    """fd is pyrunc's exec trampoline (exeguard.py): a memfd sealed against every change."""
+    assert os.readlink(f"/proc/self/fd/{fd}").startswith("/memfd:pyrunc-exe"), fd
+    assert fcntl.fcntl(fd, F_GET_SEALS) == ALL_SEALS
+    try:
+        wfd = os.open(f"/proc/self/fd/{fd}", os.O_WRONLY)
+    except OSError as exc:
+        assert exc.errno == errno.ETXTBSY, exc  # while it runs
+        return
+    try:
+        with pytest.raises(PermissionError):
+            os.write(wfd, b"\xcc")
+        with pytest.raises(PermissionError):
+            os.ftruncate(wfd, 0)
+    finally:
+        os.close(wfd)
+
+
+def assert_sealed_trampoline(pid: int) -> None:
+    """What /proc/<pid>/exe reaches, seen with our privileges (CAP_SYS_PTRACE and
+    CAP_DAC_OVERRIDE): the sealed trampoline, mode 0111, never the host's interpreter."""
+    assert os.stat(f"/proc/{pid}/exe").st_mode & 0o7777 == 0o111
+    fd = os.open(f"/proc/{pid}/exe", os.O_RDONLY)
+    try:
+        assert_sealed_fd(fd)
+    finally:
+        os.close(fd)
+
+
 NOTIF_SIZE, RESP_SIZE = 80, 24
 IOCTL_RECV = (3 << 30) | (NOTIF_SIZE << 16) | (ord("!") << 8) | 0
 IOCTL_SEND = (3 << 30) | (RESP_SIZE << 16) | (ord("!") << 8) | 1
@@ -233,14 +267,14 @@ def test_exec_process_exe_is_unreachable_while_it_starts(pyrunc, bundle, tmp_pat
                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         assert gate.holding.wait(30), "the first exec never reached its execve"
         held_pid = gate.held[0][2]
-        assert "python" in os.readlink(f"/proc/{held_pid}/exe")  # the window is open
+        assert_sealed_trampoline(held_pid)  # no longer our interpreter: the exec trampoline
         status = Path(f"/proc/{held_pid}/status").read_text()
         inner = [line.split()[-1] for line in status.splitlines() if line.startswith("NSpid:")]
         r = pyrunc("exec", "--env", f"PIDS={inner[0]}", cid, "sh", "-c",
                    f"test -d /proc/{inner[0]} && echo visible; " + EXE_PROBE)
         assert r.returncode == 0, r
         assert r.stdout.decode() == "visible\n" + PROBED, r
-        assert "python" in os.readlink(f"/proc/{held_pid}/exe")  # still in the window
+        assert_sealed_trampoline(held_pid)  # still there, still unreachable from inside
         gate.release()
         out, err = first.communicate(timeout=30)
         assert first.returncode == 0, err

@@ -1,0 +1,262 @@
+"""The container's program is exec'd by a sealed in-memory trampoline, never by our Python.
+
+Why (CVE-2019-5736 class, DESIGN.md section 6): until its last execve, the init (and an exec'd
+process) is the host's Python interpreter. A program whose shebang is `#!/proc/self/exe` makes
+the kernel open *our* /proc/self/exe during that execve, so the container would run the host's
+python3 binary as its interpreter, keep an fd to it and rewrite it once nothing executes it.
+runc and crun re-exec a sealed memfd copy of themselves; copying the 6.8 MB interpreter on every
+call would cost more than the rest of `exec`. Instead the process execs a ~400-byte static ELF
+assembled below, from a memfd sealed against any change (F_SEAL_SEAL|SHRINK|GROW|WRITE), and the
+trampoline execs the real program. Whatever the program's execve then resolves as /proc/self/exe
+is that sealed memfd.
+
+The contract (argv of the trampoline): ["E,F,...", path, argv0, argv1, ...], envp unchanged.
+ - E, F, ...: fds (decimal) that must survive the trampoline's exec but not the program's: the
+   trampoline sets FD_CLOEXEC on each. E is where a failed execve is reported: an 8-byte record
+   (MAGIC, errno as little-endian u32) followed by the path, in one writev (one packet on the
+   exec's SEQPACKET socket, or the start.err file of a created container); then it exits 127
+   for ENOENT, else 126. failure() turns the record back into the runtime's usual one line.
+ - Anything else (argc < 3, argv[0] not starting with a digit: e.g. it was started as a
+   script's interpreter) exits 126 at once, having touched nothing.
+The fds stay open until the program's execve, so `start` (exec fifo) and `exec` (sync socket)
+still return only once the program runs, as before.
+
+Nobody in the container can reach the trampoline's fds or patch it while it runs: the memfd is
+created before the container's user namespace is entered (its owner is the caller, unmapped in
+a container with its own user namespace), has mode 0111 and the process execs it with an empty
+effective capability set (execve recomputes effective from permitted, inheritable, ambient and
+the file, so the program's capabilities do not change). The kernel then finds the file not
+readable by the process and makes the trampoline non-dumpable during the exec itself
+(BINPRM_FLAGS_ENFORCE_NONDUMP, with mm->user_ns the owner's namespace), which is what our
+Python process was: only CAP_SYS_PTRACE in that namespace opens its /proc/<pid>/exe or fds.
+
+Seccomp: the filter is loaded before the trampoline's exec. We enter it with execveat(memfd, "",
+AT_EMPTY_PATH) (no path in the container involved) when the profile allows execveat without
+conditions, otherwise with execve("/proc/self/fd/N"), the very syscall the program's exec uses,
+so a profile that lets the program start lets the trampoline start. The trampoline itself also
+needs fcntl, writev (on failure) and exit_group. On architectures without a trampoline
+(image() is None), or when neither way in exists (no /proc and no execveat), the program is
+exec'd directly as before; `features` reports which case a host is in.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import struct
+
+from pyrunc import capabilities
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import NoReturn
+
+    from pyrunc.seccomp import Filter
+
+MAGIC = b"\0EXE"
+_BASE = 0x400000  # where the image is mapped (above vm.mmap_min_addr)
+
+# x86_64: the code, one instruction a line (offsets in the comments are from the entry point;
+# jumps are relative to the next instruction). At entry rsp points at argc, then argv[], NULL,
+# envp[], NULL (the SysV process start). rbx keeps &argc, r12 the error fd, r13 walks argv[0].
+_X86_64 = bytes.fromhex("".join((
+    "4889e3",          # 00 mov rbx, rsp
+    "48833b03",        # 03 cmp qword [rbx], 3          argc >= 3
+    "0f82b9000000",    # 07 jb misuse (c6)
+    "4c8b6b08",        # 0d mov r13, [rbx+8]            argv[0] = "E,F,..."
+    "410fb64500",      # 11 movzx eax, byte [r13]
+    "83e830",          # 16 sub eax, '0'
+    "83f809",          # 19 cmp eax, 9
+    "0f87a4000000",    # 1c ja misuse (c6)              must start with a digit
+    "4183ccff",        # 22 or r12d, -1                 no error fd yet
+    "31ff",            # 26 next: xor edi, edi          edi = the number being read
+    "410fb64500",      # 28 digit: movzx eax, byte [r13]
+    "49ffc5",          # 2d inc r13
+    "83e830",          # 30 sub eax, '0'
+    "83f809",          # 33 cmp eax, 9
+    "7707",            # 36 ja endnum (3f)              ',' or NUL ends a number
+    "6bff0a",          # 38 imul edi, edi, 10
+    "01c7",            # 3b add edi, eax
+    "ebe9",            # 3d jmp digit (28)
+    "4585e4",          # 3f endnum: test r12d, r12d
+    "7903",            # 42 jns have (47)
+    "4189fc",          # 44 mov r12d, edi               the first fd is the error fd
+    "be02000000",      # 47 have: mov esi, F_SETFD
+    "ba01000000",      # 4c mov edx, FD_CLOEXEC
+    "b848000000",      # 51 mov eax, SYS_fcntl
+    "0f05",            # 56 syscall
+    "4885c0",          # 58 test rax, rax
+    "781e",            # 5b js fail (7b)
+    "41807dff00",      # 5d cmp byte [r13-1], 0         was that the last number?
+    "75c2",            # 62 jne next (26)
+    "488b7b10",        # 64 mov rdi, [rbx+16]           path = argv[1]
+    "488d7318",        # 68 lea rsi, [rbx+24]           &argv[2]
+    "488b0b",          # 6c mov rcx, [rbx]
+    "488d54cb10",      # 6f lea rdx, [rbx+rcx*8+16]     envp = &argv[argc+1]
+    "b83b000000",      # 74 mov eax, SYS_execve
+    "0f05",            # 79 syscall                     returns only on failure
+    "f7d8",            # 7b fail: neg eax               errno
+    "4189c6",          # 7d mov r14d, eax
+    "48c1e020",        # 80 shl rax, 32
+    "480d00455845",    # 84 or rax, 0x45584500          MAGIC, then errno (little-endian)
+    "50",              # 8a push rax                    the 8-byte header
+    "4989e7",          # 8b mov r15, rsp
+    "488b7310",        # 8e mov rsi, [rbx+16]           path
+    "31d2",            # 92 xor edx, edx
+    "803c1600",        # 94 len: cmp byte [rsi+rdx], 0
+    "7405",            # 98 je write (9f)
+    "48ffc2",          # 9a inc rdx
+    "ebf5",            # 9d jmp len (94)
+    "52",              # 9f write: push rdx             iov[1] = {path, strlen(path)}
+    "56",              # a0 push rsi
+    "6a08",            # a1 push 8                      iov[0] = {header, 8}
+    "4157",            # a3 push r15
+    "4489e7",          # a5 mov edi, r12d
+    "4889e6",          # a8 mov rsi, rsp
+    "ba02000000",      # ab mov edx, 2
+    "b814000000",      # b0 mov eax, SYS_writev
+    "0f05",            # b5 syscall
+    "bf7e000000",      # b7 mov edi, 126
+    "4183fe02",        # bc cmp r14d, ENOENT
+    "7509",            # c0 jne quit (cb)
+    "ffc7",            # c2 inc edi                     127: not found
+    "eb05",            # c4 jmp quit (cb)
+    "bf7e000000",      # c6 misuse: mov edi, 126
+    "b8e7000000",      # cb quit: mov eax, SYS_exit_group
+    "0f05",            # d0 syscall
+    "0f0b",            # d2 ud2
+)))
+
+_MACHINES = {"x86_64": (62, _X86_64)}  # uname machine -> (ELF e_machine, code)
+
+
+def _elf(machine: int, code: bytes) -> bytes:
+    """A static ELF64 executable: the header, a PT_LOAD mapping the whole file read+exec at
+    _BASE, a PT_GNU_STACK asking for a non-executable stack, then the code (the entry point)."""
+    ehsize, phsize, phnum = 64, 56, 2
+    entry_off = ehsize + phsize * phnum
+    size = entry_off + len(code)
+    header = struct.pack(
+        "<4sBBBBB7xHHIQQQIHHHHHH",
+        b"\x7fELF", 2, 1, 1, 0, 0,          # ELFCLASS64, little-endian, version 1, SysV ABI
+        2, machine, 1,                      # ET_EXEC, e_machine, EV_CURRENT
+        _BASE + entry_off, ehsize, 0,       # e_entry, e_phoff, e_shoff
+        0, ehsize, phsize, phnum, 0, 0, 0)  # e_flags, sizes, no sections
+    load = struct.pack("<IIQQQQQQ", 1, 5, 0, _BASE, _BASE, size, size, 0x1000)  # PT_LOAD, R+X
+    stack = struct.pack("<IIQQQQQQ", 0x6474E551, 6, 0, 0, 0, 0, 0, 16)  # PT_GNU_STACK, RW
+    return header + load + stack + code
+
+
+def image() -> bytes | None:
+    """The trampoline for this machine, or None where we have none (see features())."""
+    found = _MACHINES.get(os.uname().machine)
+    return _elf(*found) if found else None
+
+
+_MFD_EXEC = 0x10  # kernels >= 6.3 with vm.memfd_noexec = 1 want it said; older ones refuse it
+
+
+def create() -> int:
+    """The trampoline in a sealed, close-on-exec memfd (one per call), or -1 without one.
+    Called before entering the container's user namespace (see the module docstring)."""
+    code = image()
+    if code is None:
+        return -1
+    flags = os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING
+    try:
+        fd = os.memfd_create("pyrunc-exe", flags | _MFD_EXEC)
+    except OSError as exc:
+        if exc.errno != errno.EINVAL:
+            raise
+        fd = os.memfd_create("pyrunc-exe", flags)
+    try:
+        os.write(fd, code)
+        os.fchmod(fd, 0o111)  # executable, readable by no one without CAP_DAC_*
+        import fcntl
+        fcntl.fcntl(fd, fcntl.F_ADD_SEALS, fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW
+                    | fcntl.F_SEAL_WRITE | fcntl.F_SEAL_SEAL)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def allows(sc: dict | None, name: str) -> bool:
+    """Whether a seccomp profile surely lets `name` through, whatever its arguments."""
+    if not sc:
+        return True
+    ok = ("SCMP_ACT_ALLOW", "SCMP_ACT_LOG")
+    unconditional = sc.get("defaultAction") in ok
+    for rule in sc.get("syscalls") or []:
+        if name in (rule.get("names") or ()):
+            if rule.get("action") not in ok:
+                return False
+            if not rule.get("args"):
+                unconditional = True
+    return unconditional
+
+
+def execute(memfd: int, exe: str, proc: dict, env: dict[str, str], keep: tuple[int, ...],
+            flt: Filter | None) -> NoReturn:
+    """The final exec of `exe` with proc["args"], through the trampoline in `memfd`. keep: fds
+    (the first one gets the errno if the program's execve fails) the trampoline closes at it;
+    flt: the seccomp filter just loaded, if any. Raises OSError naming `exe` if the trampoline
+    itself cannot be exec'd (the program's execve would have failed the same way)."""
+    from pyrunc.process import seccomp_needs_admin
+    caps = capabilities.parse(proc.get("capabilities"))
+    admin = flt is not None and seccomp_needs_admin(proc, caps)
+    if memfd < 0:
+        if admin:
+            capabilities.apply_sets(caps, ambient=False)
+        os.execve(exe, proc["args"], env)
+    if caps["effective"] or admin:
+        # Nothing effective: the trampoline, unreadable to us, is then non-dumpable. The
+        # program's effective set is computed by its execve from the other sets, not from this.
+        try:
+            capabilities.apply_sets(dict(caps, effective=[]), ambient=False)
+        except OSError:
+            if admin:
+                raise
+    os.set_inheritable(memfd, False)  # even if it got a number in the preserved range
+    execveat = flt is None or flt.execveat
+    for fd in keep:
+        os.set_inheritable(fd, True)
+    argv = [",".join(str(fd) for fd in keep), exe, *proc["args"]]
+    try:
+        if execveat:
+            os.execve(memfd, argv, env)  # fexecve: execveat(memfd, "", AT_EMPTY_PATH)
+        os.execve(f"/proc/self/fd/{memfd}", argv, env)
+    except OSError as exc:
+        if execveat or exc.errno != errno.ENOENT:
+            raise OSError(exc.errno, exc.strerror, exe) from None
+    # No /proc in the container and a profile that does not allow execveat: as before.
+    for fd in keep:
+        os.set_inheritable(fd, False)
+    os.execve(exe, proc["args"], env)
+
+
+def failure(data: bytes) -> str | None:
+    """The trampoline's report ("path: no such file or directory"), or None if it is not one."""
+    if len(data) < 8 or data[:4] != MAGIC:
+        return None
+    text = os.strerror(int.from_bytes(data[4:8], "little"))
+    if text[:1].isupper() and not text[1:2].isupper():
+        text = text[0].lower() + text[1:]  # runc's wording, as init.describe
+    return f"{os.fsdecode(data[8:])}: {text}"
+
+
+def wait_exec(sock) -> str | None:
+    """Read the exec's sync socket until every holder closed it (the program's execve, or the
+    trampoline's exit): the trampoline's report if it sent one."""
+    failed = None
+    while True:
+        data = sock.recv(65536)
+        if not data:
+            return failed
+        failed = failure(data) or failed
+
+
+def features() -> str:
+    """For `pyrunc features`: the machine the trampoline is built for, or "none"."""
+    machine = os.uname().machine
+    return machine if machine in _MACHINES else "none"
