@@ -7,7 +7,7 @@ list cannot claim more than the implementation.
 
 from __future__ import annotations
 
-from pyrunc import __version__, capabilities, hooks, lsm, mounts
+from pyrunc import __version__, capabilities, exeguard, hooks, lsm, mounts
 
 
 def mount_options() -> list[str]:
@@ -55,5 +55,8 @@ def features() -> dict:
             "org.opencontainers.pyrunc.version": __version__,
             "org.opencontainers.pyrunc.commit": COMMIT,
             "org.opencontainers.pyrunc.checkpoint.enabled": "false",
+            # The machine the exec trampoline is built for (exeguard.py), or "none": then the
+            # program is exec'd by our Python itself, a #!/proc/self/exe hole (README Security).
+            "org.opencontainers.pyrunc.exec-trampoline": exeguard.features(),
         },
     }

@@ -15,6 +15,7 @@ import hashlib
 import json
 import os
 import select
+import shutil
 import socket
 import struct
 import subprocess
@@ -282,6 +283,183 @@ def test_exec_process_exe_is_unreachable_while_it_starts(pyrunc, bundle, tmp_pat
         if first is not None and first.poll() is None:
             first.kill()
             first.wait()
+        gate.close()
+    assert digest(HOST_PYTHON) == before
+
+
+# The lead's reproduction of the hole the exec trampoline (exeguard.py) closes: a script whose
+# interpreter is /proc/self/exe, resolved by the kernel in the process doing the execve. Before,
+# that process was our Python: the container ran the host's python3.11 (its stdlib comes from
+# the read-only binds below) and kept a handle to it, writable once no Python runs.
+EVIL = """#!/proc/self/exe
+import os
+fd = os.open("/proc/self/exe", os.O_RDONLY); st = os.fstat(fd)
+print("got fd to", os.readlink("/proc/self/exe"), st.st_dev, st.st_ino)
+try: os.close(os.open(f"/proc/self/fd/{fd}", os.O_WRONLY)); print("WRITABLE")
+except OSError as e: print("write open:", e)
+"""
+PY_BIN = os.path.realpath("/usr/bin/python3.11")
+
+
+def python_rootfs(bundle, cfg: dict) -> dict:
+    """The busybox rootfs plus the host's libraries and stdlib, read-only, /evil, and (for the
+    control and the probes) python3.11 itself, bound read-only at /py."""
+    evil = bundle.rootfs / "evil"
+    evil.write_text(EVIL)
+    evil.chmod(0o755)
+    (bundle.rootfs / "py").write_bytes(b"")
+    for path in ("/lib", "/lib64", "/usr/lib"):
+        cfg["mounts"].append({"destination": path, "type": "bind", "source": path,
+                              "options": ["rbind", "ro"]})
+    cfg["mounts"].append({"destination": "/py", "type": "bind", "source": PY_BIN,
+                          "options": ["bind", "ro"]})
+    return cfg
+
+
+def test_shebang_to_proc_self_exe_through_the_init(pyrunc, bundle):
+    before = digest(HOST_PYTHON)
+    bundle.write(python_rootfs(bundle, base_config(["/evil"])))
+    r = pyrunc("run", "--bundle", str(bundle.path), pyrunc.new_id())
+    # /evil's interpreter is the trampoline, which refuses to be one: nothing of ours ran it.
+    assert r.returncode == 126, r
+    assert b"got fd" not in r.stdout and not r.stderr, r
+    assert digest(HOST_PYTHON) == before
+
+
+def test_shebang_to_proc_self_exe_through_exec(pyrunc, bundle):
+    before = digest(HOST_PYTHON)
+    cid = start(pyrunc, bundle, python_rootfs(bundle, base_config(["sleep", "100000"])))
+    # The control: this rootfs does run python3.11 (what /evil got before the trampoline).
+    r = pyrunc("exec", cid, "/py", "-c", "import os; print(os.readlink('/proc/self/exe'))")
+    assert (r.returncode, r.stdout) == (0, b"/py\n"), r
+    r = pyrunc("exec", cid, "/evil")
+    assert r.returncode == 126, r
+    assert b"got fd" not in r.stdout and not r.stderr, r
+    assert digest(HOST_PYTHON) == before
+
+
+def failing_programs(rootfs: Path) -> None:
+    """Programs whose start fails, before execve (our lookup) or in it (the trampoline's)."""
+    (rootfs / "plain").write_text("not executable\n")
+    shutil.copy2("/usr/bin/true", rootfs / "hosttrue")  # its ELF interpreter is not in there
+    (rootfs / "garbage").write_bytes(b"\x00junk" * 8)
+    (rootfs / "badinterp").write_text("#!/etc/passwd\n")  # an interpreter it may not run
+    for name in ("garbage", "badinterp"):
+        (rootfs / name).chmod(0o755)
+
+
+# program -> the error, exactly as before the trampoline (runc's wording for the lookup).
+START_ERRORS = {
+    "/nothere": 'exec: "/nothere": stat /nothere: no such file or directory',
+    "/plain": 'exec: "/plain": permission denied',
+    "/hosttrue": "/hosttrue: no such file or directory",
+    "/garbage": "/garbage: exec format error",
+    "/badinterp": "/badinterp: permission denied",
+}
+
+
+@pytest.mark.parametrize("program", sorted(START_ERRORS))
+def test_execve_errors_stay_precise_for_the_init(pyrunc, bundle, program):
+    failing_programs(bundle.rootfs)
+    bundle.write(base_config([program]))
+    cid = pyrunc.new_id()
+    r = pyrunc("run", "--bundle", str(bundle.path), cid)
+    assert r.returncode != 0, r
+    line = one_line_error(r.stderr.decode())
+    assert line.endswith(START_ERRORS[program]), line
+    assert not (pyrunc.root / cid).exists()
+
+
+def test_execve_errors_stay_precise_for_exec(pyrunc, bundle):
+    failing_programs(bundle.rootfs)
+    cid = start(pyrunc, bundle, base_config(["sleep", "100000"]))
+    for program, error in START_ERRORS.items():
+        r = pyrunc("exec", cid, program)
+        line = one_line_error(r.stderr.decode())
+        assert line.endswith(error), (program, line)
+        if "exec:" not in error:  # failed in execve: the process' status, as a shell's
+            assert r.returncode == (127 if "no such file" in error else 126), (program, r)
+        else:
+            assert r.returncode == 1, (program, r)
+
+
+def test_profiles_restricting_execveat_or_execve(run_container):
+    """The trampoline is entered by execve(/proc/self/fd/N), the syscall the program's exec
+    uses, when a profile does not surely allow execveat: a container that ran before still runs.
+    A profile denying execve fails the start with the same error as before."""
+    def deny(name: str, action: str):
+        def edit(cfg: dict) -> None:
+            cfg["linux"]["seccomp"] = {"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
+                {"names": [name], "action": action}]}
+        return edit
+    r = run_container(["sh", "-c", "echo ran"], edit=deny("execveat", "SCMP_ACT_KILL"))
+    assert (r.rc, r.out) == (0, "ran\n"), r
+    r = run_container(["sh", "-c", "echo ran"], edit=deny("execve", "SCMP_ACT_ERRNO"))
+    assert r.rc != 0 and r.out == "", r
+    assert one_line_error(r.err).endswith("container process: /bin/sh: operation not permitted"), r
+
+
+# A probe with CAP_SYS_PTRACE (what makes a non-dumpable process reachable): it takes a handle
+# on the held process' exe, then tries to write through it once nothing executes it any more.
+PTRACE_PROBE = r"""
+import errno, fcntl, os, sys
+pid = sys.argv[1]
+fd = os.open(f"/proc/{pid}/exe", os.O_RDONLY)
+print(os.readlink(f"/proc/self/fd/{fd}").split(" ")[0], fcntl.fcntl(fd, 1034), flush=True)
+try:
+    os.open(f"/proc/self/fd/{fd}", os.O_WRONLY)
+except OSError as e:
+    print("while it runs:", errno.errorcode[e.errno], flush=True)
+sys.stdin.read()  # the test releases the held execve, then closes our stdin
+w = os.open(f"/proc/self/fd/{fd}", os.O_WRONLY)
+for what, call in (("write", lambda: os.write(w, b"\xcc")), ("truncate", lambda: os.ftruncate(w, 0))):
+    try:
+        call()
+        print(what, "WORKED")
+    except OSError as e:
+        print(what + ":", errno.errorcode[e.errno])
+"""
+
+
+def test_ptrace_capable_process_gets_only_the_sealed_trampoline(pyrunc, bundle, tmp_path):
+    """The window the trampoline leaves: between its exec and the program's, a process of the
+    container holding CAP_SYS_PTRACE (in the host's user namespace) can open /proc/<pid>/exe.
+    It gets the memfd, sealed: no write, no truncation, ever."""
+    before = digest(HOST_PYTHON)
+    gate = ExecveGate(str(tmp_path / "gate.sock"), hold=1)  # 1: the first exec's execve
+    gate.start()
+    cfg = python_rootfs(bundle, base_config(["sleep", "100000"]))
+    cfg["linux"]["seccomp"] = {"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": gate.server.getsockname(),
+                               "syscalls": [{"names": ["execve"], "action": "SCMP_ACT_NOTIFY"}]}
+    (bundle.rootfs / "probe.py").write_text(PTRACE_PROBE)
+    first = probe = None
+    try:
+        cid = start(pyrunc, bundle, cfg)
+        first = subprocess.Popen([pyrunc.binary, "--root", str(pyrunc.root), "exec", cid, "true"],
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        assert gate.holding.wait(30), "the first exec never reached its execve"
+        held_pid = gate.held[0][2]
+        assert_sealed_trampoline(held_pid)
+        inner = [line.split()[-1] for line in Path(f"/proc/{held_pid}/status").read_text().splitlines()
+                 if line.startswith("NSpid:")][0]
+        # CAP_DAC_OVERRIDE too: the trampoline is mode 0111, unreadable without it.
+        probe = subprocess.Popen([pyrunc.binary, "--root", str(pyrunc.root), "exec", "--cap",
+                                  "CAP_SYS_PTRACE", "--cap", "CAP_DAC_OVERRIDE", cid, "/py",
+                                  "/probe.py", inner],
+                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        line = probe.stdout.readline()
+        assert line == b"/memfd:pyrunc-exe %d\n" % ALL_SEALS, line or probe.stderr.read()
+        assert probe.stdout.readline() == b"while it runs: ETXTBSY\n"
+        gate.release()
+        out, err = first.communicate(timeout=30)
+        assert first.returncode == 0, err
+        out, err = probe.communicate(b"", timeout=30)
+        assert (probe.returncode, out) == (0, b"write: EPERM\ntruncate: EPERM\n"), err
+    finally:
+        for p in (first, probe):
+            if p is not None and p.poll() is None:
+                p.kill()
+                p.wait()
         gate.close()
     assert digest(HOST_PYTHON) == before
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 
 import pytest
@@ -173,3 +174,11 @@ def test_every_listed_capability_is_granted(feats, pyrunc, bundle):
                                       if line)}
     assert got == {"CapInh": want, "CapPrm": want, "CapEff": want, "CapBnd": want,
                    "CapAmb": want}, got
+
+
+def test_the_exec_trampoline_is_reported(feats):
+    from pyrunc import exeguard
+    machine = os.uname().machine
+    want = machine if exeguard.image() is not None else "none"
+    assert feats["annotations"]["org.opencontainers.pyrunc.exec-trampoline"] == want
+    assert machine != "x86_64" or want == "x86_64"
