@@ -163,21 +163,24 @@ def create() -> int:
     if code is None:
         return -1
     flags = os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING
+    fd = -1
     try:
-        fd = os.memfd_create("pyrunc-exe", flags | _MFD_EXEC)
-    except OSError as exc:
-        if exc.errno != errno.EINVAL:
-            raise
-        fd = os.memfd_create("pyrunc-exe", flags)
-    try:
+        try:
+            fd = os.memfd_create("pyrunc-exe", flags | _MFD_EXEC)
+        except OSError as exc:
+            if exc.errno != errno.EINVAL:
+                raise
+            fd = os.memfd_create("pyrunc-exe", flags)
         os.write(fd, code)
         os.fchmod(fd, 0o111)  # executable, readable by no one without CAP_DAC_*
         import fcntl
         fcntl.fcntl(fd, fcntl.F_ADD_SEALS, fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW
                     | fcntl.F_SEAL_WRITE | fcntl.F_SEAL_SEAL)
-    except BaseException:
-        os.close(fd)
-        raise
+    except OSError as exc:
+        if fd >= 0:
+            os.close(fd)
+        raise OSError(exc.errno, "making the exec trampoline (a sealed memfd): "
+                      f"{(exc.strerror or '').lower()}") from None
     return fd
 
 
