@@ -16,6 +16,8 @@ apt-get update -qq
 apt-get install -y -qq --no-install-recommends make gcc python3 python3-venv python3-dev \
     libcap-dev libseccomp2 busybox-static runc util-linux iproute2 git ca-certificates \
     golang-github-containers-common tmux containernetworking-plugins libc6-dev passwd mount uidmap >/dev/null
+# qemu-user: tests/test_exeguard.py runs the aarch64 encoding of the exec trampoline.
+apt-get install -y -qq --no-install-recommends qemu-user >/dev/null
 # The engines tests (tests/engines): podman (with conmon, netavark), containerd (ctr, the runc
 # shim) and docker.io (dockerd); the tests start private daemons themselves (no systemd here).
 # iptables: netavark's default network, inside a private network namespace.

@@ -59,75 +59,147 @@ _BASE = 0x400000  # where the image is mapped (above vm.mmap_min_addr)
 # x86_64: the code, one instruction a line (offsets in the comments are from the entry point;
 # jumps are relative to the next instruction). At entry rsp points at argc, then argv[], NULL,
 # envp[], NULL (the SysV process start). rbx keeps &argc, r12 the error fd, r13 walks argv[0].
-_X86_64 = bytes.fromhex("".join((
-    "4889e3",          # 00 mov rbx, rsp
-    "48833b03",        # 03 cmp qword [rbx], 3          argc >= 3
-    "0f82b9000000",    # 07 jb misuse (c6)
-    "4c8b6b08",        # 0d mov r13, [rbx+8]            argv[0] = "E,F,..."
-    "410fb64500",      # 11 movzx eax, byte [r13]
-    "83e830",          # 16 sub eax, '0'
-    "83f809",          # 19 cmp eax, 9
-    "0f87a4000000",    # 1c ja misuse (c6)              must start with a digit
-    "4183ccff",        # 22 or r12d, -1                 no error fd yet
-    "31ff",            # 26 next: xor edi, edi          edi = the number being read
-    "410fb64500",      # 28 digit: movzx eax, byte [r13]
-    "49ffc5",          # 2d inc r13
-    "83e830",          # 30 sub eax, '0'
-    "83f809",          # 33 cmp eax, 9
-    "7707",            # 36 ja endnum (3f)              ',' or NUL ends a number
-    "6bff0a",          # 38 imul edi, edi, 10
-    "01c7",            # 3b add edi, eax
-    "ebe9",            # 3d jmp digit (28)
-    "4585e4",          # 3f endnum: test r12d, r12d
-    "7903",            # 42 jns have (47)
-    "4189fc",          # 44 mov r12d, edi               the first fd is the error fd
-    "be02000000",      # 47 have: mov esi, F_SETFD
-    "ba01000000",      # 4c mov edx, FD_CLOEXEC
-    "b848000000",      # 51 mov eax, SYS_fcntl
-    "0f05",            # 56 syscall
-    "4885c0",          # 58 test rax, rax
-    "781e",            # 5b js fail (7b)
-    "41807dff00",      # 5d cmp byte [r13-1], 0         was that the last number?
-    "75c2",            # 62 jne next (26)
-    "488b7b10",        # 64 mov rdi, [rbx+16]           path = argv[1]
-    "488d7318",        # 68 lea rsi, [rbx+24]           &argv[2]
-    "488b0b",          # 6c mov rcx, [rbx]
-    "488d54cb10",      # 6f lea rdx, [rbx+rcx*8+16]     envp = &argv[argc+1]
-    "b83b000000",      # 74 mov eax, SYS_execve
-    "0f05",            # 79 syscall                     returns only on failure
-    "f7d8",            # 7b fail: neg eax               errno
-    "4189c6",          # 7d mov r14d, eax
-    "48c1e020",        # 80 shl rax, 32
-    "480d00455845",    # 84 or rax, 0x45584500          MAGIC, then errno (little-endian)
-    "50",              # 8a push rax                    the 8-byte header
-    "4989e7",          # 8b mov r15, rsp
-    "488b7310",        # 8e mov rsi, [rbx+16]           path
-    "31d2",            # 92 xor edx, edx
-    "803c1600",        # 94 len: cmp byte [rsi+rdx], 0
-    "7405",            # 98 je write (9f)
-    "48ffc2",          # 9a inc rdx
-    "ebf5",            # 9d jmp len (94)
-    "52",              # 9f write: push rdx             iov[1] = {path, strlen(path)}
-    "56",              # a0 push rsi
-    "6a08",            # a1 push 8                      iov[0] = {header, 8}
-    "4157",            # a3 push r15
-    "4489e7",          # a5 mov edi, r12d
-    "4889e6",          # a8 mov rsi, rsp
-    "ba02000000",      # ab mov edx, 2
-    "b814000000",      # b0 mov eax, SYS_writev
-    "0f05",            # b5 syscall
-    "bf7e000000",      # b7 mov edi, 126
-    "4183fe02",        # bc cmp r14d, ENOENT
-    "7509",            # c0 jne quit (cb)
-    "ffc7",            # c2 inc edi                     127: not found
-    "eb05",            # c4 jmp quit (cb)
-    "bf7e000000",      # c6 misuse: mov edi, 126
-    "b8e7000000",      # cb quit: mov eax, SYS_exit_group
-    "0f05",            # d0 syscall
-    "0f0b",            # d2 ud2
-)))
+_X86_64 = bytes.fromhex(
+    "4889e3"           # 00 mov rbx, rsp
+    "48833b03"         # 03 cmp qword [rbx], 3          argc >= 3
+    "0f82b9000000"     # 07 jb misuse (c6)
+    "4c8b6b08"         # 0d mov r13, [rbx+8]            argv[0] = "E,F,..."
+    "410fb64500"       # 11 movzx eax, byte [r13]
+    "83e830"           # 16 sub eax, '0'
+    "83f809"           # 19 cmp eax, 9
+    "0f87a4000000"     # 1c ja misuse (c6)              must start with a digit
+    "4183ccff"         # 22 or r12d, -1                 no error fd yet
+    "31ff"             # 26 next: xor edi, edi          edi = the number being read
+    "410fb64500"       # 28 digit: movzx eax, byte [r13]
+    "49ffc5"           # 2d inc r13
+    "83e830"           # 30 sub eax, '0'
+    "83f809"           # 33 cmp eax, 9
+    "7707"             # 36 ja endnum (3f)              ',' or NUL ends a number
+    "6bff0a"           # 38 imul edi, edi, 10
+    "01c7"             # 3b add edi, eax
+    "ebe9"             # 3d jmp digit (28)
+    "4585e4"           # 3f endnum: test r12d, r12d
+    "7903"             # 42 jns have (47)
+    "4189fc"           # 44 mov r12d, edi               the first fd is the error fd
+    "be02000000"       # 47 have: mov esi, F_SETFD
+    "ba01000000"       # 4c mov edx, FD_CLOEXEC
+    "b848000000"       # 51 mov eax, SYS_fcntl
+    "0f05"             # 56 syscall
+    "4885c0"           # 58 test rax, rax
+    "781e"             # 5b js fail (7b)
+    "41807dff00"       # 5d cmp byte [r13-1], 0         was that the last number?
+    "75c2"             # 62 jne next (26)
+    "488b7b10"         # 64 mov rdi, [rbx+16]           path = argv[1]
+    "488d7318"         # 68 lea rsi, [rbx+24]           &argv[2]
+    "488b0b"           # 6c mov rcx, [rbx]
+    "488d54cb10"       # 6f lea rdx, [rbx+rcx*8+16]     envp = &argv[argc+1]
+    "b83b000000"       # 74 mov eax, SYS_execve
+    "0f05"             # 79 syscall                     returns only on failure
+    "f7d8"             # 7b fail: neg eax               errno
+    "4189c6"           # 7d mov r14d, eax
+    "48c1e020"         # 80 shl rax, 32
+    "480d00455845"     # 84 or rax, 0x45584500          MAGIC, then errno (little-endian)
+    "50"               # 8a push rax                    the 8-byte header
+    "4989e7"           # 8b mov r15, rsp
+    "488b7310"         # 8e mov rsi, [rbx+16]           path
+    "31d2"             # 92 xor edx, edx
+    "803c1600"         # 94 len: cmp byte [rsi+rdx], 0
+    "7405"             # 98 je write (9f)
+    "48ffc2"           # 9a inc rdx
+    "ebf5"             # 9d jmp len (94)
+    "52"               # 9f write: push rdx             iov[1] = {path, strlen(path)}
+    "56"               # a0 push rsi
+    "6a08"             # a1 push 8                      iov[0] = {header, 8}
+    "4157"             # a3 push r15
+    "4489e7"           # a5 mov edi, r12d
+    "4889e6"           # a8 mov rsi, rsp
+    "ba02000000"       # ab mov edx, 2
+    "b814000000"       # b0 mov eax, SYS_writev
+    "0f05"             # b5 syscall
+    "bf7e000000"       # b7 mov edi, 126
+    "4183fe02"         # bc cmp r14d, ENOENT
+    "7509"             # c0 jne quit (cb)
+    "ffc7"             # c2 inc edi                     127: not found
+    "eb05"             # c4 jmp quit (cb)
+    "bf7e000000"       # c6 misuse: mov edi, 126
+    "b8e7000000"       # cb quit: mov eax, SYS_exit_group
+    "0f05"             # d0 syscall
+    "0f0b"             # d2 ud2
+)
 
-_MACHINES = {"x86_64": (62, _X86_64)}  # uname machine -> (ELF e_machine, code)
+# aarch64: the same steps, one 32-bit instruction a word (x19 = &argc, w21 the error fd, x20
+# walks argv[0]; syscall number in x8, svc #0). Checked by running it under qemu-aarch64 (the
+# programs it execs, native ones, then run on the host): see tests/test_exeguard.py.
+_AARCH64 = struct.pack("<66I",
+    0x910003F3,   # 00 mov x19, sp                x19 = &argc
+    0xF9400260,   # 04 ldr x0, [x19]
+    0xF1000C1F,   # 08 cmp x0, #0x3               argc >= 3
+    0x54000763,   # 0c b.cc f8 <misuse>
+    0xF9400674,   # 10 ldr x20, [x19, #8]         x20 walks argv[0] = "E,F,..."
+    0x39400281,   # 14 ldrb w1, [x20]
+    0x5100C021,   # 18 sub w1, w1, #0x30
+    0x7100243F,   # 1c cmp w1, #0x9
+    0x540006C8,   # 20 b.hi f8 <misuse>           must start with a digit
+    0x12800015,   # 24 mov w21, #0xffffffff       w21 = error fd, not yet set
+    0x52800000,   # 28 mov w0, #0x0               next: the number being read
+    0x38401681,   # 2c ldrb w1, [x20], #1         digit:
+    0x5100C021,   # 30 sub w1, w1, #0x30
+    0x7100243F,   # 34 cmp w1, #0x9
+    0x54000088,   # 38 b.hi 48 <endnum>           ',' or NUL ends a number
+    0x52800142,   # 3c mov w2, #0xa
+    0x1B020400,   # 40 madd w0, w0, w2, w1
+    0x17FFFFFA,   # 44 b 2c <digit>
+    0x36F80055,   # 48 tbz w21, #31, 50 <have>    endnum:
+    0x2A0003F5,   # 4c mov w21, w0                the first fd is the error fd
+    0xD2800041,   # 50 mov x1, #0x2               have: fcntl(fd, F_SETFD, FD_CLOEXEC)
+    0xD2800022,   # 54 mov x2, #0x1
+    0xD2800328,   # 58 mov x8, #0x19
+    0xD4000001,   # 5c svc #0x0
+    0xB7F80140,   # 60 tbnz x0, #63, 88 <fail>    an error: fail
+    0x385FF281,   # 64 ldurb w1, [x20, #-1]       was that the last number?
+    0x35FFFE01,   # 68 cbnz w1, 28 <next>
+    0xF9400A60,   # 6c ldr x0, [x19, #16]         path = argv[1]
+    0x91006261,   # 70 add x1, x19, #0x18         &argv[2]
+    0xF9400262,   # 74 ldr x2, [x19]
+    0x8B020E62,   # 78 add x2, x19, x2, lsl #3
+    0x91004042,   # 7c add x2, x2, #0x10          envp = &argv[argc+1]
+    0xD2801BA8,   # 80 mov x8, #0xdd              SYS_execve
+    0xD4000001,   # 84 svc #0x0                   returns only on failure
+    0x4B0003F6,   # 88 neg w22, w0                fail: errno
+    0x5288A003,   # 8c mov w3, #0x4500            MAGIC
+    0x72A8AB03,   # 90 movk w3, #0x4558, lsl #16
+    0xD100C3FF,   # 94 sub sp, sp, #0x30          header, then iov[2]
+    0xB90003E3,   # 98 str w3, [sp]
+    0xB90007F6,   # 9c str w22, [sp, #4]
+    0xF9400A64,   # a0 ldr x4, [x19, #16]
+    0xD2800005,   # a4 mov x5, #0x0
+    0x38656886,   # a8 ldrb w6, [x4, x5]          len: strlen(path)
+    0x34000066,   # ac cbz w6, b8 <write>
+    0x910004A5,   # b0 add x5, x5, #0x1
+    0x17FFFFFD,   # b4 b a8 <len>
+    0x910003E6,   # b8 mov x6, sp                 write: iov[0] = {header, 8}
+    0xF9000BE6,   # bc str x6, [sp, #16]
+    0xD2800106,   # c0 mov x6, #0x8
+    0xF9000FE6,   # c4 str x6, [sp, #24]
+    0xF90013E4,   # c8 str x4, [sp, #32]          iov[1] = {path, len}
+    0xF90017E5,   # cc str x5, [sp, #40]
+    0x2A1503E0,   # d0 mov w0, w21
+    0x910043E1,   # d4 add x1, sp, #0x10
+    0xD2800042,   # d8 mov x2, #0x2
+    0xD2800848,   # dc mov x8, #0x42              SYS_writev
+    0xD4000001,   # e0 svc #0x0
+    0x52800FC0,   # e4 mov w0, #0x7e              126, or 127 for ENOENT
+    0x71000ADF,   # e8 cmp w22, #0x2
+    0x54000081,   # ec b.ne fc <quit>
+    0x52800FE0,   # f0 mov w0, #0x7f
+    0x14000002,   # f4 b fc <quit>
+    0x52800FC0,   # f8 mov w0, #0x7e              misuse:
+    0xD2800BC8,   # fc mov x8, #0x5e              quit: SYS_exit_group
+    0xD4000001,   # 100 svc #0x0
+    0x00000000,   # 104 udf #0
+)
+
+_MACHINES = {"x86_64": (62, _X86_64), "aarch64": (183, _AARCH64)}  # uname machine -> (ELF e_machine, code)
 
 
 def _elf(machine: int, code: bytes) -> bytes:

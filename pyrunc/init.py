@@ -21,7 +21,8 @@ import struct
 import _signal as signal  # not `signal`: it imports enum
 import _socket
 
-from pyrunc import exeguard, hooks, linux, lsm, mounts, rootfs, saferoot, seccomp, sync, terminal, userns
+from pyrunc import (exeguard, hooks, linux, lsm, mounts, rootfs, saferoot, seccomp, sync, terminal,
+                    userns)
 from pyrunc.process import close_inherited_fds, prepare_process
 from pyrunc.cgroups import CgroupManager
 from pyrunc.state import START_ERROR

@@ -440,8 +440,8 @@ def test_ptrace_capable_process_gets_only_the_sealed_trampoline(pyrunc, bundle, 
         assert gate.holding.wait(30), "the first exec never reached its execve"
         held_pid = gate.held[0][2]
         assert_sealed_trampoline(held_pid)
-        inner = [line.split()[-1] for line in Path(f"/proc/{held_pid}/status").read_text().splitlines()
-                 if line.startswith("NSpid:")][0]
+        status = Path(f"/proc/{held_pid}/status").read_text().splitlines()
+        inner = next(line.split()[-1] for line in status if line.startswith("NSpid:"))
         # CAP_DAC_OVERRIDE too: the trampoline is mode 0111, unreadable without it.
         probe = subprocess.Popen([pyrunc.binary, "--root", str(pyrunc.root), "exec", "--cap",
                                   "CAP_SYS_PTRACE", "--cap", "CAP_DAC_OVERRIDE", cid, "/py",
