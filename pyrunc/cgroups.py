@@ -541,77 +541,78 @@ def _inherit_cpuset(directory: str) -> None:
             return
 
 
-_KEEPER = 0   # pid of the child start_prewarm forked, until prewarm_migration hands it over
-_KEEPERS: set[int] = set()   # forked and not yet reaped (so reaping twice never hits a reused pid)
 _KEEP_PERIOD = 0.005     # well inside the ~10 ms the rwsem stays fast after a writer leaves
 _KEEP_AT_MOST = 1.0      # a create or exec makes its writes within this (hooks aside)
+_keeper = [0, 0]         # [generation running (0: none), last generation started]
 
 
 def start_prewarm() -> None:
     """Called by the launcher (_boot.py) as its very first step for create, run and exec."""
-    global _KEEPER
-    _KEEPER = _fork_keeper()
+    prewarm_migration()
 
 
 def prewarm_migration() -> int:
-    """Keep the kernel's cgroup-migration slow path out of our way, in a throwaway child.
+    """Keep the kernel's cgroup-migration slow path out of our way, in a thread of our own.
 
     Every cgroup.procs write takes a global percpu rwsem for writing, and the first writer after
     a quiet period waits a whole RCU grace period (10-18 ms here; runc pays it too) holding
     cgroup_mutex, so a mkdir in any hierarchy waits as well. Writers that come within about one
-    grace period of the previous one pass in microseconds. So a child makes no-op moves of
-    itself into its own cgroup: the first pays the wait while we import and parse on the other
-    core, then one every 5 ms keeps the rwsem on its fast path for our mkdirs and writes. The
-    launcher forks it before anything else (start_prewarm); without the launcher it is forked
-    here. Returns its pid, for reap_prewarm, or 0.
+    grace period of the previous one pass in microseconds. So a thread makes no-op moves of
+    our process into its own cgroup: the first pays the wait (in the kernel, without the GIL)
+    while we import and parse, then one every 5 ms keeps the rwsem on its fast path for our
+    mkdirs and writes. A thread, not a child: a child forked at start-up shares our memory
+    copy-on-write, and every page we then touch during our imports faults and is copied
+    (~400 faults, 3-7 ms of CPU per call, measured on exec). The launcher starts it before
+    anything else (start_prewarm); without the launcher it starts here, once. Returns 1 while
+    its generation while it runs (for reap_prewarm), or 0.
     """
-    global _KEEPER
-    pid, _KEEPER = _KEEPER, 0
-    return pid or _fork_keeper()
+    if _keeper[0]:
+        return _keeper[0]     # the launcher's, handed over
+    target = _own_procs_file()
+    if target is None:
+        return 0
+    import _thread
+    _keeper[1] += 1
+    _keeper[0] = generation = _keeper[1]
+    try:
+        _thread.start_new_thread(_keep_warm, (target, generation,
+                                              time.monotonic() + _KEEP_AT_MOST))
+    except RuntimeError:      # no thread (limits): only slower
+        _keeper[0] = 0
+        return 0
+    return generation
 
 
-def _fork_keeper() -> int:
-    parent = os.getpid()
-    pid = os.fork()
-    if pid == 0:
-        try:
-            os.closerange(3, 1 << 20)   # no copy of a lock or a socket of the parent's lingers
-            _keep_warm(parent)
-        finally:
-            os._exit(0)
-    _KEEPERS.add(pid)
-    return pid
-
-
-def _keep_warm(parent: int) -> None:
+def _own_procs_file() -> str | None:
+    """The cgroup.procs of our own cgroup in the first hierarchy /proc/self/cgroup lists."""
     with open("/proc/self/cgroup") as f:
         line = f.readline().rstrip("\n")
     _, key, path = line.split(":", 2)
-    target = None
     for h in host_hierarchies():
         if h.key == key:
-            target = h.mountpoint + (path if path != "/" else "") + "/cgroup.procs"
-    if target is None:
-        return
-    deadline = time.monotonic() + _KEEP_AT_MOST
-    while os.getppid() == parent and time.monotonic() < deadline:
-        fd = os.open(target, os.O_WRONLY | os.O_CLOEXEC)
-        try:
-            os.write(fd, b"0")   # 0: the writer itself, into the cgroup it is in
-        finally:
-            os.close(fd)
-        time.sleep(_KEEP_PERIOD)
+            return h.mountpoint + (path if path != "/" else "") + "/cgroup.procs"
+    return None
 
 
-def reap_prewarm(pid: int) -> None:
-    """Stop the child prewarm_migration returned (we have made our writes) and reap it."""
-    if pid in _KEEPERS:
-        _KEEPERS.discard(pid)
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        try:
-            os.waitpid(pid, 0)
-        except ChildProcessError:
-            pass  # a subreaper loop (run) already took it
+def _keep_warm(target: str, generation: int, deadline: float) -> None:
+    """The thread: moves between syscalls only; no imports (our main thread may hold the
+    import lock), nothing it could raise past (a thread's exception would be printed)."""
+    try:
+        while _keeper[0] == generation and time.monotonic() < deadline:
+            fd = os.open(target, os.O_WRONLY | os.O_CLOEXEC)
+            try:
+                os.write(fd, b"0")   # 0: our own process, into the cgroup it is in
+            finally:
+                os.close(fd)
+            time.sleep(_KEEP_PERIOD)
+    except OSError:
+        pass
+    finally:
+        if _keeper[0] == generation:
+            _keeper[0] = 0
+
+
+def reap_prewarm(generation: int) -> None:
+    """Stop the thread prewarm_migration started (we have made our writes); harmless twice."""
+    if generation and _keeper[0] == generation:
+        _keeper[0] = 0

@@ -162,26 +162,18 @@ def test_installed_short_commands_never_import_os(pyrunc, bundle) -> None:
         assert "pyrunc.lifecycle" not in names, args    # preloaded from the bundle, not imported
 
 
-def _alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-
-
 @pytest.mark.kernel
-def test_prewarm_keeper_is_stopped_once_and_never_outlives_its_parent() -> None:
+def test_prewarm_keeper_thread_moves_us_then_stops_when_reaped() -> None:
     code = (f"import sys, os, time; sys.path[:0] = [{str(REPO)!r}]; from pyrunc import cgroups; "
-            "a = cgroups.prewarm_migration(); time.sleep(0.05); alive = os.path.exists(f'/proc/{a}'); "
-            "cgroups.reap_prewarm(a); cgroups.reap_prewarm(a); "
-            "b = cgroups.prewarm_migration(); print(alive, os.path.exists(f'/proc/{a}'), b)")
-    out = subprocess.run([sys.executable, "-I", "-S", "-c", code], capture_output=True, text=True,
-                         check=True, timeout=30).stdout.split()
-    assert out[:2] == ["True", "False"]      # it ran until reaped; reaping twice was harmless
-    orphan = int(out[2])                      # the parent exited without reaping this one
-    for _ in range(300):
-        if not _alive(orphan):
-            break
-        time.sleep(0.01)
-    assert not _alive(orphan)
+            "a = cgroups.prewarm_migration(); time.sleep(0.05); n = len(os.listdir('/proc/self/task')); "
+            "cgroups.reap_prewarm(a); cgroups.reap_prewarm(a); time.sleep(0.05); "
+            "m = len(os.listdir('/proc/self/task')); b = cgroups.prewarm_migration(); "
+            "print(a, n, m, b, cgroups.prewarm_migration())")
+    out = subprocess.run(["strace", "-f", "-qq", "-e", "trace=write", "-o", "/dev/stderr",
+                          sys.executable, "-I", "-S", "-c", code], capture_output=True, text=True,
+                         check=True, timeout=30)
+    a, running, after, b, again = (int(x) for x in out.stdout.split())
+    assert a and running == 2 and after == 1     # one thread while kept, gone once reaped
+    assert b > a and again == b                  # a new one later; a running one is handed over
+    moves = [line for line in out.stderr.splitlines() if ', "0", 1)' in line and line.endswith('= 1')]
+    assert len(moves) >= 2   # its no-op moves of us into our own cgroup
