@@ -1,8 +1,8 @@
 """process.capabilities: all five sets, exactly as configured, across the switch of uid.
 
-python-prctl's C module handles the bounding set, keepcaps and the effective/permitted/
-inheritable sets; it has no ambient API, so ambient capabilities go through prctl(PR_CAP_AMBIENT)
-in linux.py. Unknown names are configuration errors: runc and crun accept a bogus CAP_TEST, we
+Everything goes through linux.py: prctl for the bounding set, keepcaps and ambient capabilities,
+one capset(2) for the effective, permitted and inheritable sets (python-prctl did this through
+libcap, at ~0.5 ms per call for loading the two libraries). Unknown names are configuration errors: runc and crun accept a bogus CAP_TEST, we
 do not.
 """
 
@@ -10,11 +10,6 @@ from __future__ import annotations
 
 from pyrunc import linux
 from pyrunc.errors import ConfigError
-
-try:
-    import _prctl  # python-prctl, vendored by `make install`
-except ImportError:  # pragma: no cover - only a broken install lacks it
-    _prctl = None
 
 # Kernel numbering (include/uapi/linux/capability.h).
 CAPS = ("CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER", "FSETID", "KILL", "SETGID",
@@ -96,31 +91,22 @@ def only_grantable(sets: dict[str, list[int]]) -> dict[str, list[int]]:
     return sets
 
 
-def _require_prctl() -> None:
-    if _prctl is None:
-        raise OSError(2, "python-prctl (_prctl) is not installed next to pyrunc: run make install")
-
-
 def drop_bounding(sets: dict[str, list[int]]) -> None:
-    _require_prctl()
     keep = set(sets["bounding"])
     for cap in range(last_cap() + 1):
         if cap not in keep:
-            _prctl.prctl(PR_CAPBSET_DROP, cap)
+            linux.prctl(PR_CAPBSET_DROP, cap)
 
 
 def keep_caps(on: bool) -> None:
-    _prctl.prctl(PR_SET_KEEPCAPS, 1 if on else 0)
+    linux.prctl(PR_SET_KEEPCAPS, 1 if on else 0)
 
 
 def apply_sets(sets: dict[str, list[int]], ambient: bool = True) -> None:
     """Effective, permitted and inheritable in one capset, then ambient raised one by one."""
-    every = range(last_cap() + 1)
-    eff, prm, inh = set(sets["effective"]), set(sets["permitted"]), set(sets["inheritable"])
     try:
-        _prctl.set_caps(sorted(eff), sorted(prm), sorted(inh),
-                        [c for c in every if c not in eff], [c for c in every if c not in prm],
-                        [c for c in every if c not in inh])
+        linux.capset(*(sum(1 << c for c in set(sets[kind]))
+                       for kind in ("effective", "permitted", "inheritable")))
     except OSError as exc:
         raise OSError(exc.errno, f"unable to apply caps: {exc.strerror}") from None
     for cap in sets["ambient"] if ambient else ():
