@@ -194,6 +194,15 @@ def setdomainname(name: str) -> None:
     _check(_libc.setdomainname(raw, c_size_t(len(raw))))
 
 
+def prlimit(resource: int, soft: int, hard: int) -> None:
+    """setrlimit for ourselves (prlimit(2) with pid 0): soft and hard as unsigned 64-bit."""
+    try:
+        new = soft.to_bytes(8, "little") + hard.to_bytes(8, "little")
+    except OverflowError:
+        raise OSError(errno.EINVAL, os.strerror(errno.EINVAL)) from None
+    _check(_libc.prlimit(c_int(0), c_int(resource), new, None))
+
+
 _LINUX_CAPABILITY_VERSION_3 = 0x20080522
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import errno
 import os
-import resource
 
 from pyrunc import capabilities, linux, saferoot
 
@@ -78,7 +77,11 @@ def prepare_process(proc: dict, seccomp: bool = False) -> tuple[str, dict[str, s
     return find_executable(proc["args"][0], env.get("PATH", DEFAULT_PATH)), env
 
 
-_RLIMITS = {name: getattr(resource, name) for name in dir(resource) if name.startswith("RLIMIT_")}
+# Kernel numbering (include/uapi/asm-generic/resource.h): setrlimit through linux.prlimit,
+# without the resource module (a shared library to load on every create and exec).
+_RLIMITS = {f"RLIMIT_{name}": i for i, name in enumerate((
+    "CPU", "FSIZE", "DATA", "STACK", "CORE", "RSS", "NPROC", "NOFILE", "MEMLOCK", "AS", "LOCKS",
+    "SIGPENDING", "MSGQUEUE", "NICE", "RTPRIO", "RTTIME"))}
 
 
 def set_rlimit(limit: dict) -> None:
@@ -86,11 +89,11 @@ def set_rlimit(limit: dict) -> None:
     if kind not in _RLIMITS:
         raise OSError(errno.EINVAL, f"unknown rlimit type {kind!r}")
     try:
-        resource.setrlimit(_RLIMITS[kind], (int(limit["soft"]), int(limit["hard"])))
-    except ValueError:
-        # Python reports EPERM (raising the hard limit without CAP_SYS_RESOURCE) as ValueError.
-        raise OSError(errno.EPERM, f"error setting rlimit {kind} (soft {limit['soft']}, hard "
-                      f"{limit['hard']}): operation not permitted") from None
+        linux.prlimit(_RLIMITS[kind], int(limit["soft"]), int(limit["hard"]))
+    except OSError as exc:
+        # e.g. EPERM: raising the hard limit without CAP_SYS_RESOURCE
+        raise OSError(exc.errno, f"error setting rlimit {kind} (soft {limit['soft']}, hard "
+                      f"{limit['hard']}): {(exc.strerror or '').lower()}") from None
 
 
 def home_of(uid: int) -> str:

@@ -8,13 +8,13 @@ Split in three so that nothing fails late:
   load(filter)    in the container process, right before execve: seccomp_load and, for
                   SCMP_ACT_NOTIFY with a listenerPath, the notify fd handed to the listener.
 
-Not `pyseccomp`: its import costs ~22 ms on every create, and ctypes is loaded already.
+Not `pyseccomp`: its import costs ~22 ms on every create. ctypes itself (~6 M instructions) is
+imported on first use, by a config that has a filter: the others never load it.
 """
 
 from __future__ import annotations
 
 import _socket
-import ctypes
 import errno as _errno
 import os
 
@@ -65,18 +65,24 @@ ARCHES = {f"SCMP_ARCH_{name.upper()}": name for name in (
 EPERM = _errno.EPERM
 
 
-class _ArgCmp(ctypes.Structure):
-    """struct scmp_arg_cmp: unsigned int arg; enum scmp_compare op; uint64 datum_a, datum_b."""
-    _fields_ = [("arg", ctypes.c_uint), ("op", ctypes.c_int),
-                ("datum_a", ctypes.c_uint64), ("datum_b", ctypes.c_uint64)]
-
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import ctypes
 
 _lib = None
+_ArgCmp: type = object   # struct scmp_arg_cmp, made with the library binding
 
 
 def _library() -> ctypes.CDLL:
-    global _lib
+    global _lib, _ArgCmp
     if _lib is None:
+        import ctypes
+
+        class ArgCmp(ctypes.Structure):
+            """struct scmp_arg_cmp: unsigned int arg; enum scmp_compare op; uint64 datum_a,
+            datum_b."""
+            _fields_ = [("arg", ctypes.c_uint), ("op", ctypes.c_int),
+                        ("datum_a", ctypes.c_uint64), ("datum_b", ctypes.c_uint64)]
         try:
             lib = ctypes.CDLL(LIBRARY, use_errno=True)
         except OSError as exc:
@@ -91,11 +97,11 @@ def _library() -> ctypes.CDLL:
         lib.seccomp_arch_add.argtypes = [ctypes.c_void_p, ctypes.c_uint32]
         lib.seccomp_syscall_resolve_name.argtypes = [ctypes.c_char_p]
         lib.seccomp_rule_add_array.argtypes = [ctypes.c_void_p, ctypes.c_uint32, ctypes.c_int,
-                                               ctypes.c_uint, ctypes.POINTER(_ArgCmp)]
+                                               ctypes.c_uint, ctypes.POINTER(ArgCmp)]
         lib.seccomp_attr_set.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_uint32]
         lib.seccomp_load.argtypes = [ctypes.c_void_p]
         lib.seccomp_notify_fd.argtypes = [ctypes.c_void_p]
-        _lib = lib
+        _lib, _ArgCmp = lib, ArgCmp
     return _lib
 
 
