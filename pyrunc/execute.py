@@ -126,20 +126,45 @@ def exec_command(root: str, container_id: str, args: list[str], opts: dict) -> i
         reap_prewarm(warm)
 
 
+def _reap_failed(pid: int) -> None:
+    """A process that failed before execve: gone, and not left a zombie of ours."""
+    try:
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+    except (ProcessLookupError, ChildProcessError):
+        pass
+
+
 def _spawn(plan: init.ExecPlan, proc: dict, opts: dict, detach: bool, warm: int = 0) -> int:
+    """One fork where we can (init.exec_join_pid_ns): the child enters the container and
+    becomes the process; else two, through an intermediate that reports the process's pid."""
     parent_sock, child_sock = sync.pair()
     master = -1
     try:
-        pid = os.fork()
+        own_pid_ns = init.exec_join_pid_ns(plan)
+        try:
+            pid = os.fork()
+        except OSError as exc:   # e.g. ENOMEM: the container's pid namespace has no init left
+            if own_pid_ns >= 0:
+                init.exec_leave_pid_ns(own_pid_ns)
+            raise PyruncError(f"exec failed: unable to start container process: fork: "
+                              f"{exc.strerror}") from None
         if pid == 0:
             parent_sock.close()
+            if own_pid_ns >= 0:
+                init.exec_direct_main(plan, child_sock)
             init.exec_intermediate_main(plan, child_sock)
+        if own_pid_ns >= 0:
+            init.exec_leave_pid_ns(own_pid_ns)
         child_sock.close()
         try:
-            try:
-                exec_pid = int(sync.recv(parent_sock, "pid", "exec")["pid"])
-            finally:
-                os.waitpid(pid, 0)
+            if own_pid_ns >= 0:
+                exec_pid = pid
+            else:
+                try:
+                    exec_pid = int(sync.recv(parent_sock, "pid", "exec")["pid"])
+                finally:
+                    os.waitpid(pid, 0)
             state.pause_point("exec:after-fork")
             if proc.get("terminal"):
                 master = sync.recv_with_fds(parent_sock, "pty", "exec")[1][0]
@@ -153,6 +178,8 @@ def _spawn(plan: init.ExecPlan, proc: dict, opts: dict, detach: bool, warm: int 
             from pyrunc.cgroups import reap_prewarm
             reap_prewarm(warm)   # joined: no more cgroup writes, even if the process runs for hours
         except PyruncError as exc:
+            if own_pid_ns >= 0:
+                _reap_failed(pid)   # our own child: its pid cannot have been reused
             raise PyruncError(f"exec failed: unable to start container process: {exc}") from None
     finally:
         parent_sock.close()

@@ -420,37 +420,93 @@ class ExecPlan:
         self.exe_fd = -1     # the exec trampoline (exeguard.py), made before entering the userns
 
 
-def exec_intermediate_main(plan: ExecPlan, sock: sync.Socket) -> NoReturn:
-    """Enter the container's cgroups and namespaces, then fork the process (a pid namespace only
-    applies to children), report its pid and leave it to the caller."""
-    code = 1
+def exec_join_pid_ns(plan: ExecPlan) -> int:
+    """The CLI's side of the one-fork exec: make our next child be born in the container's pid
+    namespace (setns(CLONE_NEWPID) sets pid_for_children only; we stay where we are) and
+    non-dumpable, so that child can enter everything else itself and become the program.
+
+    Returns an fd of our own pid namespace for exec_leave_pid_ns, or -1 where the child must
+    be the intermediate of the two-fork path: a caller without root (joining a pid namespace
+    needs CAP_SYS_ADMIN in our own user namespace), or a container with its own time namespace
+    (time_for_children can only be set by a single-threaded process; we run the cgroup keeper
+    thread). DESIGN.md section 6: the child is non-dumpable from its first instruction, since
+    a dumpable copy of us in the container's pid namespace could be ptraced from inside."""
+    if os.geteuid() != 0 or _differs(plan.init_pid, "time"):
+        return -1
+    own = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
     try:
-        set_oom_score_adj(plan.process.get("oomScoreAdj"))
+        if _differs(plan.init_pid, "pid"):
+            join_namespace("pid", f"/proc/{plan.init_pid}/ns/pid")
         linux.prctl(linux.PR_SET_DUMPABLE, 0)
-        close_parent_fds(plan.preserve_fds, sock.fileno())
-        plan.exe_fd = exeguard.create()
-        # The host's procfs: every /proc write of the exec'd process goes through it, and the
-        # notify listener is told our host pid from it.
-        plan.host_proc = rootfs.hold_proc()
-        if plan.seccomp is not None and plan.seccomp.notify:
-            seccomp.connect_listener(plan.seccomp)  # host paths: before entering the mount ns
-        for directory in plan.cgroup_dirs:
-            fd = os.open(directory + "/cgroup.procs", os.O_WRONLY | os.O_CLOEXEC)
-            try:
-                os.write(fd, b"0")
-            finally:
-                os.close(fd)
-        for kind in NS_JOIN_ORDER:
-            name = PROC_NS_NAMES[kind]
-            theirs = f"/proc/{plan.init_pid}/ns/{name}"
-            try:
-                if os.stat(theirs).st_ino == os.stat(f"/proc/self/ns/{name}").st_ino:
-                    continue  # shared with us (e.g. no user namespace): nothing to enter
-            except FileNotFoundError:
-                continue
-            join_namespace(kind, theirs)
+    except OSError:
+        exec_leave_pid_ns(own)
+        return -1
+    return own
+
+
+def exec_leave_pid_ns(own: int) -> None:
+    """In the CLI, right after the fork: our later children are ours again, and so is our
+    dumpable flag (the child keeps its copy of both)."""
+    try:
+        linux.prctl(linux.PR_SET_DUMPABLE, 1)
+        linux.setns(own, linux.CLONE_NEWPID)
+    finally:
+        os.close(own)
+
+
+def _differs(init_pid: int, kind: str) -> bool:
+    """Whether the container has a namespace of this kind that is not ours (a missing
+    /proc/<pid>/ns entry: the kernel has no such namespace type)."""
+    name = PROC_NS_NAMES[kind]
+    try:
+        return os.stat(f"/proc/{init_pid}/ns/{name}").st_ino != os.stat(
+            f"/proc/self/ns/{name}").st_ino
+    except FileNotFoundError:
+        return False
+
+
+def _exec_enter(plan: ExecPlan, sock: sync.Socket) -> None:
+    """Enter the container's cgroups and namespaces (those not yet ours: in the one-fork path
+    we were born in its pid namespace already)."""
+    set_oom_score_adj(plan.process.get("oomScoreAdj"))
+    linux.prctl(linux.PR_SET_DUMPABLE, 0)
+    close_parent_fds(plan.preserve_fds, sock.fileno())
+    plan.exe_fd = exeguard.create()
+    # The host's procfs: every /proc write of the exec'd process goes through it, and the
+    # notify listener is told our host pid from it.
+    plan.host_proc = rootfs.hold_proc()
+    if plan.seccomp is not None and plan.seccomp.notify:
+        seccomp.connect_listener(plan.seccomp)  # host paths: before entering the mount ns
+    for directory in plan.cgroup_dirs:
+        fd = os.open(directory + "/cgroup.procs", os.O_WRONLY | os.O_CLOEXEC)
+        try:
+            os.write(fd, b"0")
+        finally:
+            os.close(fd)
+    for kind in NS_JOIN_ORDER:
+        if _differs(plan.init_pid, kind):   # shared with us (e.g. no user namespace): stay
+            join_namespace(kind, f"/proc/{plan.init_pid}/ns/{PROC_NS_NAMES[kind]}")
             if kind == "user":
                 userns.become_root()
+
+
+def exec_direct_main(plan: ExecPlan, sock: sync.Socket) -> NoReturn:
+    """The one-fork path's child (see exec_join_pid_ns): enter, then become the process."""
+    try:
+        _exec_enter(plan, sock)
+    except BaseException as exc:  # noqa: BLE001
+        _report(sock, exc)
+        os._exit(1)
+    exec_child_main(plan, sock)
+
+
+def exec_intermediate_main(plan: ExecPlan, sock: sync.Socket) -> NoReturn:
+    """The two-fork path: enter the container's cgroups and namespaces, then fork the process
+    (a pid or time namespace only applies to children), report its pid and leave it to the
+    caller."""
+    code = 1
+    try:
+        _exec_enter(plan, sock)
         pid = fork_after_report(sock)
         if pid == 0:
             exec_child_main(plan, sock)
