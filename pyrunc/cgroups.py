@@ -543,6 +543,7 @@ def _inherit_cpuset(directory: str) -> None:
 
 _KEEP_PERIOD = 0.005     # well inside the ~10 ms the rwsem stays fast after a writer leaves
 _KEEP_AT_MOST = 1.0      # a create or exec makes its writes within this (hooks aside)
+_KEEP_MIN_FDS = 64      # RLIMIT_NOFILE below which there is no keeper
 _keeper = [0, 0]         # [generation running (0: none), last generation started]
 
 
@@ -568,6 +569,8 @@ def prewarm_migration() -> int:
     """
     if _keeper[0]:
         return _keeper[0]     # the launcher's, handed over
+    if os.sysconf("SC_OPEN_MAX") < _KEEP_MIN_FDS:
+        return 0   # it shares our fd table: under a tiny RLIMIT_NOFILE, our own opens come first
     target = _own_procs_file()
     if target is None:
         return 0
