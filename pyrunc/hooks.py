@@ -8,10 +8,10 @@ nothing beyond what init.py has loaded, and uses fork/execve rather than subproc
 from __future__ import annotations
 
 import errno
-import os
 import select
 import time
 
+from pyrunc import lightos as os  # os minus its import cost: see lightos.py
 from pyrunc import jsonlite
 
 KINDS = ("prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop")

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import errno
 import fcntl
-import os
 import select
 import struct
 
@@ -23,6 +22,7 @@ import _socket
 
 from pyrunc import (exeguard, hooks, linux, lsm, mounts, rootfs, saferoot, seccomp, sync, terminal,
                     userns)
+from pyrunc import lightos as os  # os minus its import cost: see lightos.py
 from pyrunc.process import close_inherited_fds, prepare_process
 from pyrunc.cgroups import CgroupManager
 from pyrunc.state import START_ERROR

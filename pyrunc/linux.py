@@ -7,11 +7,14 @@ so callers handle them like any other os error.
 from __future__ import annotations
 
 import errno
-import os
+import sys
 
 import _ctypes  # not `ctypes`: its Python layer costs ~6 M instructions (2 ms) per call
 
+from pyrunc import lightos as os  # os minus its import cost: see lightos.py
+
 RTLD_NOW = 2
+_FS_ENCODING, _FS_ERRORS = sys.getfilesystemencoding(), sys.getfilesystemencodeerrors()
 
 
 class c_int(_ctypes._SimpleCData):
@@ -134,7 +137,10 @@ def _check(ret: int, path: str | None = None) -> int:
 def _b(path: str | bytes | None) -> bytes | None:
     if path is None:
         return None
-    return path if isinstance(path, bytes) else os.fsencode(path)
+    path = os.fspath(path)
+    if isinstance(path, bytes):
+        return path
+    return path.encode(_FS_ENCODING, _FS_ERRORS)   # what os.fsencode does
 
 
 def unshare(flags: int) -> None:

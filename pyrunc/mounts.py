@@ -8,9 +8,9 @@ no remount-by-path window, no string join with a container path.
 
 from __future__ import annotations
 
-import os
 import stat
 
+from pyrunc import lightos as os  # os minus its import cost: see lightos.py
 from pyrunc import linux, saferoot
 from pyrunc.errors import ConfigError, NotSupported
 

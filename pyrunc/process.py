@@ -7,8 +7,8 @@ Runs between fork and execve (see init.py for the rules that follow from that).
 from __future__ import annotations
 
 import errno
-import os
 
+from pyrunc import lightos as os  # os minus its import cost: see lightos.py
 from pyrunc import capabilities, linux, saferoot
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"

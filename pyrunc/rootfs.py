@@ -9,9 +9,9 @@ reached through saferoot, never by joining strings.
 from __future__ import annotations
 
 import errno
-import os
 import stat
 
+from pyrunc import lightos as os  # os minus its import cost: see lightos.py
 from pyrunc import linux, mounts, saferoot
 from pyrunc.errors import ConfigError
 

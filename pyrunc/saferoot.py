@@ -11,9 +11,9 @@ fd, so what is mounted on is what was checked.
 from __future__ import annotations
 
 import errno
-import os
 import stat
 
+from pyrunc import lightos as os  # os minus its import cost: see lightos.py
 from pyrunc import linux
 
 _RESOLVE = linux.RESOLVE_IN_ROOT | linux.RESOLVE_NO_MAGICLINKS

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import _socket
 import errno as _errno
-import os
 
+from pyrunc import lightos as os  # os minus its import cost: see lightos.py
 from pyrunc import jsonlite
 from pyrunc.errors import ConfigError
 

@@ -8,8 +8,8 @@ lifecycle (about 1 M instructions of imports it never uses).
 from __future__ import annotations
 
 import _signal as signal  # not `signal`: it imports enum
-import os
 
+from pyrunc import lightos as os  # os minus its import cost: see lightos.py
 from pyrunc.errors import PyruncError
 
 _NOT_FORWARDED = {signal.SIGKILL, signal.SIGSTOP, signal.SIGCHLD}

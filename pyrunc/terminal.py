@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import _socket
 import fcntl
-import os
 import struct
 
+from pyrunc import lightos as os  # os minus its import cost: see lightos.py
 from pyrunc import linux, saferoot
 
 TIOCSWINSZ = 0x5414

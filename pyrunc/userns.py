@@ -10,8 +10,8 @@ is owned by the new user namespace.
 from __future__ import annotations
 
 import errno
-import os
 
+from pyrunc import lightos as os  # os minus its import cost: see lightos.py
 from pyrunc import linux
 from pyrunc.errors import ConfigError
 
