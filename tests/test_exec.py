@@ -213,6 +213,24 @@ def test_runs_in_the_containers_namespaces(ctr):
     assert ctr.out("hostname") == "pyrunc\n"
 
 
+def test_runs_in_a_time_namespace_too(pyrunc, bundle, tmp_path):
+    """A container with its own time namespace: exec forks through an intermediate there (the
+    CLI, running its cgroup keeper thread, cannot set time_for_children; see init.py), and the
+    process still gets every namespace and the clock offsets."""
+    cfg = base_config(["sleep", "100000"])
+    cfg["linux"]["namespaces"].append({"type": "time"})
+    cfg["linux"]["timeOffsets"] = {"boottime": {"secs": 86400 * 10, "nanosecs": 0}}
+    cid = start(pyrunc, bundle, tmp_path, cfg)
+    pid = int(pyrunc.state(cid)["pid"])
+    kinds = (*NS_KINDS[:-1], "time")   # the config has no cgroup namespace
+    res = pyrunc("exec", cid, "sh", "-c",
+                 "; ".join(f"readlink /proc/self/ns/{k}" for k in kinds) + "; cat /proc/uptime")
+    assert res.returncode == 0, res.stderr
+    *inside, uptime = res.stdout.decode().split("\n")[:len(kinds) + 1]
+    assert inside == [os.readlink(f"/proc/{pid}/ns/{k}") for k in kinds]
+    assert float(uptime.split()[0]) >= 86400 * 10
+
+
 def test_runs_in_the_containers_cgroups(ctr, tmp_path):
     pidfile = tmp_path / "exec.pid"
     res = ctr.detach("sleep", "100000", pid_file=pidfile)

@@ -131,6 +131,18 @@ def test_short_commands_never_import_os() -> None:
     assert "os" not in out and "_collections_abc" not in out
 
 
+def test_exec_path_imports_neither_os_nor_ctypes() -> None:
+    """exec's modules: os ~3 ms, ctypes ~2 ms (linux.py uses _ctypes; seccomp.py imports ctypes
+    for a filter only), resource and python-prctl ~0.5 ms (prlimit and capset in linux.py)."""
+    code = (f"import sys; sys.path[:0] = [{str(REPO)!r}]; "
+            "import pyrunc.cli, pyrunc.commands, pyrunc.execute, pyrunc.init, pyrunc.supervise; "
+            "print(' '.join(sorted(sys.modules)))")
+    out = subprocess.run(["/usr/bin/python3", "-I", "-S", "-c", code], capture_output=True,
+                         text=True, check=True).stdout.split()
+    assert "pyrunc.init" in out and "_ctypes" in out
+    assert not set(out) & {"os", "_collections_abc", "ctypes", "resource", "_prctl"}, out
+
+
 def _launcher_imports(pyrunc, *args: str) -> tuple[subprocess.CompletedProcess, set[str]]:
     """Run the installed launcher under -X importtime: its result and every module it imported."""
     cmd = ["/usr/bin/python3", "-X", "importtime", "-I", "-S", pyrunc.binary, "--root",
@@ -143,8 +155,8 @@ def _launcher_imports(pyrunc, *args: str) -> tuple[subprocess.CompletedProcess, 
 
 @pytest.mark.kernel
 def test_installed_short_commands_never_import_os(pyrunc, bundle) -> None:
-    """End to end, through the installed launcher: start, state, list, kill and delete of a real
-    container import neither os nor _collections_abc, and nothing from disk but pyrunc's own
+    """End to end, through the installed launcher: start, state, exec, list, kill and delete of a
+    real container import neither os nor _collections_abc (nor ctypes), and nothing from disk but pyrunc's own
     _boot (the rest comes from the bundle)."""
     with open(pyrunc.binary, "rb") as f:
         if b"pyrunc_boot" not in f.read(4096):
@@ -155,10 +167,12 @@ def test_installed_short_commands_never_import_os(pyrunc, bundle) -> None:
     # Output to /dev/null, not pipes: the init would hold a pipe open and hang the call.
     pyrunc("create", "--bundle", str(bundle.path), cid, check=True, capture_output=False,
            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    for args in (("start", cid), ("state", cid), ("list",), ("kill", cid, "KILL"), ("delete", "--force", cid)):
+    for args in (("start", cid), ("state", cid), ("exec", cid, "true"), ("list",),
+                 ("kill", cid, "KILL"), ("delete", "--force", cid)):
         proc, names = _launcher_imports(pyrunc, *args)
         assert proc.returncode == 0, (args, proc.stderr[-500:])
         assert not names & {"os", "_collections_abc", "posixpath"}, (args, sorted(names))
+        assert not names & {"ctypes", "resource", "_prctl"}, (args, sorted(names))
         assert "pyrunc.lifecycle" not in names, args    # preloaded from the bundle, not imported
 
 
