@@ -95,10 +95,11 @@ def exec_command(root: str, container_id: str, args: list[str], opts: dict) -> i
         raise InvalidState("cannot exec in a stopped container")
     if status == "paused" and not opts.get("ignore_paused"):
         raise InvalidState("cannot exec in a paused container (use --ignore-paused to override)")
+    ctr_cfg = ctr.config()
     if opts.get("process"):
         proc = process_from_file(opts["process"])
     else:
-        proc = process_from_flags(ctr.config().get("process") or {}, args, opts)
+        proc = process_from_flags(ctr_cfg.get("process") or {}, args, opts)
     capabilities.parse(proc.get("capabilities"), "exec process: /capabilities")
     lsm.check(proc, None, "exec process: ")
     detach = bool(opts.get("detach"))
@@ -108,7 +109,6 @@ def exec_command(root: str, container_id: str, args: list[str], opts: dict) -> i
         raise PyruncError("--console-socket given but the process has no terminal (use --tty)")
     plan = init.ExecPlan(ctr.pid, proc, cgroup_dirs(ctr, opts.get("cgroup") or []),
                          int(opts.get("preserve_fds") or 0))
-    ctr_cfg = ctr.config()
     seccomp_cfg = (ctr_cfg.get("linux") or {}).get("seccomp")
     if seccomp_cfg:
         from pyrunc import seccomp
