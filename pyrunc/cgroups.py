@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import _signal as signal  # not `signal`: it imports enum
 import errno
+import sys
 import time
 
 from pyrunc import lightos as os  # os minus its import cost: see lightos.py
@@ -543,6 +544,7 @@ def _inherit_cpuset(directory: str) -> None:
 
 _KEEP_PERIOD = 0.005     # well inside the ~10 ms the rwsem stays fast after a writer leaves
 _KEEP_AT_MOST = 1.0      # a create or exec makes its writes within this (hooks aside)
+_KEEP_SWITCH = 0.0002    # s: the GIL switch interval while a keeper runs
 _KEEP_MIN_FDS = 64      # RLIMIT_NOFILE below which there is no keeper
 _keeper = [0, 0]         # [generation running (0: none), last generation started]
 
@@ -575,6 +577,10 @@ def prewarm_migration() -> int:
     if target is None:
         return 0
     import _thread
+    # The thread needs the GIL for the few bytecodes around each write, and the main thread,
+    # importing, would hold it for the default 5 ms switch interval: the first (slow) write
+    # would start that much later. A handover happens only when the keeper asks for it.
+    sys.setswitchinterval(_KEEP_SWITCH)
     _keeper[1] += 1
     _keeper[0] = generation = _keeper[1]
     try:
