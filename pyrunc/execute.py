@@ -152,6 +152,8 @@ def _spawn(plan: init.ExecPlan, proc: dict, opts: dict, detach: bool, warm: int 
         if pid == 0:
             parent_sock.close()
             if own_pid_ns >= 0:
+                # Ours, not the caller's: closed even where its number is in --preserve-fds.
+                os.close(own_pid_ns)
                 init.exec_direct_main(plan, child_sock)
             init.exec_intermediate_main(plan, child_sock)
         if own_pid_ns >= 0:
