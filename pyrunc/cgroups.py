@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import _signal as signal  # not `signal`: it imports enum
 import errno
+import fcntl
 import sys
 import time
 
@@ -547,6 +548,8 @@ _KEEP_AT_MOST = 1.0      # a create or exec makes its writes within this (hooks 
 _KEEP_SWITCH = 0.0002    # s: the GIL switch interval while a keeper runs
 _KEEP_MIN_FDS = 64      # RLIMIT_NOFILE below which there is no keeper
 _keeper = [0, 0]         # [generation running (0: none), last generation started]
+_KEEP_FD_MARGIN = 8      # the keeper's fd sits this far below RLIMIT_NOFILE
+KEEPER_FD = [-1]         # its fd on our own cgroup.procs (see _keeper_fd), never closed
 
 
 def start_prewarm() -> None:
@@ -566,16 +569,19 @@ def prewarm_migration() -> int:
     mkdirs and writes. A thread, not a child: a child forked at start-up shares our memory
     copy-on-write, and every page we then touch during our imports faults and is copied
     (~400 faults, 3-7 ms of CPU per call, measured on exec). The launcher starts it before
-    anything else (start_prewarm); without the launcher it starts here, once. Returns 1 while
-    its generation while it runs (for reap_prewarm), or 0.
+    anything else (start_prewarm); without the launcher it starts here, once. Returns its
+    generation while it runs (for reap_prewarm), or 0.
     """
     if _keeper[0]:
         return _keeper[0]     # the launcher's, handed over
-    if os.sysconf("SC_OPEN_MAX") < _KEEP_MIN_FDS:
+    limit = os.sysconf("SC_OPEN_MAX")
+    if limit < _KEEP_MIN_FDS:
         return 0   # it shares our fd table: under a tiny RLIMIT_NOFILE, our own opens come first
-    target = _own_procs_file()
-    if target is None:
-        return 0
+    if KEEPER_FD[0] < 0:
+        target = _own_procs_file()
+        if target is None:
+            return 0
+        KEEPER_FD[0] = _keeper_fd(target, limit - _KEEP_FD_MARGIN)
     import _thread
     # The thread needs the GIL for the few bytecodes around each write, and the main thread,
     # importing, would hold it for the default 5 ms switch interval: the first (slow) write
@@ -584,7 +590,7 @@ def prewarm_migration() -> int:
     _keeper[1] += 1
     _keeper[0] = generation = _keeper[1]
     try:
-        _thread.start_new_thread(_keep_warm, (target, generation,
+        _thread.start_new_thread(_keep_warm, (KEEPER_FD[0], generation,
                                               time.monotonic() + _KEEP_AT_MOST))
     except RuntimeError:      # no thread (limits): only slower
         _keeper[0] = 0
@@ -603,16 +609,35 @@ def _own_procs_file() -> str | None:
     return None
 
 
-def _keep_warm(target: str, generation: int, deadline: float) -> None:
+def _keeper_fd(target: str, at_least: int) -> int:
+    """The keeper's own fd, opened by the main thread, numbered near RLIMIT_NOFILE and never
+    closed: it shares our fd table, so a transient fd of its own could take a low number that a
+    forked child must not inherit (--preserve-fds counts from 3), and a closed one could be
+    reused by one of ours between its check and its write. A forked child closes it by number
+    (close_keeper_fd)."""
+    fd = os.open(target, os.O_WRONLY | os.O_CLOEXEC)
+    try:
+        return fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, at_least)
+    finally:
+        os.close(fd)
+
+
+def close_keeper_fd() -> None:
+    """In a child forked from us: the keeper's fd is ours, never the container's."""
+    if KEEPER_FD[0] >= 0:
+        try:
+            os.close(KEEPER_FD[0])
+        except OSError:
+            pass
+        KEEPER_FD[0] = -1
+
+
+def _keep_warm(fd: int, generation: int, deadline: float) -> None:
     """The thread: moves between syscalls only; no imports (our main thread may hold the
     import lock), nothing it could raise past (a thread's exception would be printed)."""
     try:
         while _keeper[0] == generation and time.monotonic() < deadline:
-            fd = os.open(target, os.O_WRONLY | os.O_CLOEXEC)
-            try:
-                os.write(fd, b"0")   # 0: our own process, into the cgroup it is in
-            finally:
-                os.close(fd)
+            os.write(fd, b"0")   # 0: our own process, into the cgroup it is in
             time.sleep(_KEEP_PERIOD)
     except OSError:
         pass

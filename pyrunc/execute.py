@@ -88,6 +88,23 @@ def cgroup_dirs(ctr: state.Container, wanted: list[str]) -> list[str]:
     return list(paths.values())
 
 
+def check_preserved_fds(count: int) -> None:
+    """runc's rule: every fd of 3 .. 2+N is one the caller passed. An unused number in the
+    range would otherwise be filled by one of ours (the host's /proc, a socket) and handed to
+    the container (CVE-2024-21626 class). Nothing of ours is open in the range here: the
+    launcher's bundle fd is closed, and the cgroup keeper's sits near RLIMIT_NOFILE."""
+    from pyrunc.cgroups import KEEPER_FD
+    for fd in range(3, 3 + count):
+        try:
+            if fd == KEEPER_FD[0]:
+                raise OSError(9, "not a file the caller passed")
+            os.fstat(fd)
+        except OSError as exc:
+            raise PyruncError(f"--preserve-fds {count}: fd {fd} is not open "
+                              f"({(exc.strerror or '').lower()}): the caller must pass every fd "
+                              f"from 3 to {2 + count}") from None
+
+
 def exec_command(root: str, container_id: str, args: list[str], opts: dict) -> int:
     ctr = state.Container(root, container_id).load()
     status = ctr.status()
@@ -107,8 +124,9 @@ def exec_command(root: str, container_id: str, args: list[str], opts: dict) -> i
         raise PyruncError("cannot allocate tty if pyrunc will detach without setting console socket")
     if opts.get("console_socket") and not proc.get("terminal"):
         raise PyruncError("--console-socket given but the process has no terminal (use --tty)")
-    plan = init.ExecPlan(ctr.pid, proc, cgroup_dirs(ctr, opts.get("cgroup") or []),
-                         int(opts.get("preserve_fds") or 0))
+    preserve = int(opts.get("preserve_fds") or 0)
+    check_preserved_fds(preserve)
+    plan = init.ExecPlan(ctr.pid, proc, cgroup_dirs(ctr, opts.get("cgroup") or []), preserve)
     seccomp_cfg = (ctr_cfg.get("linux") or {}).get("seccomp")
     if seccomp_cfg:
         from pyrunc import seccomp
@@ -151,8 +169,10 @@ def _spawn(plan: init.ExecPlan, proc: dict, opts: dict, detach: bool, warm: int 
                               f"{exc.strerror}") from None
         if pid == 0:
             parent_sock.close()
+            # Ours, not the caller's: closed even where a number is in the --preserve-fds range.
+            from pyrunc.cgroups import close_keeper_fd
+            close_keeper_fd()
             if own_pid_ns >= 0:
-                # Ours, not the caller's: closed even where its number is in --preserve-fds.
                 os.close(own_pid_ns)
                 init.exec_direct_main(plan, child_sock)
             init.exec_intermediate_main(plan, child_sock)

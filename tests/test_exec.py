@@ -510,6 +510,24 @@ def test_preserve_fds_passes_fd_3_and_nothing_else(ctr, tmp_path):
     assert res.stdout == b"preserved-content\n"
 
 
+def test_preserve_fds_beyond_what_the_caller_passed_is_refused(ctr, tmp_path):
+    """runc's rule: --preserve-fds N needs fds 3..2+N open. A free number in the range would be
+    filled by one of ours (the host's /proc, a socket) and handed to the container."""
+    data = tmp_path / "preserved.txt"
+    data.write_text("x\n")
+    before = ctr.procs()
+    wrapper = ("import os, sys; fd = os.open(sys.argv[1], os.O_RDONLY); "
+               "fd == 3 or (os.dup2(fd, 3), os.close(fd)); os.set_inheritable(3, True); "
+               "os.execv(sys.argv[2], sys.argv[2:])")
+    res = subprocess.run([sys.executable, "-c", wrapper, str(data), ctr.rt.binary, "--root",
+                          str(ctr.rt.root), "exec", "--preserve-fds", "3", ctr.id, "true"],
+                         capture_output=True, timeout=60, check=False)
+    assert res.returncode != 0
+    line = one_line(res.stderr)
+    assert "--preserve-fds 3: fd 4 is not open" in line, line
+    ctr.assert_unharmed(before)
+
+
 def test_without_preserve_fds_only_stdio(ctr, tmp_path):
     res = _exec_with_fd3(ctr, tmp_path, (), ["ls", "/proc/self/fd"])
     assert res.returncode == 0, res.stderr
