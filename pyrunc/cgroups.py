@@ -578,10 +578,13 @@ def prewarm_migration() -> int:
     if limit < _KEEP_MIN_FDS:
         return 0   # it shares our fd table: under a tiny RLIMIT_NOFILE, our own opens come first
     if KEEPER_FD[0] < 0:
-        target = _own_procs_file()
-        if target is None:
+        try:
+            target = _own_procs_file()
+            if target is None:
+                return 0
+            KEEPER_FD[0] = _keeper_fd(target, limit - _KEEP_FD_MARGIN)
+        except OSError:     # e.g. a rootless caller may not move itself: only slower
             return 0
-        KEEPER_FD[0] = _keeper_fd(target, limit - _KEEP_FD_MARGIN)
     import _thread
     # The thread needs the GIL for the few bytecodes around each write, and the main thread,
     # importing, would hold it for the default 5 ms switch interval: the first (slow) write
