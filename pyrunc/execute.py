@@ -7,9 +7,8 @@ with the process's status; --detach returns once it runs, leaving it to the call
 
 from __future__ import annotations
 
-
-from pyrunc import lightos as os  # os minus its import cost: see lightos.py
 from pyrunc import capabilities, init, jsonlite, linux, lsm, state, sync
+from pyrunc import lightos as os  # os minus its import cost: see lightos.py
 from pyrunc.errors import InvalidState, PyruncError
 
 

@@ -11,8 +11,8 @@ import errno
 import select
 import time
 
-from pyrunc import lightos as os  # os minus its import cost: see lightos.py
 from pyrunc import jsonlite
+from pyrunc import lightos as os  # os minus its import cost: see lightos.py
 
 KINDS = ("prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop")
 

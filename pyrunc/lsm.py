@@ -15,7 +15,6 @@ expects. An empty string asks for nothing, as with runc.
 
 from __future__ import annotations
 
-
 from pyrunc import lightos as os  # os minus its import cost: see lightos.py
 from pyrunc.errors import ConfigError, NotSupported
 

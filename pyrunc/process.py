@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import errno
 
-from pyrunc import lightos as os  # os minus its import cost: see lightos.py
 from pyrunc import capabilities, linux, saferoot
+from pyrunc import lightos as os  # os minus its import cost: see lightos.py
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 

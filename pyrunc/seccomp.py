@@ -17,8 +17,8 @@ from __future__ import annotations
 import _socket
 import errno as _errno
 
-from pyrunc import lightos as os  # os minus its import cost: see lightos.py
 from pyrunc import jsonlite
+from pyrunc import lightos as os  # os minus its import cost: see lightos.py
 from pyrunc.errors import ConfigError
 
 LIBRARY = "libseccomp.so.2"

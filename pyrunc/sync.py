@@ -6,13 +6,11 @@ crash anywhere turns into an error instead of a hang.
 
 from __future__ import annotations
 
+import _socket
 import struct
 
-import _socket
-
-from pyrunc import lightos as os  # os minus its import cost: see lightos.py
 from pyrunc import jsonlite
-
+from pyrunc import lightos as os  # os minus its import cost: see lightos.py
 from pyrunc.errors import PyruncError
 
 MAX = 65536

@@ -10,7 +10,6 @@ import posixpath
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
