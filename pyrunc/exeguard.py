@@ -42,10 +42,11 @@ exec'd directly as before; `features` reports which case a host is in.
 from __future__ import annotations
 
 import errno
-import os
 import struct
+import sys
 
 from pyrunc import capabilities
+from pyrunc import lightos as os  # os minus its import cost: see lightos.py
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -317,7 +318,8 @@ def failure(data: bytes) -> str | None:
     text = os.strerror(int.from_bytes(data[4:8], "little"))
     if text[:1].isupper() and not text[1:2].isupper():
         text = text[0].lower() + text[1:]  # runc's wording, as init.describe
-    return f"{os.fsdecode(data[8:])}: {text}"
+    path = data[8:].decode(sys.getfilesystemencoding(), sys.getfilesystemencodeerrors())
+    return f"{path}: {text}"   # what os.fsdecode does
 
 
 def wait_exec(sock) -> str | None:
