@@ -9,7 +9,7 @@ from __future__ import annotations
 import _signal as signal  # not `signal`: it imports enum
 import os
 
-from pyrunc import OCI_VERSION, config, init, state, sync
+from pyrunc import OCI_VERSION, config, init, linux, state, sync
 from pyrunc.cgroups import CgroupManager
 from pyrunc.errors import PyruncError
 
@@ -145,6 +145,48 @@ def write_for_intermediate(sock: sync.Socket, pid: int, cfg: dict, new_time: boo
         sync.send(sock, "timens-done")
 
 
+def setup_cgroups(cg: CgroupManager, cfg: dict, new: set[str]) -> None:
+    """Make the container's cgroups and write its limits (the init is not in them yet)."""
+    cg.create()
+    if cg.skipped:
+        from pyrunc.log import Log
+        Log.warning(cg.skipped_warning())
+        if not cg.paths and "pid" not in new:
+            # runc's warning: without a cgroup or a pid namespace of its own, nothing can
+            # find (and kill) every process of this container.
+            Log.warning("creating a rootless container with no cgroup and no private pid "
+                        "namespace: delete cannot kill processes that leave its init")
+    linux = cfg.get("linux") or {}
+    for warning in cg.apply(linux.get("resources"), linux.get("devices")):
+        from pyrunc.log import Log
+        Log.warning(warning)
+    state.pause_point("create:after-cgroups")
+
+
+def fork_init(plan: init.InitPlan, parent_sock: sync.Socket, child_sock: sync.Socket,
+              new_pid: bool) -> int:
+    """Fork the init ourselves (init.can_fork_directly): with a new pid namespace, unshare it
+    for our next child only, fork, and go back to our own at once, before any other child
+    (hooks, the prewarm child's successors) could land in the container's."""
+    own = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC) if new_pid else -1
+    try:
+        if new_pid:
+            linux.unshare(linux.CLONE_NEWPID)
+        try:
+            pid = os.fork()
+            if pid == 0:
+                parent_sock.close()
+                init.direct_main(plan, child_sock)
+        finally:
+            if new_pid:
+                linux.setns(own, linux.CLONE_NEWPID)
+    finally:
+        if own >= 0:
+            os.close(own)
+    child_sock.close()
+    return pid
+
+
 def create(root: str, container_id: str, opts: CreateOptions) -> state.Container:
     from pyrunc.cgroups import prewarm_migration, reap_prewarm
     warm = prewarm_migration()
@@ -200,6 +242,7 @@ def _create(root: str, container_id: str, opts: CreateOptions) -> state.Containe
     mover = None
     hooks_began = False  # from here on a failure goes on at the lifecycle's step 12: poststop
     before: set[tuple[str, str]] | None = None  # host mounts below the rootfs, if no mount ns
+    direct = False
     try:
         state.pause_point("create:after-dir")
         state.write_atomic(ctr.path(state.CONFIG_FILE), raw)
@@ -213,20 +256,6 @@ def _create(root: str, container_id: str, opts: CreateOptions) -> state.Containe
                     "creating": True, "bundle": bundle, "rootfs": rootfs_dir, "owner": "",
                     "cgroup": {"paths": cg.paths, "created": cg.missing_dirs()}}
         ctr.save()
-        cg.create()
-        if cg.skipped:
-            from pyrunc.log import Log
-            Log.warning(cg.skipped_warning())
-            if not cg.paths and "pid" not in new:
-                # runc's warning: without a cgroup or a pid namespace of its own, nothing can
-                # find (and kill) every process of this container.
-                Log.warning("creating a rootless container with no cgroup and no private pid "
-                            "namespace: delete cannot kill processes that leave its init")
-        linux = cfg.get("linux") or {}
-        for warning in cg.apply(linux.get("resources"), linux.get("devices")):
-            from pyrunc.log import Log
-            Log.warning(warning)
-        state.pause_point("create:after-cgroups")
         fifo = ctr.path(state.FIFO)
         os.mkfifo(fifo, 0o600)
         if host_mounts:
@@ -236,27 +265,43 @@ def _create(root: str, container_id: str, opts: CreateOptions) -> state.Containe
                              join, new, None if opts.no_new_keyring else container_id)
         plan.container_id = container_id
         plan.seccomp = seccomp_filter
+        direct = init.can_fork_directly(plan) and not cg.rootless
+        if not direct:
+            setup_cgroups(cg, cfg, new)
         parent_sock, child_sock = sync.pair()
         try:
-            pid = os.fork()
-            if pid == 0:
-                parent_sock.close()
-                init.intermediate_main(plan, child_sock)
-            child_sock.close()
-            try:
+            if direct:
+                # The init starts on the other core now: its namespaces and mounts overlap
+                # our cgroup work (it waits for our "go" before it may wait for `start`).
+                plan.cgroups_pending = True
+                init_pid = fork_init(plan, parent_sock, child_sock, "pid" in new)
+                setup_cgroups(cg, cfg, new)
                 try:
-                    if "user" in new:
-                        write_for_intermediate(parent_sock, pid, cfg, "time" in new)
-                    msg = sync.recv(parent_sock, "pid", "create")
-                    init_pid = int(msg["pid"])
-                except BaseException:
-                    try:
-                        os.kill(pid, signal.SIGKILL)  # it may be waiting for its maps
-                    except ProcessLookupError:
-                        pass
+                    sync.send(parent_sock, "cgroups")  # see init.await_cgroups
+                except OSError:
+                    sync.raise_reported_error(parent_sock)  # it failed meanwhile: say why
                     raise
-                finally:
-                    os.waitpid(pid, 0)
+            else:
+                pid = os.fork()
+                if pid == 0:
+                    parent_sock.close()
+                    init.intermediate_main(plan, child_sock)
+                child_sock.close()
+            try:
+                if not direct:
+                    try:
+                        if "user" in new:
+                            write_for_intermediate(parent_sock, pid, cfg, "time" in new)
+                        msg = sync.recv(parent_sock, "pid", "create")
+                        init_pid = int(msg["pid"])
+                    except BaseException:
+                        try:
+                            os.kill(pid, signal.SIGKILL)  # it may be waiting for its maps
+                        except ProcessLookupError:
+                            pass
+                        raise
+                    finally:
+                        os.waitpid(pid, 0)
                 if "cgroup" not in new:
                     try:
                         cg.join(init_pid)  # while the init builds its rootfs on the other core
@@ -275,6 +320,7 @@ def _create(root: str, container_id: str, opts: CreateOptions) -> state.Containe
                     _msg, fds = sync.recv_with_fds(parent_sock, "pty", "create")
                     master = fds[0]
                 sync.recv(parent_sock, "ready", "create")
+                sync.send(parent_sock, "go")
             except PyruncError as exc:
                 raise PyruncError(f"pyrunc {opts.command} failed: unable to start container "
                                   f"process: {exc}") from None
@@ -325,6 +371,11 @@ def _create(root: str, container_id: str, opts: CreateOptions) -> state.Containe
                 os.kill(init_pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+            if direct:
+                try:
+                    os.waitpid(init_pid, 0)  # our own child: no zombie left behind
+                except ChildProcessError:
+                    pass
         if cg.exclusive() or "pid" not in new:
             cg.kill_all()  # a joined cgroup's other processes are not ours to kill
         try:

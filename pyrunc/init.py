@@ -73,6 +73,7 @@ class InitPlan:
         self.start_err_fd = -1          # likewise: where the init says why it never exec'd
         self.exe_fd = -1                # the exec trampoline (exeguard.py), made by the intermediate
         self.premounts: dict[int, int] = {}
+        self.cgroups_pending = False    # a direct init: the parent says "cgroups" once made
         user_join = [path for kind, path in self.join if kind == "user"]
         self.user_path = user_join[0] if user_join else None
         self.in_userns = "user" in self.new or self.user_path is not None
@@ -100,53 +101,7 @@ def _report(sock: sync.Socket, exc: BaseException) -> None:
 def intermediate_main(plan: InitPlan, sock: sync.Socket) -> NoReturn:
     code = 1
     try:
-        set_oom_score_adj(plan.cfg["process"].get("oomScoreAdj"))
-        linux.prctl(linux.PR_SET_DUMPABLE, 0)
-        close_parent_fds(plan.preserve_fds, sock.fileno())
-        plan.exe_fd = exeguard.create()  # before any user namespace (see exeguard.py)
-        rootfs.hold_proc()  # the host's procfs, before any joined mount namespace hides it
-        # Host paths are opened now, with the caller's view and rights: once in a user
-        # namespace, the container's root may not reach them (a 0700 state dir or bundle).
-        plan.fifo_fd = os.open(plan.fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-        plan.start_err_fd = os.open(os.path.join(os.path.dirname(plan.fifo), START_ERROR),
-                                    os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-        if "mount" in plan.new:
-            os.chdir(plan.rootfs)  # the init binds it from here (rootfs.bind_rootfs_onto_itself)
-        linux_cfg = plan.cfg.get("linux") or {}
-        if not plan.rootless:  # a rootless caller can clone nothing here (and needs not)
-            plan.premounts = mounts.premount_binds(plan.cfg, plan.bundle, plan.in_userns,
-                                                   plan.user_path)
-        if "cgroup" in plan.new:
-            # A new cgroup namespace is rooted where its creator stands: join first. Otherwise
-            # the parent moves the init in, in parallel with the init's rootfs work (the first
-            # cgroup.procs write waits ~10-18 ms for an RCU grace period).
-            plan.cgroups.join_self()
-        for kind in NS_JOIN_ORDER:
-            for jkind, path in plan.join:
-                if jkind == kind:
-                    join_namespace(kind, path)
-                    if kind == "user":
-                        userns.check_joined_maps(linux_cfg.get("uidMappings") or [],
-                                                 linux_cfg.get("gidMappings") or [])
-                        userns.become_root()
-        if "user" in plan.new:
-            linux.unshare(linux.CLONE_NEWUSER)
-            enter_new_userns(sock, plan.rootless)
-        flags = 0
-        for kind in plan.new:
-            if kind != "user":
-                flags |= NS_FLAGS[kind]
-        linux.unshare(flags)
-        offsets = (plan.cfg.get("linux") or {}).get("timeOffsets")
-        if "time" in plan.new and offsets:
-            if "user" in plan.new:
-                # Our own /proc/self/timens_offsets belongs to the host's root now that we are
-                # non-dumpable: the parent writes it (runc does the same).
-                ask_parent(sock, "timens", plan.rootless)
-            else:
-                write_time_offsets(offsets)
-        if "network" in plan.new:
-            loopback_up()
+        enter_namespaces(plan, sock, direct=False)
         pid = fork_after_report(sock)
         if pid == 0:
             init_main(plan, sock)
@@ -155,6 +110,91 @@ def intermediate_main(plan: InitPlan, sock: sync.Socket) -> NoReturn:
         _report(sock, exc)
     finally:
         os._exit(code)
+
+
+def direct_main(plan: InitPlan, sock: sync.Socket) -> NoReturn:
+    """The init without an intermediate (see can_fork_directly): the CLI made the pid namespace
+    its children go to, so this process is already PID 1 and unshares the rest itself."""
+    try:
+        enter_namespaces(plan, sock, direct=True)
+    except BaseException as exc:  # noqa: BLE001
+        _report(sock, exc)
+        os._exit(1)
+    init_main(plan, sock)
+
+
+def can_fork_directly(plan: InitPlan) -> bool:
+    """Whether the CLI can fork the init itself. A new pid or time namespace only applies to
+    the children of its creator; the CLI can create the pid one for its next child and return
+    to its own, but a user namespace (maps written from outside, by the parent), a joined pid
+    namespace or a time namespace (offsets written before any process enters it) keep the
+    intermediate. Rootless keeps it too: its cgroup setup may drop hierarchies the init must
+    know of before it starts (the direct init starts before the cgroups are made)."""
+    kinds = {kind for kind, _ in plan.join}
+    return not (plan.in_userns or plan.rootless or "pid" in kinds or "time" in kinds
+                or "time" in plan.new)
+
+
+def await_cgroups(plan: InitPlan, sock: sync.Socket) -> None:
+    """A direct init runs while the parent makes the cgroups: wait for them where first needed
+    (joining them for a cgroup namespace, binding them into the rootfs), and in any case
+    before "ready", so the parent's messages come in the order it sends them."""
+    if plan.cgroups_pending:
+        sync.recv(sock, "cgroups", "create")
+        plan.cgroups_pending = False
+
+
+def enter_namespaces(plan: InitPlan, sock: sync.Socket, direct: bool) -> None:
+    """From fork to the container's namespaces: everything that needs the host's view first."""
+    set_oom_score_adj(plan.cfg["process"].get("oomScoreAdj"))
+    linux.prctl(linux.PR_SET_DUMPABLE, 0)
+    close_parent_fds(plan.preserve_fds, sock.fileno())
+    plan.exe_fd = exeguard.create()  # before any user namespace (see exeguard.py)
+    rootfs.hold_proc()  # the host's procfs, before any joined mount namespace hides it
+    # Host paths are opened now, with the caller's view and rights: once in a user
+    # namespace, the container's root may not reach them (a 0700 state dir or bundle).
+    plan.fifo_fd = os.open(plan.fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    plan.start_err_fd = os.open(os.path.join(os.path.dirname(plan.fifo), START_ERROR),
+                                os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    if "mount" in plan.new:
+        os.chdir(plan.rootfs)  # the init binds it from here (rootfs.bind_rootfs_onto_itself)
+    linux_cfg = plan.cfg.get("linux") or {}
+    if not plan.rootless:  # a rootless caller can clone nothing here (and needs not)
+        plan.premounts = mounts.premount_binds(plan.cfg, plan.bundle, plan.in_userns,
+                                               plan.user_path)
+    if "cgroup" in plan.new:
+        # A new cgroup namespace is rooted where its creator stands: join first. Otherwise
+        # the parent moves the init in, in parallel with the init's rootfs work (the first
+        # cgroup.procs write waits ~10-18 ms for an RCU grace period). A direct init is
+        # forked before the cgroups exist: the parent says when they do.
+        await_cgroups(plan, sock)
+        plan.cgroups.join_self()
+    for kind in NS_JOIN_ORDER:
+        for jkind, path in plan.join:
+            if jkind == kind:
+                join_namespace(kind, path)
+                if kind == "user":
+                    userns.check_joined_maps(linux_cfg.get("uidMappings") or [],
+                                             linux_cfg.get("gidMappings") or [])
+                    userns.become_root()
+    if "user" in plan.new:
+        linux.unshare(linux.CLONE_NEWUSER)
+        enter_new_userns(sock, plan.rootless)
+    flags = 0
+    for kind in plan.new:
+        if kind != "user" and not (direct and kind == "pid"):
+            flags |= NS_FLAGS[kind]
+    linux.unshare(flags)
+    offsets = (plan.cfg.get("linux") or {}).get("timeOffsets")
+    if "time" in plan.new and offsets:
+        if "user" in plan.new:
+            # Our own /proc/self/timens_offsets belongs to the host's root now that we are
+            # non-dumpable: the parent writes it (runc does the same).
+            ask_parent(sock, "timens", plan.rootless)
+        else:
+            write_time_offsets(offsets)
+    if "network" in plan.new:
+        loopback_up()
 
 
 def enter_new_userns(sock: sync.Socket, rootless: bool) -> None:
@@ -278,7 +318,9 @@ def init_main(plan: InitPlan, sock: sync.Socket) -> NoReturn:
                                    plan.in_userns)
         ctx.own_ns.update(kind for kind, _ in plan.join)
         ctx.premounts = plan.premounts
+        ctx.await_cgroups = lambda: await_cgroups(plan, sock)
         rootfs.prepare(ctx)
+        await_cgroups(plan, sock)
         cwd = proc.get("cwd") or "/"
         os.close(saferoot.mkdir_all(ctx.rootfd, cwd))
         created_state: dict = {}
@@ -309,6 +351,10 @@ def init_main(plan: InitPlan, sock: sync.Socket) -> NoReturn:
         if "LISTEN_FDS" in env:
             env["LISTEN_PID"] = str(os.getpid())  # 1 in a new pid namespace
         sync.send(sock, "ready")
+        # Until the parent's "go" we may not be in our cgroups yet (it moves us in while we
+        # work): if it dies before, we must end here rather than wait for a `start` forever
+        # out of reach of `delete`'s cgroup kill. EOF is that death.
+        sync.recv(sock, "go", "create")
         ready = True
         sock.close()
         if peer >= 0:

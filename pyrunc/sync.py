@@ -53,7 +53,17 @@ def _decode(data: bytes, expect: str, what: str) -> dict:
 
 def recv(sock: Socket, expect: str, what: str) -> dict:
     """The next message, which must be `expect`; an error message from the child is raised."""
-    return _decode(sock.recv(MAX), expect, what)
+    return _decode(_recvmsg(sock, 0)[0], expect, what)
+
+
+def _recvmsg(sock: Socket, ancsize: int) -> tuple:
+    """A peer that exits with a message of ours still unread (a direct init that failed before
+    reading "cgroups") leaves ECONNRESET pending here, reported once, before what it sent us
+    (its error message): read on past it."""
+    try:
+        return sock.recvmsg(MAX, ancsize)
+    except ConnectionResetError:
+        return sock.recvmsg(MAX, ancsize)
 
 
 def wait_closed(sock: Socket) -> None:
@@ -64,7 +74,7 @@ def wait_closed(sock: Socket) -> None:
 
 def recv_with_fds(sock: Socket, expect: str, what: str) -> tuple[dict, list[int]]:
     fds: list[int] = []
-    data, ancdata, _flags, _addr = sock.recvmsg(MAX, _socket.CMSG_LEN(4 * 4))
+    data, ancdata, _flags, _addr = _recvmsg(sock, _socket.CMSG_LEN(4 * 4))
     for level, kind, payload in ancdata:
         if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS:
             usable = len(payload) - len(payload) % 4
@@ -76,7 +86,7 @@ def raise_reported_error(sock: Socket) -> None:
     """The child is gone while the parent was busy (e.g. joining it to its cgroups): raise the
     error it reported before exiting, if any, so the user sees the cause and not our ESRCH."""
     while True:
-        data, ancdata, _flags, _addr = sock.recvmsg(MAX, _socket.CMSG_LEN(4 * 4))
+        data, ancdata, _flags, _addr = _recvmsg(sock, _socket.CMSG_LEN(4 * 4))
         for level, kind, payload in ancdata:
             if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS:
                 usable = len(payload) - len(payload) % 4
