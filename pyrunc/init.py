@@ -94,6 +94,8 @@ def describe(exc: BaseException) -> str:
 def _report(sock: sync.Socket, exc: BaseException) -> None:
     try:
         sync.send(sock, "error", msg=describe(exc))
+    except (BrokenPipeError, ConnectionResetError):
+        pass  # the CLI is gone (it failed and reports its own error, or was killed)
     except OSError:
         os.write(2, f"pyrunc init: {describe(exc)}\n".encode())
 
@@ -129,10 +131,13 @@ def can_fork_directly(plan: InitPlan) -> bool:
     to its own, but a user namespace (maps written from outside, by the parent), a joined pid
     namespace or a time namespace (offsets written before any process enters it) keep the
     intermediate. Rootless keeps it too: its cgroup setup may drop hierarchies the init must
-    know of before it starts (the direct init starts before the cgroups are made)."""
+    know of before it starts (the direct init starts before the cgroups are made), and so do
+    idmapped mounts: their helper process (userns.mapping_userns) must be forked, and have its
+    maps written by /proc pid, from the host's pid namespace."""
     kinds = {kind for kind, _ in plan.join}
     return not (plan.in_userns or plan.rootless or "pid" in kinds or "time" in kinds
-                or "time" in plan.new)
+                or "time" in plan.new
+                or any(userns.idmap_kind(m) for m in plan.cfg.get("mounts") or []))
 
 
 def await_cgroups(plan: InitPlan, sock: sync.Socket) -> None:
