@@ -28,30 +28,23 @@ def open_in_root(rootfd: int, path: str, flags: int = os.O_PATH) -> int:
     return linux.openat2(rootfd, "/".join(split(path)) or ".", flags, _RESOLVE)
 
 
-def mkdir_all(rootfd: int, path: str, mode: int = 0o755) -> int:
+def mkdir_all(rootfd: int, path: str, mode: int = 0o755, probe: bool = True) -> int:
     """Create every missing directory of `path` inside the root; returns an O_PATH fd of the last.
 
     A dangling symlink on the way (an image's /var/run -> /run that does not exist yet) is
     followed the way the kernel would follow it, but re-rooted at the rootfs, and its target
-    is created there: never on the host.
+    is created there: never on the host. probe=False: the caller just found `path` missing.
     """
-    try:  # the common case: it all exists already, one lookup
-        return open_in_root(rootfd, path, os.O_PATH | os.O_DIRECTORY)
-    except FileNotFoundError:
-        pass
-    parts = split(path)
-    hops = 0
-    index = 0
-    while index < len(parts):
-        prefix = "/".join(parts[: index + 1])
-        try:
-            os.close(open_in_root(rootfd, prefix, os.O_PATH | os.O_DIRECTORY))
-            index += 1
-            continue
+    if probe:
+        try:  # the common case: it all exists already, one lookup
+            return open_in_root(rootfd, path, os.O_PATH | os.O_DIRECTORY)
         except FileNotFoundError:
             pass
-        parent = open_in_root(rootfd, "/".join(parts[:index]) or ".", os.O_PATH | os.O_DIRECTORY)
-        try:
+    parts = split(path)
+    hops = 0
+    index, parent = _deepest_existing(rootfd, parts)
+    try:
+        while index < len(parts):
             try:
                 target = os.readlink(parts[index], dir_fd=parent)
             except FileNotFoundError:
@@ -66,15 +59,39 @@ def mkdir_all(rootfd: int, path: str, mode: int = 0o755) -> int:
                     raise OSError(errno.ELOOP, "too many levels of symbolic links", path)
                 head = [] if target.startswith("/") else parts[:index]
                 parts = head + split(target) + parts[index + 1:]
-                index = 0
+                os.close(parent)
+                parent = -1
+                index, parent = _deepest_existing(rootfd, parts)
                 continue
             try:
                 os.mkdir(parts[index], mode, dir_fd=parent)
             except FileExistsError:
                 pass  # lost a race with another creator; the next open decides
-        finally:
+            os.close(parent)
+            parent = -1
+            index += 1
+            if index < len(parts):
+                # Resolved again from the root, never through the fd we made it in: what is
+                # there now (a racing swap included) is what the next step works on.
+                parent = open_in_root(rootfd, "/".join(parts[:index]),
+                                      os.O_PATH | os.O_DIRECTORY)
+    finally:
+        if parent >= 0:
             os.close(parent)
     return open_in_root(rootfd, "/".join(parts) or ".", os.O_PATH | os.O_DIRECTORY)
+
+
+def _deepest_existing(rootfd: int, parts: list[str]) -> tuple[int, int]:
+    """(n, fd of parts[:n]) for the longest prefix that resolves to a directory, shorter than
+    parts (the whole was just found missing): the deepest first, as a target usually misses
+    only its last component or two. One that is not a directory is passed over here, so the
+    walk down reaches it and fails on it, naming it."""
+    for depth in range(len(parts) - 1, 0, -1):
+        try:
+            return depth, open_in_root(rootfd, "/".join(parts[:depth]), os.O_PATH | os.O_DIRECTORY)
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+    return 0, open_in_root(rootfd, ".", os.O_PATH | os.O_DIRECTORY)
 
 
 def ensure_target(rootfd: int, path: str, is_dir: bool, _hops: int = 0) -> int:
@@ -91,7 +108,7 @@ def ensure_target(rootfd: int, path: str, is_dir: bool, _hops: int = 0) -> int:
         return fd
     parts = split(path)
     if is_dir:
-        return mkdir_all(rootfd, path)
+        return mkdir_all(rootfd, path, probe=False)
     if not parts:
         raise IsADirectoryError(errno.EISDIR, "mount target is the root", path)
     parent = mkdir_all(rootfd, "/".join(parts[:-1]))
