@@ -3,6 +3,8 @@
     pyrunc create ─fork─► intermediate: join cgroups, setns/unshare ─fork─► init (PID 1)
                           reports the init's pid, exits          rootfs, pivot, process setup,
                                                                  "ready", waits for `start`, execve
+    or, when nothing needs a process outside the container's pid namespace (can_fork_directly):
+    pyrunc create ─unshare(NEWPID), fork─► init (PID 1): setns/unshare, then as above
 
 Rules for everything in this module (DESIGN.md section 6): it runs single-threaded in a forked
 copy of the CLI, stays non-dumpable until execve (its /proc/<pid>/exe is the host's Python),
