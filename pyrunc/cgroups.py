@@ -367,15 +367,19 @@ class V1Manager(CgroupManager):
                 current = None
             if current is None or current != tr.devices_after(dev):
                 writes += dev
-        for w in writes:
-            ctrl, name, value = w
-            if owner[ctrl] in self.skipped:
-                if ctrl == "devices":
-                    continue  # runc's rootless mode ignores device rules it cannot write
-                self._refuse_skipped(getattr(w, "field", name), ctrl, owner[ctrl])
-            _write(self.paths[owner[ctrl]], name, value, getattr(w, "field", name))
-            if name == "cpu.shares":
-                _check_shares(self.paths[owner[ctrl]], value, getattr(w, "field", name))
+        held = _Held()  # the device rules are a dozen lines into one file: one open
+        try:
+            for w in writes:
+                ctrl, name, value = w
+                if owner[ctrl] in self.skipped:
+                    if ctrl == "devices":
+                        continue  # runc's rootless mode ignores device rules it cannot write
+                    self._refuse_skipped(getattr(w, "field", name), ctrl, owner[ctrl])
+                held.write(self.paths[owner[ctrl]], name, value, getattr(w, "field", name))
+                if name == "cpu.shares":
+                    _check_shares(self.paths[owner[ctrl]], value, getattr(w, "field", name))
+        finally:
+            held.close()
         self._apply_rest(resources, "hugetlb" in owner, warnings)
         return warnings
 
@@ -494,6 +498,32 @@ def _write(directory: str, name: str, value: str, field: str) -> None:
         raise ConfigError(f"{field}: writing {value} to {name}: {reason}") from None
 
 
+class _Held:
+    """_write, keeping the last file open while the next write goes to the same file: each
+    write(2) to a cgroup file is one complete request, so consecutive lines need no reopen."""
+
+    def __init__(self) -> None:
+        self.path = ""
+        self.fd = -1
+
+    def write(self, directory: str, name: str, value: str, field: str) -> None:
+        path = os.path.join(directory, name)
+        try:
+            if path != self.path:
+                self.close()
+                self.fd = os.open(path, os.O_WRONLY | os.O_TRUNC | os.O_CLOEXEC)
+                self.path = path
+            os.write(self.fd, value.encode())
+        except OSError as exc:
+            reason = (exc.strerror or str(exc)).lower()
+            raise ConfigError(f"{field}: writing {value} to {name}: {reason}") from None
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+        self.fd, self.path = -1, ""
+
+
 def _check_shares(directory: str, value: str, field: str) -> None:
     """The kernel clamps cpu.shares silently; runc reports it, so do we."""
     with open(os.path.join(directory, "cpu.shares")) as f:
@@ -532,15 +562,29 @@ def _inherit_cpuset(directory: str) -> None:
     parent = os.path.dirname(directory)
     for name in ("cpuset.cpus", "cpuset.mems"):
         try:
-            with open(os.path.join(directory, name)) as f:
-                if f.read().strip():
-                    continue
-            with open(os.path.join(parent, name)) as f:
-                value = f.read().strip()
-            with open(os.path.join(directory, name), "w") as f:
-                f.write(value)
+            fd = os.open(os.path.join(directory, name), os.O_RDWR | os.O_CLOEXEC)
         except FileNotFoundError:
             return
+        try:
+            if os.read(fd, 4096).strip():
+                continue
+            try:
+                value = _read_small(os.path.join(parent, name)).strip()
+            except FileNotFoundError:
+                return
+            if value:
+                os.write(fd, value)  # a request of its own: the offset the read left is ignored
+        finally:
+            os.close(fd)
+
+
+def _read_small(path: str) -> bytes:
+    """A cgroup file's whole content in one read (these are a line), without io's layers."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        return os.read(fd, 65536)
+    finally:
+        os.close(fd)
 
 
 _KEEP_PERIOD = 0.005     # well inside the ~10 ms the rwsem stays fast after a writer leaves
