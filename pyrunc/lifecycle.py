@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import _signal as signal  # the signal module imports enum (~8 ms) for names we do not need
-import errno
 import time
 
 from posix import environ as _environ  # bytes keys; os.environ would import os (lightos.py)
@@ -42,6 +41,7 @@ def start(root: str, container_id: str, wait_ready: bool = True) -> Proxy | None
         # instead of blocking forever.
         fd = os.open(ctr.path(state.FIFO), os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as exc:
+        import errno  # here, not at the top: its table costs every short command ~0.2 M instructions
         if exc.errno in (errno.ENXIO, errno.ENOENT):
             raise InvalidState("cannot start a container that has stopped") from None
         raise
@@ -127,8 +127,15 @@ def run_late_hooks(ctr: state.Container, kind: str, status: str) -> None:
             Log.warning(str(exc))
 
 
-_SIGNAMES = {name[3:]: int(getattr(signal, name)) for name in dir(signal)
-             if name.startswith("SIG") and not name.startswith("SIG_") and name[3:].isupper()}
+_SIGNAMES: dict[str, int] = {}   # filled on first use: only `kill NAME` needs the names
+
+
+def _signames() -> dict[str, int]:
+    if not _SIGNAMES:
+        _SIGNAMES.update({name[3:]: int(getattr(signal, name)) for name in dir(signal)
+                          if name.startswith("SIG") and not name.startswith("SIG_")
+                          and name[3:].isupper()})
+    return _SIGNAMES
 
 
 def parse_signal(text: str) -> int:
@@ -149,8 +156,9 @@ def parse_signal(text: str) -> int:
                 num = int(getattr(signal, "SIG" + base)) + int(offset)
                 if signal.SIGRTMIN <= num <= signal.SIGRTMAX:
                     return num
-    if name in _SIGNAMES:
-        return _SIGNAMES[name]
+    names = _signames()
+    if name in names:
+        return names[name]
     raise PyruncError(f"unknown signal {text!r}")
 
 
