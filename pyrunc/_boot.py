@@ -51,6 +51,10 @@ def _find_spec(name, path=None, target=None):
         code = _code(name)
     except OSError:     # e.g. after pivot_root: let the other finders fail as they would
         return None
+    return _spec(name, code)
+
+
+def _spec(name, code):
     is_pkg = name == "pyrunc"
     libdir = BundleFinder.path.rpartition("/")[0]
     origin = libdir + ("/pyrunc/__init__.py" if is_pkg else f"/{name.replace('.', '/')}.py")
@@ -82,13 +86,11 @@ def _code(name):
             posix.close(fd)
 
 
-def _preload(name):
+def _preload(name, code):
     """What importing name does, without importlib's machinery."""
     if name in sys.modules:
         return
-    spec = _find_spec(name)
-    if spec is None:
-        return
+    spec = _spec(name, code)
     module = _Module(name)
     module.__spec__ = spec
     module.__loader__ = BundleFinder
@@ -154,6 +156,14 @@ def command_name(argv):
     return ""
 
 
+def _preload_pack(entry):
+    """Preload a command's modules, in order, from their one blob (see _bundle.build)."""
+    names, offset, length = entry
+    codes = marshal.loads(posix.pread(BundleFinder.fd, length, BundleFinder.base + offset))
+    for name, code in zip(names, codes):
+        _preload(name, code)
+
+
 def load_bundle(libdir):
     """Install the bundle's finder and preload the command's modules; False if no bundle."""
     path = libdir + "/pyrunc.bundle"
@@ -175,12 +185,10 @@ def load_bundle(libdir):
         for name in _EXTENSIONS:
             load_extension(name)
         command = command_name(sys.argv[1:])
-        if command in ("create", "run", "exec"):
-            for name in orders["prewarm"]:
-                BundleFinder.preload(name)
+        if command in ("create", "run", "exec"):   # _bundle.PREWARMED
+            _preload_pack(orders["prewarm"])
             sys.modules["pyrunc.cgroups"].start_prewarm()
-        for name in orders.get(command, orders[""]):
-            BundleFinder.preload(name)
+        _preload_pack(orders.get(command, orders[""]))
     finally:
         BundleFinder.fd = -1
         posix.close(fd)
