@@ -127,17 +127,6 @@ def run_late_hooks(ctr: state.Container, kind: str, status: str) -> None:
             Log.warning(str(exc))
 
 
-_SIGNAMES: dict[str, int] = {}   # filled on first use: only `kill NAME` needs the names
-
-
-def _signames() -> dict[str, int]:
-    if not _SIGNAMES:
-        _SIGNAMES.update({name[3:]: int(getattr(signal, name)) for name in dir(signal)
-                          if name.startswith("SIG") and not name.startswith("SIG_")
-                          and name[3:].isupper()})
-    return _SIGNAMES
-
-
 def parse_signal(text: str) -> int:
     """runc accepts 9, KILL, SIGKILL (any case) and RTMIN+n; unknown names are errors."""
     raw = text.strip()
@@ -156,9 +145,11 @@ def parse_signal(text: str) -> int:
                 num = int(getattr(signal, "SIG" + base)) + int(offset)
                 if signal.SIGRTMIN <= num <= signal.SIGRTMAX:
                     return num
-    names = _signames()
-    if name in names:
-        return names[name]
+    # _signal's SIG* constants are the names (SIG_DFL, SIG_BLOCK, ... are not signals): one
+    # lookup, not a table of all of them built on every call.
+    value = getattr(signal, "SIG" + name, None) if name.isupper() and name[0] != "_" else None
+    if value is not None:
+        return int(value)
     raise PyruncError(f"unknown signal {text!r}")
 
 
