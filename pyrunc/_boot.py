@@ -29,6 +29,10 @@ import posix  # not os: see lightos.py
 import sys
 from _frozen_importlib_external import MAGIC_NUMBER, ExtensionFileLoader
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
 _ModuleSpec = type(sys.__spec__)
 _Module = type(sys)
 _VALUE_FLAGS = ("--root", "--log", "--log-format", "--criu", "--rootless")
@@ -37,7 +41,7 @@ _EXTENSIONS = ("_json",)   # the C extensions every command imports (jsonlite)
 
 # The bundle's meta-path finder and loader: a namespace of functions, not a class (creating a
 # class costs ~0.1 M instructions, as much as the functions themselves; a module object does not).
-BundleFinder = _Module("BundleFinder", "Meta-path finder and loader for the modules in the bundle.")
+BundleFinder: "Any" = _Module("BundleFinder", "Meta-path finder and loader for the modules in the bundle.")
 BundleFinder.path = ""      # of the bundle
 BundleFinder.base = 0       # offset of the code blobs in it
 BundleFinder.index = {}     # module name -> (offset from base, length) of its marshal'ed code

@@ -20,6 +20,7 @@ import marshal
 import os
 import sys
 from importlib.util import MAGIC_NUMBER
+from types import CodeType
 
 _CORE = ["pyrunc.cli", "pyrunc.commands"]
 _CREATE = [*_CORE, "pyrunc.create", "pyrunc.config", "pyrunc.schema", "pyrunc.capabilities",
@@ -44,7 +45,7 @@ def module_name(filename: str) -> str:
     return "pyrunc" if stem == "__init__" else f"pyrunc.{stem}"
 
 
-def compile_module(path: str, filename: str) -> object:
+def compile_module(path: str, filename: str) -> CodeType:
     """The module's code; `from __future__ import annotations` becomes a compiler flag (the
     statement would import __future__ from disk at run time) and a blank line (same numbers)."""
     with open(path, encoding="utf-8") as f:
@@ -109,7 +110,7 @@ def preload_order(entries: list[str], deps: dict[str, list[str]]) -> list[str]:
 
 def build(libdir: str, final_libdir: str) -> str:
     pkg_dir = os.path.join(libdir, "pyrunc")
-    codes: dict[str, object] = {}
+    codes: dict[str, CodeType] = {}
     deps: dict[str, list[str]] = {}
     for filename in sorted(os.listdir(pkg_dir)):
         if not filename.endswith(".py") or filename in ("_bundle.py", "__main__.py"):
@@ -145,8 +146,7 @@ def build(libdir: str, final_libdir: str) -> str:
     out = os.path.join(libdir, "pyrunc.bundle")
     with open(out + ".tmp", "wb") as f:
         f.write(MAGIC_NUMBER + len(head).to_bytes(4, "little") + head)
-        for blob in blobs:
-            f.write(blob)
+        f.writelines(blobs)
     os.rename(out + ".tmp", out)
     return out
 

@@ -22,7 +22,7 @@ def _constant(name: str) -> float:
 
 # The scanner reads these settings as attributes of any object: a module object, since creating
 # a class costs ~0.1 M instructions (as much as this module's other work) on every command.
-_context = type(_json)("pyrunc.jsonlite.context")
+_context: Any = type(_json)("pyrunc.jsonlite.context")
 _context.strict = True
 _context.object_hook = None
 _context.object_pairs_hook = None
