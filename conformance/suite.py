@@ -21,7 +21,6 @@ import argparse
 import json
 import os
 import shutil
-import signal
 import stat
 import subprocess
 import sys
@@ -140,6 +139,15 @@ class Ctx:
             raise CheckFailed(f"create failed: {self.text(bundle / 'err')[-300:]}")
         return cid, p
 
+    def create_refused(self, bundle: Path, failure: str, leftover: str | None = None) -> str:
+        """create of a bundle the runtime must refuse: `failure` if it exits 0, and with
+        `leftover`, that if a container of the id exists afterwards. The id."""
+        cid, p = self.create(bundle, check=False)
+        expect(p.returncode != 0, failure)
+        if leftover is not None:
+            expect(self.state(cid) is None, leftover)
+        return cid
+
     def run(self, args: list[str], edit=None, timeout: float = 30) -> tuple[int, str, str]:
         """create, start, wait for stopped, delete: (exit-ish rc, stdout, stderr)."""
         b = self.bundle(args, edit)
@@ -217,7 +225,7 @@ class Ctx:
         for fn in self.cleanups:
             try:
                 fn()
-            except Exception:  # noqa: BLE001 - cleanup is best effort, the next check goes on
+            except Exception:  # noqa: BLE001, S110 - cleanup is best effort, the next check goes on
                 pass
         shutil.rmtree(self.work, ignore_errors=True)
 
@@ -374,9 +382,8 @@ def create_unapplicable(c: Ctx) -> None:
     def edit(cfg: dict) -> None:
         cfg["mounts"].append({"destination": "/x", "type": "no-such-fs", "source": "none"})
     b = c.bundle(["true"], edit)
-    cid, p = c.create(b, check=False)
-    expect(p.returncode != 0, "create with an unknown filesystem type exited 0")
-    expect(c.state(cid) is None, "a container exists after the failed create")
+    c.create_refused(b, "create with an unknown filesystem type exited 0",
+                     "a container exists after the failed create")
 
 
 @req("runtime.md#lifecycle", "MUST", "changes to config.json after create do not affect the "
@@ -456,8 +463,8 @@ def kill_no_id(c: Ctx) -> None:
 
 @req("runtime.md#kill", "MUST", "kill sends the given signal to the container process")
 def kill_signal(c: Ctx) -> None:
-    b = c.bundle(["sh", "-c", "trap 'echo got > /got' USR1; echo ready > /ready; "
-                  "while :; do sleep 0.05; done"])
+    b = c.bundle(["sh", "-c", ("trap 'echo got > /got' USR1; echo ready > /ready; "
+                               "while :; do sleep 0.05; done")])
     cid, _ = c.create(b)
     c.rt("start", cid)
     c.wait_file(b / "rootfs" / "ready")
@@ -533,7 +540,7 @@ def delete_resources(c: Ctx) -> None:
     expect(c.state(cid) is None, "state still answers after delete")
     left = [str(d) for d in dirs if d.exists()]
     expect(not left, f"cgroups left behind: {left}")
-    cid2, _ = c.create(c.bundle(["true"]), cid)
+    c.create(c.bundle(["true"]), cid)
 
 
 @req("runtime.md#delete", "MUST", "delete leaves alone what the container joined but did not "
@@ -565,9 +572,8 @@ def error_leaves_nothing(c: Ctx) -> None:
         cfg["process"]["args"] = ["/no/such/program"]
         cfg["mounts"].append({"destination": "/x", "type": "no-such-fs", "source": "none"})
     b = c.bundle(["true"], edit)
-    cid, p = c.create(b, check=False)
-    expect(p.returncode != 0, "create exited 0")
-    expect(c.state(cid) is None, "a container exists after the failed create")
+    c.create_refused(b, "create exited 0",
+                     "a container exists after the failed create")
     left = [str(d) for d in Path("/sys/fs/cgroup").glob("*" + path) if d.exists()]
     left += [str(d) for d in Path("/sys/fs/cgroup").glob("*/*" + path) if d.exists()]
     expect(not left, f"cgroups left behind: {left}")
@@ -577,8 +583,7 @@ def _failing_create_hook(kind: str):
     def check(c: Ctx) -> None:
         b = c.bundle(["sh", "-c", "echo ran > /ran"], lambda cfg: cfg.update(
             hooks={kind: [hook("exit 3")]}))
-        cid, p = c.create(b, check=False)
-        expect(p.returncode != 0, f"create succeeded although a {kind} hook failed")
+        cid = c.create_refused(b, f"create succeeded although a {kind} hook failed")
         st = c.state(cid)
         expect(st is None or st["status"] == "stopped", f"container left {st and st['status']}")
         expect(not (b / "rootfs" / "ran").exists(), "the program ran")
@@ -697,7 +702,7 @@ def hooks_listed_order(c: Ctx) -> None:
     cfg = json.loads((b / "config.json").read_text())
     cfg["hooks"] = {"prestart": [hook(f"echo {i} >> {log}") for i in range(5)]}
     (b / "config.json").write_text(json.dumps(cfg))
-    cid, _ = c.create(b)
+    c.create(b)
     expect(c.text(log).split() == ["0", "1", "2", "3", "4"], f"order {c.text(log).split()}")
 
 
@@ -810,8 +815,7 @@ def poststop_timing(c: Ctx) -> None:
      "timeout 0 is an error")
 def hook_timeout_zero(c: Ctx) -> None:
     b = c.bundle(["true"], lambda cfg: cfg.update(hooks={"prestart": [hook("true", 0)]}))
-    cid, p = c.create(b, check=False)
-    expect(p.returncode != 0, "create accepted a hook with timeout 0")
+    c.create_refused(b, "create accepted a hook with timeout 0")
 
 
 @req("config.md#posix-platform-hooks", "MUST", "a hook path must be absolute: a relative one "
@@ -819,8 +823,7 @@ def hook_timeout_zero(c: Ctx) -> None:
 def hook_path_absolute(c: Ctx) -> None:
     b = c.bundle(["true"], lambda cfg: cfg.update(
         hooks={"prestart": [{"path": "bin/true"}]}))
-    cid, p = c.create(b, check=False)
-    expect(p.returncode != 0, "create accepted a relative hook path")
+    c.create_refused(b, "create accepted a relative hook path")
 
 
 # === config.md: the rest ========================================================================
@@ -829,16 +832,14 @@ def hook_path_absolute(c: Ctx) -> None:
      "an error")
 def oci_version_semver(c: Ctx) -> None:
     b = c.bundle(["true"], lambda cfg: cfg.update(ociVersion="not-a-version"))
-    cid, p = c.create(b, check=False)
-    expect(p.returncode != 0, "create accepted ociVersion 'not-a-version'")
+    c.create_refused(b, "create accepted ociVersion 'not-a-version'")
 
 
 @req("config.md#root", "MUST", "root.path must exist: a missing directory is an error")
 def root_missing(c: Ctx) -> None:
     b = c.bundle(["true"], lambda cfg: cfg["root"].update(path="no-such-rootfs"))
-    cid, p = c.create(b, check=False)
-    expect(p.returncode != 0, "create accepted a missing root.path")
-    expect(c.state(cid) is None, "a container exists")
+    c.create_refused(b, "create accepted a missing root.path",
+                     "a container exists")
 
 
 @req("config.md#root", "MUST", "root.readonly true makes the root filesystem read-only")
@@ -992,8 +993,7 @@ def console_size_ignored(c: Ctx) -> None:
 @req("config.md#process", "MUST", "cwd must be absolute: a relative cwd is an error")
 def cwd_absolute(c: Ctx) -> None:
     b = c.bundle(["true"], lambda cfg: cfg["process"].update(cwd="tmp"))
-    cid, p = c.create(b, check=False)
-    expect(p.returncode != 0, "create accepted a relative cwd")
+    c.create_refused(b, "create accepted a relative cwd")
 
 
 @req("config.md#posix-process", "MUST", "each rlimit is applied: getrlimit gives the configured "
@@ -1011,16 +1011,14 @@ def rlimits_applied(c: Ctx) -> None:
 def rlimits_unknown(c: Ctx) -> None:
     b = c.bundle(["true"], lambda cfg: cfg["process"]["rlimits"].append(
         {"type": "RLIMIT_TEST", "hard": 1, "soft": 1}))
-    cid, p = c.create(b, check=False)
-    expect(p.returncode != 0, "create accepted RLIMIT_TEST")
+    c.create_refused(b, "create accepted RLIMIT_TEST")
 
 
 @req("config.md#posix-process", "MUST", "duplicated rlimit types are an error")
 def rlimits_duplicate(c: Ctx) -> None:
     b = c.bundle(["true"], lambda cfg: cfg["process"]["rlimits"].append(
         {"type": "RLIMIT_NOFILE", "hard": 512, "soft": 512}))
-    cid, p = c.create(b, check=False)
-    expect(p.returncode != 0, "create accepted two RLIMIT_NOFILE entries")
+    c.create_refused(b, "create accepted two RLIMIT_NOFILE entries")
 
 
 @req("config.md#linux-process", "MUST", "oomScoreAdj, when set, is written to oom_score_adj")
@@ -1043,7 +1041,7 @@ def oom_score_adj_unset(c: Ctx) -> None:
 def capability_unknown_logged(c: Ctx) -> None:
     b = c.bundle(["true"], lambda cfg: cfg["process"]["capabilities"]["bounding"].append(
         "CAP_TEST"))
-    cid, p = c.create(b, check=False)
+    c.create(b, check=False)
     said = c.text(b / "err") + c.text(b / "out")
     expect("CAP_TEST" in said, f"nothing names CAP_TEST: {said.strip()[-200:]!r}")
 
@@ -1059,7 +1057,7 @@ def capability_not_grantable(c: Ctx) -> None:
         raise Skip("the runtime's bounding set has every capability tried")
     b = c.bundle(["true"], lambda cfg: [cfg["process"]["capabilities"][k].append(missing[0])
                                        for k in ("bounding", "effective", "permitted")])
-    cid, p = c.create(b, check=False)
+    _, p = c.create(b, check=False)
     expect(p.returncode == 0, f"create failed for {missing[0]}: "
            f"{c.text(b / 'err').strip()[-200:]}")
 
@@ -1095,8 +1093,7 @@ def unknown_properties(c: Ctx) -> None:
      "belongs)")
 def invalid_values(c: Ctx) -> None:
     b = c.bundle(["true"], lambda cfg: cfg["process"]["user"].update(uid="zero"))
-    cid, p = c.create(b, check=False)
-    expect(p.returncode != 0, "create accepted process.user.uid = \"zero\"")
+    c.create_refused(b, "create accepted process.user.uid = \"zero\"")
 
 
 # === config-linux.md ============================================================================
@@ -1145,9 +1142,8 @@ def ns_wrong_type(c: Ctx) -> None:
                                       if n["type"] != "network"]
         cfg["linux"]["namespaces"].append({"type": "network", "path": f"/proc/{pid}/ns/uts"})
     b = c.bundle(["true"], edit)
-    cid, p = c.create(b, check=False)
-    expect(p.returncode != 0, "create accepted a uts namespace file as the network namespace")
-    expect(c.state(cid) is None, "a container exists")
+    c.create_refused(b, "create accepted a uts namespace file as the network namespace",
+                     "a container exists")
 
 
 @req("config-linux.md#namespaces", "MUST", "a namespace type left out is inherited from the "
@@ -1198,16 +1194,14 @@ def ns_relative_path(c: Ctx) -> None:
         cfg["linux"]["namespaces"] = [{"type": "pid"}, {"type": "mount"}, {
             "type": "uts", "path": os.path.relpath(f"/proc/{pid}/ns/uts")}]
     b = c.bundle(["true"], edit)
-    cid, p = c.create(b, check=False)
-    expect(p.returncode != 0, "create accepted a relative namespace path")
-    expect(c.state(cid) is None, "a container exists")
+    c.create_refused(b, "create accepted a relative namespace path",
+                     "a container exists")
 
 
 @req("config-linux.md#namespaces", "MUST", "duplicated namespace types are an error")
 def ns_duplicate(c: Ctx) -> None:
     b = c.bundle(["true"], lambda cfg: cfg["linux"]["namespaces"].append({"type": "ipc"}))
-    cid, p = c.create(b, check=False)
-    expect(p.returncode != 0, "create accepted two ipc namespaces")
+    c.create_refused(b, "create accepted two ipc namespaces")
 
 
 @req("config-linux.md#devices", "MUST", "configured devices exist in the container with their "
@@ -1300,7 +1294,7 @@ def cgroups_memory(c: Ctx) -> None:
 def pids_zero(c: Ctx) -> None:
     b = c.bundle(["sleep", "30"], lambda cfg: cfg["linux"]["resources"].update(
         pids={"limit": 0}))
-    cid, p = c.create(b, check=False)
+    _, p = c.create(b, check=False)
     if p.returncode != 0:
         raise CheckFailed(f"create refused pids.limit 0: {c.text(b / 'err').strip()[-200:]}")
 
@@ -1326,9 +1320,8 @@ def unified_written(c: Ctx) -> None:
 def unified_missing_controller(c: Ctx) -> None:
     b = c.bundle(["true"], lambda cfg: cfg["linux"]["resources"].update(
         unified={"nosuchcontroller.max": "1"}))
-    cid, p = c.create(b, check=False)
-    expect(p.returncode != 0, "create accepted a key of an absent controller")
-    expect(c.state(cid) is None, "a container exists")
+    c.create_refused(b, "create accepted a key of an absent controller",
+                     "a container exists")
 
 
 @req("config-linux.md#sysctl", "MUST", "sysctls are applied in the container")
@@ -1349,8 +1342,8 @@ def masked_paths(c: Ctx) -> None:
 
 @req("config-linux.md#readonly-paths", "MUST", "readonly paths are read-only in the container")
 def readonly_paths(c: Ctx) -> None:
-    out = c.must_run(["sh", "-c", "echo 1 > /proc/sys/kernel/shmmni 2>/dev/null && echo rw "
-                      "|| echo ro"], lambda cfg: cfg["linux"].update(readonlyPaths=["/proc/sys"]))
+    out = c.must_run(["sh", "-c", ("echo 1 > /proc/sys/kernel/shmmni 2>/dev/null && echo rw "
+                                   "|| echo ro")], lambda cfg: cfg["linux"].update(readonlyPaths=["/proc/sys"]))
     expect(out.strip() == "ro", f"/proc/sys is {out.strip()}")
 
 
@@ -1383,9 +1376,8 @@ def seccomp_errno_wrong_action(c: Ctx) -> None:
                                    "syscalls": [{"names": ["mkdirat"], "action": "SCMP_ACT_KILL",
                                                  "errnoRet": 1}]}
     b = c.bundle(["true"], edit)
-    cid, p = c.create(b, check=False)
-    expect(p.returncode != 0, "create accepted errnoRet with SCMP_ACT_KILL")
-    expect(c.state(cid) is None, "a container exists")
+    c.create_refused(b, "create accepted errnoRet with SCMP_ACT_KILL",
+                     "a container exists")
 
 
 @req("config-linux.md#seccomp", "MUST", "a seccomp state that cannot be sent to listenerPath is "
@@ -1397,9 +1389,8 @@ def seccomp_listener_unreachable(c: Ctx) -> None:
                                    "syscalls": [{"names": ["mkdirat"],
                                                  "action": "SCMP_ACT_NOTIFY"}]}
     b = c.bundle(["true"], edit)
-    cid, p = c.create(b, check=False)
-    expect(p.returncode != 0, "create succeeded with nothing listening at listenerPath")
-    expect(c.state(cid) is None, "a container exists")
+    c.create_refused(b, "create succeeded with nothing listening at listenerPath",
+                     "a container exists")
 
 
 @req("config-linux.md#user-namespace-mappings", "SHOULD", "the runtime does not change the "
@@ -1455,9 +1446,8 @@ def netdevices_moved(c: Ctx) -> None:
 def netdevices_name_taken(c: Ctx) -> None:
     dev = host_veth(c)
     b = c.bundle(["true"], lambda cfg: cfg["linux"].update(netDevices={dev: {"name": "lo"}}))
-    cid, p = c.create(b, check=False)
-    expect(p.returncode != 0, "create moved a device onto the name lo")
-    expect(c.state(cid) is None, "a container exists")
+    c.create_refused(b, "create moved a device onto the name lo",
+                     "a container exists")
     expect(Path(f"/sys/class/net/{dev}").exists(), "the device did not come back to the host")
 
 
