@@ -20,3 +20,12 @@ def alive(pid: int) -> bool:
     except (FileNotFoundError, ProcessLookupError):
         return False
     return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+
+
+def create_refused(rt, bundle) -> bytes:
+    """`create` of the bundle fails with exit 1 and leaves no state directory: its stderr."""
+    cid = rt.new_id()
+    res = rt("create", "--bundle", str(bundle.path), cid)
+    assert res.returncode == 1
+    assert not (rt.root / cid).exists()
+    return res.stderr

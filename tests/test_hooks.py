@@ -9,6 +9,7 @@ import subprocess
 import tempfile
 
 import pytest
+from checks import create_refused
 
 pytestmark = pytest.mark.kernel
 
@@ -189,8 +190,5 @@ def test_missing_hook_binary_fails_create(pyrunc, bundle):
     cfg = bundle.edit()
     cfg["hooks"] = {"prestart": [{"path": "/nonexistent/hook"}]}
     bundle.write()
-    cid = pyrunc.new_id()
-    res = pyrunc("create", "--bundle", str(bundle.path), cid)
-    assert res.returncode == 1
-    assert b"prestart hook #0 (/nonexistent/hook)" in res.stderr
-    assert not (pyrunc.root / cid).exists()
+    err = create_refused(pyrunc, bundle)
+    assert b"prestart hook #0 (/nonexistent/hook)" in err

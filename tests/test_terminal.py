@@ -6,6 +6,7 @@ import os
 import subprocess
 
 import pytest
+from checks import create_refused
 from consoles import ConsoleSocket, read_until_eio
 
 pytestmark = pytest.mark.kernel
@@ -40,11 +41,8 @@ def test_create_with_terminal_needs_a_console_socket(pyrunc, bundle):
     cfg = bundle.edit()
     cfg["process"]["terminal"] = True
     bundle.write()
-    cid = pyrunc.new_id()
-    res = pyrunc("create", "--bundle", str(bundle.path), cid)
-    assert res.returncode == 1
-    assert b"console socket" in res.stderr
-    assert not (pyrunc.root / cid).exists()
+    err = create_refused(pyrunc, bundle)
+    assert b"console socket" in err
 
 
 def test_foreground_run_relays_the_terminal(pyrunc, bundle):
