@@ -68,9 +68,10 @@ EPERM = _errno.EPERM
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import ctypes
+    from typing import Any
 
 _lib = None
-_ArgCmp: type = object   # struct scmp_arg_cmp, made with the library binding
+_ArgCmp: Any = object   # struct scmp_arg_cmp (a ctypes.Structure), made with the library binding
 
 
 def _library() -> ctypes.CDLL:
