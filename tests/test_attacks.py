@@ -264,14 +264,17 @@ def test_exec_process_exe_is_unreachable_while_it_starts(pyrunc, bundle, tmp_pat
     first = None
     try:
         cid = start(pyrunc, bundle, cfg)
-        first = subprocess.Popen([pyrunc.binary, "--root", str(pyrunc.root), "exec", cid, "true"],
+        # Both with CAP_DAC_OVERRIDE: the trampoline (mode 0111) would be readable to them, and
+        # only the kernel's non-dumpable marking at its exec keeps the prober out.
+        first = subprocess.Popen([pyrunc.binary, "--root", str(pyrunc.root), "exec", "--cap",
+                                  "CAP_DAC_OVERRIDE", cid, "true"],
                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         assert gate.holding.wait(30), "the first exec never reached its execve"
         held_pid = gate.held[0][2]
         assert_sealed_trampoline(held_pid)  # no longer our interpreter: the exec trampoline
         status = Path(f"/proc/{held_pid}/status").read_text()
         inner = [line.split()[-1] for line in status.splitlines() if line.startswith("NSpid:")]
-        r = pyrunc("exec", "--env", f"PIDS={inner[0]}", cid, "sh", "-c",
+        r = pyrunc("exec", "--cap", "CAP_DAC_OVERRIDE", "--env", f"PIDS={inner[0]}", cid, "sh", "-c",
                    f"test -d /proc/{inner[0]} && echo visible; " + EXE_PROBE)
         assert r.returncode == 0, r
         assert r.stdout.decode() == "visible\n" + PROBED, r

@@ -93,3 +93,59 @@ def test_every_listed_fd_is_closed_at_the_programs_exec(trampoline):
 def test_misuse_exits_126_touching_nothing(trampoline, fds, argv):
     """As a script's interpreter (argv[0] is then the interpreter's path), or short of arguments."""
     assert trampoline(*argv, fds=fds) == (126, b"", b"")
+
+
+# -- what the program gets after the two execs: the same as after one ---------------------------
+
+PAUSE_C = "#include <unistd.h>\nint main(void) { pause(); return 0; }\n"
+
+
+def process_facts(pid: int) -> dict:
+    """AT_SECURE (auxv type 23), the ids and the capability sets of a process, read from the host."""
+    words = Path(f"/proc/{pid}/auxv").read_bytes()
+    auxv = {int.from_bytes(words[i:i + 8], "little"): int.from_bytes(words[i + 8:i + 16], "little")
+            for i in range(0, len(words), 16)}
+    status = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines())
+    return {"AT_SECURE": auxv.get(23), "Uid": status["Uid"].split(), "comm":
+            Path(f"/proc/{pid}/comm").read_text().strip(), "exe": os.readlink(f"/proc/{pid}/exe"),
+            **{k: int(status[k], 16) for k in ("CapEff", "CapPrm", "CapInh", "CapAmb")}}
+
+
+@pytest.fixture
+def setuid_pause(bundle, tmp_path: Path) -> str:
+    if not shutil.which("gcc"):
+        pytest.skip("gcc is needed to build a static setuid program")
+    (tmp_path / "pause.c").write_text(PAUSE_C)
+    target = bundle.rootfs / "bin" / "supause"
+    subprocess.run(["gcc", "-static", "-Os", "-o", str(target), str(tmp_path / "pause.c")], check=True)
+    target.chmod(0o4755)
+    return "/bin/supause"
+
+
+@pytest.mark.parametrize("nnp", [False, True])
+def test_setuid_and_at_secure_through_the_trampoline(pyrunc, bundle, setuid_pause, nnp):
+    """uid 1000 runs a setuid-root program: euid 0 and AT_SECURE=1 (the kernel's decision at the
+    program's own execve), as the init and through exec; with no_new_privs, neither."""
+    from conftest import base_config
+    cfg = base_config([setuid_pause])
+    cfg["process"]["user"] = {"uid": 1000, "gid": 1000}
+    cfg["process"]["noNewPrivileges"] = nnp
+    cfg["process"]["capabilities"] = {k: ["CAP_KILL"] for k in ("bounding", "permitted", "inheritable",
+                                                               "effective", "ambient")}
+    bundle.write(cfg)
+    cid = pyrunc.new_id()
+    quiet = {"capture_output": False, "stdin": subprocess.DEVNULL, "stdout": subprocess.DEVNULL,
+             "stderr": subprocess.DEVNULL}  # the detached processes keep them open
+    assert pyrunc("run", "-d", "--bundle", str(bundle.path), cid, **quiet).returncode == 0
+    pidfile = bundle.path / "exec.pid"
+    assert pyrunc("exec", "-d", "--pid-file", str(pidfile), cid, setuid_pause, **quiet).returncode == 0
+    kill = 1 << 5
+    for pid in (pyrunc.state(cid)["pid"], int(pidfile.read_text())):
+        facts = process_facts(pid)
+        assert (facts["comm"], facts["exe"]) == ("supause", setuid_pause)
+        if nnp:
+            assert facts["AT_SECURE"] == 0 and facts["Uid"] == ["1000"] * 4, facts
+            assert facts["CapEff"] == facts["CapPrm"] == facts["CapAmb"] == kill, facts
+        else:  # the file is privileged: ambient dropped, root's sets from the bounding set
+            assert facts["AT_SECURE"] == 1 and facts["Uid"] == ["1000", "0", "0", "0"], facts
+            assert (facts["CapEff"], facts["CapPrm"], facts["CapAmb"]) == (kill, kill, 0), facts
