@@ -149,15 +149,27 @@ class Container:
             self._lock_fd = -1
 
     def remove_dir(self) -> None:
-        for name in os.listdir(self.dir):
+        # pyrunc-shim may still be recording the exit (exit.json.tmpN renamed to exit.json)
+        # while we empty the directory: a name listed can vanish, a new one can appear.
+        for _ in range(100):
+            for name in os.listdir(self.dir):
+                try:
+                    os.unlink(os.path.join(self.dir, name))
+                except FileNotFoundError:
+                    pass
+                except IsADirectoryError:  # notify/ (NOTIFY_SOCKET): one level, ours only
+                    sub = os.path.join(self.dir, name)
+                    for inner in os.listdir(sub):
+                        os.unlink(os.path.join(sub, inner))
+                    os.rmdir(sub)
             try:
-                os.unlink(os.path.join(self.dir, name))
-            except IsADirectoryError:  # notify/ (NOTIFY_SOCKET): one level, ours only
-                sub = os.path.join(self.dir, name)
-                for inner in os.listdir(sub):
-                    os.unlink(os.path.join(sub, inner))
-                os.rmdir(sub)
-        os.rmdir(self.dir)
+                os.rmdir(self.dir)
+                break
+            except OSError as e:
+                if e.errno != 39:  # ENOTEMPTY (errno not imported: see lifecycle.py)
+                    raise
+        else:
+            os.rmdir(self.dir)  # still not empty: let the error name the directory
         self.unlock()
 
     # -- files ----------------------------------------------------------------------------
