@@ -30,3 +30,11 @@ class InvalidState(PyruncError):
 
 class NotSupported(PyruncError):
     """A flag or field we know of but do not implement yet: said loudly, never ignored."""
+
+
+def runc_wording(strerror: str) -> str:
+    """An errno's text as runc prints it ("No such file" -> "no such file"); engines match
+    on runc's lower-case substrings (DESIGN.md section 7). Acronyms ("ENOENT") stay as they are."""
+    if strerror[:1].isupper() and not strerror[1:2].isupper():
+        return strerror[0].lower() + strerror[1:]
+    return strerror

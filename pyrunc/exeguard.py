@@ -47,6 +47,7 @@ import sys
 
 from pyrunc import capabilities
 from pyrunc import lightos as os  # os minus its import cost: see lightos.py
+from pyrunc.errors import runc_wording
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -315,9 +316,7 @@ def failure(data: bytes) -> str | None:
     """The trampoline's report ("path: no such file or directory"), or None if it is not one."""
     if len(data) < 8 or data[:4] != MAGIC:
         return None
-    text = os.strerror(int.from_bytes(data[4:8], "little"))
-    if text[:1].isupper() and not text[1:2].isupper():
-        text = text[0].lower() + text[1:]  # runc's wording, as init.describe
+    text = runc_wording(os.strerror(int.from_bytes(data[4:8], "little")))
     path = data[8:].decode(sys.getfilesystemencoding(), sys.getfilesystemencodeerrors())
     return f"{path}: {text}"   # what os.fsdecode does
 

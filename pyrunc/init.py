@@ -25,6 +25,7 @@ import _socket
 from pyrunc import (exeguard, hooks, linux, lsm, mounts, rootfs, saferoot, seccomp, sync, terminal,
                     userns)
 from pyrunc import lightos as os  # os minus its import cost: see lightos.py
+from pyrunc.errors import runc_wording
 from pyrunc.process import close_inherited_fds, prepare_process
 from pyrunc.cgroups import CgroupManager
 from pyrunc.state import START_ERROR
@@ -84,9 +85,7 @@ class InitPlan:
 def describe(exc: BaseException) -> str:
     """One line for an exception, with no imports (we may be past pivot_root)."""
     if isinstance(exc, OSError):
-        text = exc.strerror or str(exc)
-        if text[:1].isupper() and not text[1:2].isupper():
-            text = text[0].lower() + text[1:]  # "No such file" -> runc's "no such file"
+        text = runc_wording(exc.strerror or str(exc))
         if exc.filename:
             return f"{exc.filename}: {text}"
         return text
