@@ -128,11 +128,15 @@ def run_late_hooks(ctr: state.Container, kind: str, status: str) -> None:
 
 
 def parse_signal(text: str) -> int:
-    """runc accepts 9, KILL, SIGKILL (any case) and RTMIN+n; unknown names are errors."""
+    """runc accepts 9, KILL, SIGKILL (any case) and RTMIN+n; unknown names are errors.
+
+    0 too: kill(2)'s existence check, which engines use to ask whether the init still lives
+    (exit 0 if it does, "container not running" if not), as with runc.
+    """
     raw = text.strip()
     if raw.isdigit():
         num = int(raw)
-        if num < 1 or num > signal.SIGRTMAX:
+        if num > signal.SIGRTMAX:
             raise PyruncError(f"invalid signal: {text}")
         return num
     name = raw.upper()

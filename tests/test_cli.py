@@ -333,7 +333,25 @@ def test_kill_delivers_the_named_signal(pyrunc, bundle, tmp_path, sig, got):
 
 
 @pytestmark_kernel
-@pytest.mark.parametrize("sig", ["SIGFOO", "FOO", "0x9", "-9", "999", ""])
+@pytest.mark.parametrize("all_flag", [[], ["--all"]])
+def test_kill_zero_asks_whether_the_init_lives(pyrunc, bundle, tmp_path, all_flag):
+    """Signal 0 as runc takes it: exit 0 while the init runs, delivering nothing; once it is
+    gone, "container not running" and exit 1 (engines use it as a liveness check)."""
+    cid, pid = running(pyrunc, bundle, tmp_path)
+    res = pyrunc("kill", *all_flag, cid, "0")
+    assert (res.returncode, res.stdout, res.stderr) == (0, b"", b""), res
+    assert pyrunc.state(cid)["status"] == "running" and alive(pid)
+    assert not (bundle.rootfs / "tmp" / "sig").exists()
+    pyrunc("kill", cid, "KILL", check=True)
+    wait_status(pyrunc, cid, "stopped")
+    res = pyrunc("kill", *all_flag, cid, "0")
+    assert res.returncode == 1, res
+    assert one_line(res.stderr.decode()).endswith("container not running")
+    pyrunc("delete", cid, check=True)
+
+
+@pytestmark_kernel
+@pytest.mark.parametrize("sig", ["SIGFOO", "FOO", "0x9", "-9", "999", "65", ""])
 def test_kill_bad_signal(pyrunc, bundle, tmp_path, sig):
     cid, pid = running(pyrunc, bundle, tmp_path)
     res = pyrunc("kill", cid, sig)
