@@ -7,7 +7,7 @@ with the process's status; --detach returns once it runs, leaving it to the call
 
 from __future__ import annotations
 
-from pyrunc import capabilities, init, jsonlite, linux, lsm, state, sync
+from pyrunc import capabilities, execchild, jsonlite, linux, lsm, state, sync
 from pyrunc import lightos as os  # os minus its import cost: see lightos.py
 from pyrunc.errors import InvalidState, PyruncError
 
@@ -125,7 +125,7 @@ def exec_command(root: str, container_id: str, args: list[str], opts: dict) -> i
         raise PyruncError("--console-socket given but the process has no terminal (use --tty)")
     preserve = int(opts.get("preserve_fds") or 0)
     check_preserved_fds(preserve)
-    plan = init.ExecPlan(ctr.pid, proc, cgroup_dirs(ctr, opts.get("cgroup") or []), preserve)
+    plan = execchild.ExecPlan(ctr.pid, proc, cgroup_dirs(ctr, opts.get("cgroup") or []), preserve)
     seccomp_cfg = (ctr_cfg.get("linux") or {}).get("seccomp")
     if seccomp_cfg:
         from pyrunc import seccomp
@@ -152,18 +152,18 @@ def _reap_failed(pid: int) -> None:
         pass
 
 
-def _spawn(plan: init.ExecPlan, proc: dict, opts: dict, detach: bool, warm: int = 0) -> int:
-    """One fork where we can (init.exec_join_pid_ns): the child enters the container and
+def _spawn(plan: execchild.ExecPlan, proc: dict, opts: dict, detach: bool, warm: int = 0) -> int:
+    """One fork where we can (execchild.join_pid_ns): the child enters the container and
     becomes the process; else two, through an intermediate that reports the process's pid."""
     parent_sock, child_sock = sync.pair()
     master = -1
     try:
-        own_pid_ns = init.exec_join_pid_ns(plan)
+        own_pid_ns = execchild.join_pid_ns(plan)
         try:
             pid = os.fork()
         except OSError as exc:   # e.g. ENOMEM: the container's pid namespace has no init left
             if own_pid_ns >= 0:
-                init.exec_leave_pid_ns(own_pid_ns)
+                execchild.leave_pid_ns(own_pid_ns)
             raise PyruncError(f"exec failed: unable to start container process: fork: "
                               f"{exc.strerror}") from None
         if pid == 0:
@@ -173,10 +173,10 @@ def _spawn(plan: init.ExecPlan, proc: dict, opts: dict, detach: bool, warm: int 
             close_keeper_fd()
             if own_pid_ns >= 0:
                 os.close(own_pid_ns)
-                init.exec_direct_main(plan, child_sock)
-            init.exec_intermediate_main(plan, child_sock)
+                execchild.direct_main(plan, child_sock)
+            execchild.intermediate_main(plan, child_sock)
         if own_pid_ns >= 0:
-            init.exec_leave_pid_ns(own_pid_ns)
+            execchild.leave_pid_ns(own_pid_ns)
         child_sock.close()
         try:
             if own_pid_ns >= 0:

@@ -25,8 +25,10 @@ import _socket
 from pyrunc import (exeguard, hooks, linux, lsm, mounts, rootfs, saferoot, seccomp, sync, terminal,
                     userns)
 from pyrunc import lightos as os  # os minus its import cost: see lightos.py
-from pyrunc.errors import runc_wording
-from pyrunc.process import close_inherited_fds, prepare_process
+from pyrunc.process import (NS_FLAGS, NS_JOIN_ORDER, close_inherited_fds, close_parent_fds,
+                            describe, fork_after_report, hand_out_pty, join_namespace,
+                            prepare_process, set_oom_score_adj)
+from pyrunc.process import report as _report
 from pyrunc.cgroups import CgroupManager
 from pyrunc.state import START_ERROR
 
@@ -34,13 +36,6 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import NoReturn
 
-NS_FLAGS = {
-    "pid": linux.CLONE_NEWPID, "network": linux.CLONE_NEWNET, "mount": linux.CLONE_NEWNS,
-    "ipc": linux.CLONE_NEWIPC, "uts": linux.CLONE_NEWUTS, "user": linux.CLONE_NEWUSER,
-    "cgroup": linux.CLONE_NEWCGROUP, "time": linux.CLONE_NEWTIME,
-}
-# setns order: the user namespace first (it owns the others), mount last (it changes our root).
-NS_JOIN_ORDER = ("user", "cgroup", "ipc", "uts", "network", "pid", "time", "mount")
 # Signals whose default action ends a process: a created container (PID 1, blocked waiting for
 # `start`) must still die from them, and PID 1 only gets the signals it has handlers for.
 _FATAL = [s for s in signal.valid_signals() if s not in (
@@ -80,25 +75,6 @@ class InitPlan:
         user_join = [path for kind, path in self.join if kind == "user"]
         self.user_path = user_join[0] if user_join else None
         self.in_userns = "user" in self.new or self.user_path is not None
-
-
-def describe(exc: BaseException) -> str:
-    """One line for an exception, with no imports (we may be past pivot_root)."""
-    if isinstance(exc, OSError):
-        text = runc_wording(exc.strerror or str(exc))
-        if exc.filename:
-            return f"{exc.filename}: {text}"
-        return text
-    return str(exc) or type(exc).__name__
-
-
-def _report(sock: sync.Socket, exc: BaseException) -> None:
-    try:
-        sync.send(sock, "error", msg=describe(exc))
-    except (BrokenPipeError, ConnectionResetError):
-        pass  # the CLI is gone (it failed and reports its own error, or was killed)
-    except OSError:
-        os.write(2, f"pyrunc init: {describe(exc)}\n".encode())
 
 
 def intermediate_main(plan: InitPlan, sock: sync.Socket) -> NoReturn:
@@ -219,65 +195,6 @@ def ask_parent(sock: sync.Socket, what: str, rootless: bool) -> None:
     sync.recv(sock, what + "-done", what)
     if rootless:
         linux.prctl(linux.PR_SET_DUMPABLE, 0)
-
-
-def set_oom_score_adj(value: int | None) -> None:
-    """Before the user namespace and before we turn non-dumpable: /proc/self/oom_score_adj of
-    a non-dumpable process belongs to the host's root, so the container's root (or a rootless
-    caller) could not open it later. Children inherit the value (runc writes it here too)."""
-    if value is None:
-        return
-    try:
-        fd = os.open("/proc/self/oom_score_adj", os.O_WRONLY | os.O_CLOEXEC)
-        try:
-            if linux.fstatfs_type(fd) != linux.PROC_SUPER_MAGIC:
-                raise OSError(errno.EXDEV, "not on procfs, refusing to write")
-            os.write(fd, str(value).encode())
-        finally:
-            os.close(fd)
-    except OSError as exc:
-        raise OSError(exc.errno, f"process.oomScoreAdj: writing {value} to "
-                      f"/proc/self/oom_score_adj: {(exc.strerror or '').lower()}") from None
-
-
-def fork_after_report(sock: sync.Socket) -> int:
-    """fork(); the parent reports the child's pid before the child may say anything, so the
-    CLI always reads "pid" first on the shared socket (the child waits on a pipe for that)."""
-    gate_r, gate_w = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        os.close(gate_w)
-        os.read(gate_r, 1)  # EOF once the pid is reported (or the intermediate is gone)
-        os.close(gate_r)
-        return 0
-    os.close(gate_r)
-    try:
-        sync.send(sock, "pid", pid=pid)
-    finally:
-        os.close(gate_w)
-    return pid
-
-
-def close_parent_fds(preserve: int, keep: int) -> None:
-    """Drop every fd the CLI had open: a forked copy of the state-dir lock would keep the
-    container locked for as long as the init lives, and none of them belongs in a container."""
-    first = 3 + preserve
-    if keep > first:
-        linux.close_range(first, keep - 1)
-    linux.close_range(max(first, keep + 1), 0xFFFFFFFF)
-
-
-def join_namespace(kind: str, path: str) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except OSError as exc:
-        raise OSError(exc.errno, f"joining {kind} namespace: {exc.strerror}", path) from None
-    try:
-        linux.setns(fd, NS_FLAGS[kind])
-    except OSError as exc:
-        raise OSError(exc.errno, f"joining {kind} namespace: {exc.strerror}", path) from None
-    finally:
-        os.close(fd)
 
 
 def time_offsets_text(offsets: dict) -> bytes:
@@ -412,18 +329,6 @@ def _die_on_signal(signum: int, _frame: object) -> None:
     os._exit(128 + signum)
 
 
-def hand_out_pty(proc: dict, sock: sync.Socket, console: bool) -> int:
-    """Open the pty in the container, send the master to the CLI, keep the peer for stdio."""
-    user = proc.get("user") or {}
-    master, peer = terminal.open_container_pty(proc.get("consoleSize"), int(user.get("uid", 0)),
-                                               int(user.get("gid", 0)))
-    if console:
-        terminal.bind_console(peer)
-    sync.send(sock, "pty", fds=[master])
-    os.close(master)
-    return peer
-
-
 def wait_for_start(fifo_fd: int) -> None:
     """Block until `pyrunc start` writes a byte into the exec fifo (see state.py for status)."""
     for sig in _FATAL:
@@ -447,165 +352,3 @@ def wait_for_start(fifo_fd: int) -> None:
             signal.signal(sig, signal.SIG_DFL)
         except (OSError, ValueError):
             continue
-
-
-# --- exec: a new process in a running container ---------------------------------------------
-PROC_NS_NAMES = {"user": "user", "cgroup": "cgroup", "ipc": "ipc", "uts": "uts",
-                 "network": "net", "pid": "pid", "time": "time", "mount": "mnt"}
-
-
-class ExecPlan:
-    """What `pyrunc exec` computed before fork: whose namespaces, which cgroups, which process."""
-
-    def __init__(self, init_pid: int, process: dict, cgroup_dirs: list[str],
-                 preserve_fds: int) -> None:
-        self.init_pid = init_pid
-        self.process = process
-        self.cgroup_dirs = cgroup_dirs
-        self.preserve_fds = preserve_fds
-        self.seccomp: seccomp.Filter | None = None  # compiled by the parent, loaded last
-        self.container_id = ""
-        self.bundle = ""
-        self.annotations: dict = {}
-        self.oci_version = ""
-        self.host_proc = -1  # the host's /proc, for our host pid (the notify listener's state)
-        self.exe_fd = -1     # the exec trampoline (exeguard.py), made before entering the userns
-
-
-def exec_join_pid_ns(plan: ExecPlan) -> int:
-    """The CLI's side of the one-fork exec: make our next child be born in the container's pid
-    namespace (setns(CLONE_NEWPID) sets pid_for_children only; we stay where we are) and
-    non-dumpable, so that child can enter everything else itself and become the program.
-
-    Returns an fd of our own pid namespace for exec_leave_pid_ns, or -1 where the child must
-    be the intermediate of the two-fork path: a caller without root (joining a pid namespace
-    needs CAP_SYS_ADMIN in our own user namespace), or a container with its own time namespace
-    (time_for_children can only be set by a single-threaded process; we run the cgroup keeper
-    thread). DESIGN.md section 6: the child is non-dumpable from its first instruction, since
-    a dumpable copy of us in the container's pid namespace could be ptraced from inside."""
-    if os.geteuid() != 0 or _differs(plan.init_pid, "time"):
-        return -1
-    own = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        if _differs(plan.init_pid, "pid"):
-            join_namespace("pid", f"/proc/{plan.init_pid}/ns/pid")
-        linux.prctl(linux.PR_SET_DUMPABLE, 0)
-    except OSError:
-        exec_leave_pid_ns(own)
-        return -1
-    return own
-
-
-def exec_leave_pid_ns(own: int) -> None:
-    """In the CLI, right after the fork: our later children are ours again, and so is our
-    dumpable flag (the child keeps its copy of both)."""
-    try:
-        linux.prctl(linux.PR_SET_DUMPABLE, 1)
-        linux.setns(own, linux.CLONE_NEWPID)
-    finally:
-        os.close(own)
-
-
-def _differs(init_pid: int, kind: str) -> bool:
-    """Whether the container has a namespace of this kind that is not ours (a missing
-    /proc/<pid>/ns entry: the kernel has no such namespace type)."""
-    name = PROC_NS_NAMES[kind]
-    try:
-        return os.stat(f"/proc/{init_pid}/ns/{name}").st_ino != os.stat(
-            f"/proc/self/ns/{name}").st_ino
-    except FileNotFoundError:
-        return False
-
-
-def _exec_enter(plan: ExecPlan, sock: sync.Socket) -> None:
-    """Enter the container's cgroups and namespaces (those not yet ours: in the one-fork path
-    we were born in its pid namespace already)."""
-    set_oom_score_adj(plan.process.get("oomScoreAdj"))
-    linux.prctl(linux.PR_SET_DUMPABLE, 0)
-    close_parent_fds(plan.preserve_fds, sock.fileno())
-    plan.exe_fd = exeguard.create()
-    # The host's procfs: every /proc write of the exec'd process goes through it, and the
-    # notify listener is told our host pid from it.
-    plan.host_proc = rootfs.hold_proc()
-    if plan.seccomp is not None and plan.seccomp.notify:
-        seccomp.connect_listener(plan.seccomp)  # host paths: before entering the mount ns
-    for directory in plan.cgroup_dirs:
-        fd = os.open(directory + "/cgroup.procs", os.O_WRONLY | os.O_CLOEXEC)
-        try:
-            os.write(fd, b"0")
-        finally:
-            os.close(fd)
-    for kind in NS_JOIN_ORDER:
-        if _differs(plan.init_pid, kind):   # shared with us (e.g. no user namespace): stay
-            join_namespace(kind, f"/proc/{plan.init_pid}/ns/{PROC_NS_NAMES[kind]}")
-            if kind == "user":
-                userns.become_root()
-
-
-def exec_direct_main(plan: ExecPlan, sock: sync.Socket) -> NoReturn:
-    """The one-fork path's child (see exec_join_pid_ns): enter, then become the process."""
-    try:
-        _exec_enter(plan, sock)
-    except BaseException as exc:  # noqa: BLE001
-        _report(sock, exc)
-        os._exit(1)
-    exec_child_main(plan, sock)
-
-
-def exec_intermediate_main(plan: ExecPlan, sock: sync.Socket) -> NoReturn:
-    """The two-fork path: enter the container's cgroups and namespaces, then fork the process
-    (a pid or time namespace only applies to children), report its pid and leave it to the
-    caller."""
-    code = 1
-    try:
-        _exec_enter(plan, sock)
-        pid = fork_after_report(sock)
-        if pid == 0:
-            exec_child_main(plan, sock)
-        code = 0
-    except BaseException as exc:  # noqa: BLE001
-        _report(sock, exc)
-    finally:
-        os._exit(code)
-
-
-def exec_child_main(plan: ExecPlan, sock: sync.Socket) -> NoReturn:
-    code = 1
-    ready = False
-    try:
-        proc = plan.process
-        peer = -1
-        if proc.get("terminal"):
-            os.setsid()  # an exec'd process gets its own session to own the terminal
-            peer = hand_out_pty(proc, sock, console=False)
-        exe, env = prepare_process(proc, plan.seccomp is not None)
-        sync.send(sock, "ready")
-        ready = True
-        # The socket stays open until the program's execve (the trampoline sets it close-on-exec
-        # and reports a failed execve on it): its end-of-file tells `exec` that the program runs
-        # (or that we died), so `exec -d` returns and writes its pid file only then. Without a
-        # trampoline, a number inside the preserved range would become inheritable: close it.
-        if plan.exe_fd < 0 and sock.fileno() < 3 + plan.preserve_fds:
-            sock.close()
-        if peer >= 0:
-            terminal.make_controlling(peer)
-        close_inherited_fds(plan.preserve_fds)
-        for sig in (signal.SIGPIPE, signal.SIGXFSZ):
-            signal.signal(sig, signal.SIG_DFL)
-        notify_state = b""
-        if plan.seccomp is not None and plan.seccomp.notify:
-            notify_state = seccomp.process_state(
-                plan.seccomp, plan.container_id, int(os.readlink("self", dir_fd=plan.host_proc)),
-                plan.bundle, plan.annotations, "running", plan.oci_version)
-        lsm.apply(proc, rootfs.write_proc)
-        seccomp.load(plan.seccomp, notify_state)  # last: then only a capset and execve
-        keep = (sock.fileno(),) if sock.fileno() >= 0 else ()
-        exeguard.execute(plan.exe_fd, exe, proc, env, keep, plan.seccomp)
-    except BaseException as exc:  # noqa: BLE001
-        if ready:
-            os.write(2, f"pyrunc: exec: {describe(exc)}\n".encode())
-            code = 127 if isinstance(exc, FileNotFoundError) else 126
-        else:
-            _report(sock, exc)
-    finally:
-        os._exit(code)

@@ -1,15 +1,20 @@
 """The container process's own setup, shared by the init and by `exec`: limits, identity,
-capabilities, cwd, the executable lookup, and closing every fd the process must not inherit.
+capabilities, cwd, the executable lookup, and closing every fd the process must not inherit;
+and what both forked children do on their way in (namespaces joined by path, the parent's fds
+dropped, oom_score_adj, the pty, one-line error reports).
 
-Runs between fork and execve (see init.py for the rules that follow from that).
+Runs between fork and execve (see init.py for the rules that follow from that). `exec` imports
+this module and not init.py (execchild.py): every module on its path costs each call its
+start-up.
 """
 
 from __future__ import annotations
 
 import errno
 
-from pyrunc import capabilities, linux, saferoot
+from pyrunc import capabilities, linux, saferoot, sync, terminal
 from pyrunc import lightos as os  # os minus its import cost: see lightos.py
+from pyrunc.errors import runc_wording
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -139,3 +144,103 @@ def close_inherited_fds(preserve: int) -> None:
         except OSError:
             pass
     linux.close_range(first, 0xFFFFFFFF, linux.CLOSE_RANGE_CLOEXEC)
+
+
+NS_FLAGS = {
+    "pid": linux.CLONE_NEWPID, "network": linux.CLONE_NEWNET, "mount": linux.CLONE_NEWNS,
+    "ipc": linux.CLONE_NEWIPC, "uts": linux.CLONE_NEWUTS, "user": linux.CLONE_NEWUSER,
+    "cgroup": linux.CLONE_NEWCGROUP, "time": linux.CLONE_NEWTIME,
+}
+# setns order: the user namespace first (it owns the others), mount last (it changes our root).
+NS_JOIN_ORDER = ("user", "cgroup", "ipc", "uts", "network", "pid", "time", "mount")
+
+
+def describe(exc: BaseException) -> str:
+    """One line for an exception, with no imports (we may be past pivot_root)."""
+    if isinstance(exc, OSError):
+        text = runc_wording(exc.strerror or str(exc))
+        if exc.filename:
+            return f"{exc.filename}: {text}"
+        return text
+    return str(exc) or type(exc).__name__
+
+
+def report(sock: sync.Socket, exc: BaseException) -> None:
+    """Tell the CLI why we failed before execve (or our stderr, if the socket cannot)."""
+    try:
+        sync.send(sock, "error", msg=describe(exc))
+    except (BrokenPipeError, ConnectionResetError):
+        pass  # the CLI is gone (it failed and reports its own error, or was killed)
+    except OSError:
+        os.write(2, f"pyrunc init: {describe(exc)}\n".encode())
+
+
+def set_oom_score_adj(value: int | None) -> None:
+    """Before the user namespace and before we turn non-dumpable: /proc/self/oom_score_adj of
+    a non-dumpable process belongs to the host's root, so the container's root (or a rootless
+    caller) could not open it later. Children inherit the value (runc writes it here too)."""
+    if value is None:
+        return
+    try:
+        fd = os.open("/proc/self/oom_score_adj", os.O_WRONLY | os.O_CLOEXEC)
+        try:
+            if linux.fstatfs_type(fd) != linux.PROC_SUPER_MAGIC:
+                raise OSError(errno.EXDEV, "not on procfs, refusing to write")
+            os.write(fd, str(value).encode())
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        raise OSError(exc.errno, f"process.oomScoreAdj: writing {value} to "
+                      f"/proc/self/oom_score_adj: {(exc.strerror or '').lower()}") from None
+
+
+def fork_after_report(sock: sync.Socket) -> int:
+    """fork(); the parent reports the child's pid before the child may say anything, so the
+    CLI always reads "pid" first on the shared socket (the child waits on a pipe for that)."""
+    gate_r, gate_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(gate_w)
+        os.read(gate_r, 1)  # EOF once the pid is reported (or the intermediate is gone)
+        os.close(gate_r)
+        return 0
+    os.close(gate_r)
+    try:
+        sync.send(sock, "pid", pid=pid)
+    finally:
+        os.close(gate_w)
+    return pid
+
+
+def close_parent_fds(preserve: int, keep: int) -> None:
+    """Drop every fd the CLI had open: a forked copy of the state-dir lock would keep the
+    container locked for as long as the init lives, and none of them belongs in a container."""
+    first = 3 + preserve
+    if keep > first:
+        linux.close_range(first, keep - 1)
+    linux.close_range(max(first, keep + 1), 0xFFFFFFFF)
+
+
+def join_namespace(kind: str, path: str) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise OSError(exc.errno, f"joining {kind} namespace: {exc.strerror}", path) from None
+    try:
+        linux.setns(fd, NS_FLAGS[kind])
+    except OSError as exc:
+        raise OSError(exc.errno, f"joining {kind} namespace: {exc.strerror}", path) from None
+    finally:
+        os.close(fd)
+
+
+def hand_out_pty(proc: dict, sock: sync.Socket, console: bool) -> int:
+    """Open the pty in the container, send the master to the CLI, keep the peer for stdio."""
+    user = proc.get("user") or {}
+    master, peer = terminal.open_container_pty(proc.get("consoleSize"), int(user.get("uid", 0)),
+                                               int(user.get("gid", 0)))
+    if console:
+        terminal.bind_console(peer)
+    sync.send(sock, "pty", fds=[master])
+    os.close(master)
+    return peer

@@ -14,6 +14,7 @@ import stat
 from pyrunc import lightos as os  # os minus its import cost: see lightos.py
 from pyrunc import linux, mounts, saferoot
 from pyrunc.errors import ConfigError
+from pyrunc.procfs import hold_proc, write_proc  # noqa: F401 - init.py calls rootfs.hold_proc
 
 L = linux
 
@@ -275,50 +276,6 @@ def pivot(ctx: RootfsContext, no_pivot: bool) -> None:
     ctx.rootfd = -1
 
 
-_PROC = [-1]  # the host's procfs, opened before the container's rootfs replaces our view
-_PROC_RESOLVE = linux.RESOLVE_BENEATH | linux.RESOLVE_NO_MAGICLINKS | linux.RESOLVE_NO_XDEV
-
-
-def hold_proc() -> int:
-    """Keep an fd of the runtime's own /proc (checked to be procfs) for every later write into
-    /proc: the container's /proc is built from config.json and the image, so a fake one, or a
-    procfs file bind-mounted over another (CVE-2019-16884 / CVE-2025-52881 class), must never
-    receive oom_score_adj, sysctls or LSM attributes. Call while the host's / is still ours."""
-    if _PROC[0] < 0:
-        fd = os.open("/proc", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-        if linux.fstatfs_type(fd) != L.PROC_SUPER_MAGIC:
-            os.close(fd)
-            raise OSError(errno.EXDEV, "the runtime's /proc is not procfs", "/proc")
-        _PROC[0] = fd
-    return _PROC[0]
-
-
-def adopt_proc(fd: int) -> None:
-    """Use a procfs fd opened by a parent (exec: opened before entering the mount namespace)."""
-    _PROC[0] = fd
-
-
-def _proc_fd(path: str, flags: int) -> int:
-    """Open a /proc path through the held procfs fd, never crossing a mount or a symlink.
-
-    "self" is named by our pid in that procfs (a host pid: the held procfs is the host's); the
-    sysctl files under sys/ show the opener's own namespaces whichever procfs holds them."""
-    parts = saferoot.split(path)
-    if parts[:1] != ["proc"] or len(parts) < 2:
-        raise OSError(errno.EINVAL, "not a /proc path", path)
-    proc = hold_proc()
-    if parts[1] == "self":
-        parts[1] = os.readlink("self", dir_fd=proc)
-    try:
-        fd = linux.openat2(proc, "/".join(parts[1:]), flags, _PROC_RESOLVE)
-    except OSError as exc:
-        raise OSError(exc.errno, exc.strerror, path) from None
-    if linux.fstatfs_type(fd) != L.PROC_SUPER_MAGIC:  # cannot happen without a crossed mount
-        os.close(fd)
-        raise OSError(errno.EXDEV, "not on procfs, refusing to write", path)
-    return fd
-
-
 _ROOT_FD = [-1]
 
 
@@ -326,14 +283,6 @@ def _root_fd() -> int:
     if _ROOT_FD[0] < 0:
         _ROOT_FD[0] = os.open("/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     return _ROOT_FD[0]
-
-
-def write_proc(path: str, value: str) -> None:
-    fd = _proc_fd(path, os.O_WRONLY)
-    try:
-        os.write(fd, value.encode())
-    finally:
-        os.close(fd)
 
 
 def apply_sysctls(sysctl: dict[str, str]) -> None:

@@ -1,0 +1,209 @@
+"""`pyrunc exec`'s child: the code between fork and execve of a process joining a running
+container (execute.py is the CLI's side).
+
+    pyrunc exec ─setns(pid) for its children only─fork─► the process: oom_score_adj,
+        non-dumpable, fds dropped, trampoline, cgroups, setns (user first, mount last),
+        process setup, "ready", execve through the trampoline
+    or, where the CLI cannot set its pid_for_children (not root, a time namespace):
+    pyrunc exec ─fork─► intermediate: joins as above, ─fork─► the process; reports its pid
+
+The rules of init.py apply (DESIGN.md section 6): single-threaded in a forked copy of the CLI,
+non-dumpable from fork to execve, no module loaded after fork (the container's mount namespace
+hides the interpreter's files), never a return into the CLI's code, no fd of ours across
+execve. Not part of init.py: `exec` would import the whole create path with it (mounts, rootfs,
+hooks, ...), ~1 ms of start-up per call. pyrunc.seccomp is imported by the CLI whenever the
+container has a filter (execute.py compiles it there): the imports of it below, made only
+then, look it up in sys.modules and load nothing.
+"""
+
+from __future__ import annotations
+
+import _signal as signal  # not `signal`: it imports enum
+
+from pyrunc import exeguard, linux, lsm, procfs, sync, terminal, userns
+from pyrunc import lightos as os  # os minus its import cost: see lightos.py
+from pyrunc.process import (
+    NS_JOIN_ORDER,
+    close_inherited_fds,
+    close_parent_fds,
+    describe,
+    fork_after_report,
+    hand_out_pty,
+    join_namespace,
+    prepare_process,
+    report,
+    set_oom_score_adj,
+)
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import NoReturn
+
+    from pyrunc.seccomp import Filter
+
+PROC_NS_NAMES = {"user": "user", "cgroup": "cgroup", "ipc": "ipc", "uts": "uts",
+                 "network": "net", "pid": "pid", "time": "time", "mount": "mnt"}
+
+
+class ExecPlan:
+    """What `pyrunc exec` computed before fork: whose namespaces, which cgroups, which process."""
+
+    def __init__(self, init_pid: int, process: dict, cgroup_dirs: list[str],
+                 preserve_fds: int) -> None:
+        self.init_pid = init_pid
+        self.process = process
+        self.cgroup_dirs = cgroup_dirs
+        self.preserve_fds = preserve_fds
+        self.seccomp: Filter | None = None  # compiled by the parent, loaded last
+        self.container_id = ""
+        self.bundle = ""
+        self.annotations: dict = {}
+        self.oci_version = ""
+        self.host_proc = -1  # the host's /proc, for our host pid (the notify listener's state)
+        self.exe_fd = -1     # the exec trampoline (exeguard.py), made before entering the userns
+
+
+def join_pid_ns(plan: ExecPlan) -> int:
+    """The CLI's side of the one-fork exec: make our next child be born in the container's pid
+    namespace (setns(CLONE_NEWPID) sets pid_for_children only; we stay where we are) and
+    non-dumpable, so that child can enter everything else itself and become the program.
+
+    Returns an fd of our own pid namespace for leave_pid_ns, or -1 where the child must
+    be the intermediate of the two-fork path: a caller without root (joining a pid namespace
+    needs CAP_SYS_ADMIN in our own user namespace), or a container with its own time namespace
+    (time_for_children can only be set by a single-threaded process; we run the cgroup keeper
+    thread). DESIGN.md section 6: the child is non-dumpable from its first instruction, since
+    a dumpable copy of us in the container's pid namespace could be ptraced from inside."""
+    if os.geteuid() != 0 or _differs(plan.init_pid, "time"):
+        return -1
+    own = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        if _differs(plan.init_pid, "pid"):
+            join_namespace("pid", f"/proc/{plan.init_pid}/ns/pid")
+        linux.prctl(linux.PR_SET_DUMPABLE, 0)
+    except OSError:
+        leave_pid_ns(own)
+        return -1
+    return own
+
+
+def leave_pid_ns(own: int) -> None:
+    """In the CLI, right after the fork: our later children are ours again, and so is our
+    dumpable flag (the child keeps its copy of both)."""
+    try:
+        linux.prctl(linux.PR_SET_DUMPABLE, 1)
+        linux.setns(own, linux.CLONE_NEWPID)
+    finally:
+        os.close(own)
+
+
+def _seccomp():
+    """pyrunc.seccomp, imported by the CLI to compile the filter: a look-up in sys.modules."""
+    from pyrunc import seccomp
+    return seccomp
+
+
+def _differs(init_pid: int, kind: str) -> bool:
+    """Whether the container has a namespace of this kind that is not ours (a missing
+    /proc/<pid>/ns entry: the kernel has no such namespace type)."""
+    name = PROC_NS_NAMES[kind]
+    try:
+        return os.stat(f"/proc/{init_pid}/ns/{name}").st_ino != os.stat(
+            f"/proc/self/ns/{name}").st_ino
+    except FileNotFoundError:
+        return False
+
+
+def _enter(plan: ExecPlan, sock: sync.Socket) -> None:
+    """Enter the container's cgroups and namespaces (those not yet ours: in the one-fork path
+    we were born in its pid namespace already)."""
+    set_oom_score_adj(plan.process.get("oomScoreAdj"))
+    linux.prctl(linux.PR_SET_DUMPABLE, 0)
+    close_parent_fds(plan.preserve_fds, sock.fileno())
+    plan.exe_fd = exeguard.create()
+    # The host's procfs: every /proc write of the exec'd process goes through it, and the
+    # notify listener is told our host pid from it.
+    plan.host_proc = procfs.hold_proc()
+    if plan.seccomp is not None and plan.seccomp.notify:
+        _seccomp().connect_listener(plan.seccomp)  # host paths: before entering the mount ns
+    for directory in plan.cgroup_dirs:
+        fd = os.open(directory + "/cgroup.procs", os.O_WRONLY | os.O_CLOEXEC)
+        try:
+            os.write(fd, b"0")
+        finally:
+            os.close(fd)
+    for kind in NS_JOIN_ORDER:
+        if _differs(plan.init_pid, kind):   # shared with us (e.g. no user namespace): stay
+            join_namespace(kind, f"/proc/{plan.init_pid}/ns/{PROC_NS_NAMES[kind]}")
+            if kind == "user":
+                userns.become_root()
+
+
+def direct_main(plan: ExecPlan, sock: sync.Socket) -> NoReturn:
+    """The one-fork path's child (see join_pid_ns): enter, then become the process."""
+    try:
+        _enter(plan, sock)
+    except BaseException as exc:  # noqa: BLE001
+        report(sock, exc)
+        os._exit(1)
+    child_main(plan, sock)
+
+
+def intermediate_main(plan: ExecPlan, sock: sync.Socket) -> NoReturn:
+    """The two-fork path: enter the container's cgroups and namespaces, then fork the process
+    (a pid or time namespace only applies to children), report its pid and leave it to the
+    caller."""
+    code = 1
+    try:
+        _enter(plan, sock)
+        pid = fork_after_report(sock)
+        if pid == 0:
+            child_main(plan, sock)
+        code = 0
+    except BaseException as exc:  # noqa: BLE001
+        report(sock, exc)
+    finally:
+        os._exit(code)
+
+
+def child_main(plan: ExecPlan, sock: sync.Socket) -> NoReturn:
+    code = 1
+    ready = False
+    try:
+        proc = plan.process
+        peer = -1
+        if proc.get("terminal"):
+            os.setsid()  # an exec'd process gets its own session to own the terminal
+            peer = hand_out_pty(proc, sock, console=False)
+        exe, env = prepare_process(proc, plan.seccomp is not None)
+        sync.send(sock, "ready")
+        ready = True
+        # The socket stays open until the program's execve (the trampoline sets it close-on-exec
+        # and reports a failed execve on it): its end-of-file tells `exec` that the program runs
+        # (or that we died), so `exec -d` returns and writes its pid file only then. Without a
+        # trampoline, a number inside the preserved range would become inheritable: close it.
+        if plan.exe_fd < 0 and sock.fileno() < 3 + plan.preserve_fds:
+            sock.close()
+        if peer >= 0:
+            terminal.make_controlling(peer)
+        close_inherited_fds(plan.preserve_fds)
+        for sig in (signal.SIGPIPE, signal.SIGXFSZ):
+            signal.signal(sig, signal.SIG_DFL)
+        notify_state = b""
+        if plan.seccomp is not None and plan.seccomp.notify:
+            notify_state = _seccomp().process_state(
+                plan.seccomp, plan.container_id, int(os.readlink("self", dir_fd=plan.host_proc)),
+                plan.bundle, plan.annotations, "running", plan.oci_version)
+        lsm.apply(proc, procfs.write_proc)
+        if plan.seccomp is not None:
+            _seccomp().load(plan.seccomp, notify_state)  # last: then only a capset and execve
+        keep = (sock.fileno(),) if sock.fileno() >= 0 else ()
+        exeguard.execute(plan.exe_fd, exe, proc, env, keep, plan.seccomp)
+    except BaseException as exc:  # noqa: BLE001
+        if ready:
+            os.write(2, f"pyrunc: exec: {describe(exc)}\n".encode())
+            code = 127 if isinstance(exc, FileNotFoundError) else 126
+        else:
+            report(sock, exc)
+    finally:
+        os._exit(code)
