@@ -135,7 +135,10 @@ def v1_writes(resources: dict, keys: set[str], has_file: HasFile = _all,
         put("pids", "pids.max", _num(resources["pids"]["limit"]), "pids.limit")
 
     blk = resources.get("blockIO") or {}
-    bfq = "blkio" in keys and not has_file("blkio", "blkio.weight")
+    # A stat, so only when a weight is asked for (most configs ask none).
+    bfq = ("blkio" in keys and (blk.get("weight") or any(d.get("weight") for d in
+                                                          blk.get("weightDevice") or []))
+           and not has_file("blkio", "blkio.weight"))
     if blk.get("weight"):
         put("blkio", "blkio.bfq.weight" if bfq else "blkio.weight", blk["weight"], "blockIO.weight")
     if blk.get("leafWeight"):

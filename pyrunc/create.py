@@ -147,6 +147,12 @@ def write_for_intermediate(sock: sync.Socket, pid: int, cfg: dict, new_time: boo
 
 def setup_cgroups(cg: CgroupManager, cfg: dict, new: set[str]) -> None:
     """Make the container's cgroups and write its limits (the init is not in them yet)."""
+    make_cgroups(cg, new)
+    apply_limits(cg, cfg)
+
+
+def make_cgroups(cg: CgroupManager, new: set[str]) -> None:
+    """The directories: all a direct init needs before "cgroups" unless it joins them itself."""
     cg.create()
     if cg.skipped:
         from pyrunc.log import Log
@@ -156,11 +162,24 @@ def setup_cgroups(cg: CgroupManager, cfg: dict, new: set[str]) -> None:
             # find (and kill) every process of this container.
             Log.warning("creating a rootless container with no cgroup and no private pid "
                         "namespace: delete cannot kill processes that leave its init")
+
+
+def apply_limits(cg: CgroupManager, cfg: dict) -> None:
     linux = cfg.get("linux") or {}
     for warning in cg.apply(linux.get("resources"), linux.get("devices")):
         from pyrunc.log import Log
         Log.warning(warning)
     state.pause_point("create:after-cgroups")
+
+
+def send_cgroups(sock: sync.Socket) -> None:
+    """Tell a direct init its cgroups exist (init.await_cgroups); if it failed meanwhile, the
+    send fails and its own report says why."""
+    try:
+        sync.send(sock, "cgroups")
+    except OSError:
+        sync.raise_reported_error(sock)
+        raise
 
 
 def fork_init(plan: init.InitPlan, parent_sock: sync.Socket, child_sock: sync.Socket,
@@ -275,12 +294,17 @@ def _create(root: str, container_id: str, opts: CreateOptions) -> state.Containe
                 # our cgroup work (it waits for our "go" before it may wait for `start`).
                 plan.cgroups_pending = True
                 init_pid = fork_init(plan, parent_sock, child_sock, "pid" in new)
-                setup_cgroups(cg, cfg, new)
-                try:
-                    sync.send(parent_sock, "cgroups")  # see init.await_cgroups
-                except OSError:
-                    sync.raise_reported_error(parent_sock)  # it failed meanwhile: say why
-                    raise
+                make_cgroups(cg, new)
+                # The directories are what it binds into its rootfs (the cgroup mount, where
+                # it waits for this, often before we are done): the limits and the move can
+                # follow while it goes on, as they come before "go". An init that joins them
+                # itself (a cgroup namespace) waits for the limits: it must never run in a
+                # devices cgroup whose rules are half written.
+                if "cgroup" not in new:
+                    send_cgroups(parent_sock)
+                apply_limits(cg, cfg)
+                if "cgroup" in new:
+                    send_cgroups(parent_sock)
             else:
                 pid = os.fork()
                 if pid == 0:

@@ -17,10 +17,23 @@ if TYPE_CHECKING:
     from pyrunc.notify import Proxy
 
 
-def start(root: str, container_id: str, wait_ready: bool = True) -> Proxy | None:
+def _locked(root: str, container_id: str, ctr: state.Container | None) -> state.Container:
+    """The container, locked: loaded from its state dir, or (`run`) the one create returned,
+    whose state create wrote itself and nothing rewrites, taken again after create's unlock."""
+    if ctr is None:
+        return state.Container(root, container_id).load(lock=True)
+    try:
+        ctr.lock()
+    except FileNotFoundError:  # a `delete --force` got in between
+        raise ContainerNotFound(container_id) from None
+    return ctr
+
+
+def start(root: str, container_id: str, wait_ready: bool = True,
+          ctr: state.Container | None = None) -> Proxy | None:
     """Let the init execve the user program. With NOTIFY_SOCKET (notify.py), return only once
     the container said READY=1 (or died); with wait_ready False, return the proxy for `run`."""
-    ctr = state.Container(root, container_id).load(lock=True)
+    ctr = _locked(root, container_id, ctr)
     status = ctr.status()
     if status == "stopped":
         raise InvalidState("cannot start a container that has stopped")
@@ -56,8 +69,13 @@ def start(root: str, container_id: str, wait_ready: bool = True) -> Proxy | None
         os.close(fd)
     state.pause_point("start:after-write")
     try:
-        with open(ctr.path(state.START_ERROR), "rb") as f:
-            raw = f.read()
+        fd = os.open(ctr.path(state.START_ERROR), os.O_RDONLY | os.O_CLOEXEC)
+        try:  # posix, not open(): io's layers cost ~9 syscalls for this (usually empty) file
+            raw = b""
+            while chunk := os.read(fd, 65536):
+                raw += chunk
+        finally:
+            os.close(fd)
         if raw[:1] == b"\0":  # the exec trampoline's report of a failed execve (exeguard.py)
             from pyrunc.exeguard import failure
             raw = f"container process: {failure(raw)}".encode()
@@ -190,9 +208,10 @@ def signal_init(ctr: state.Container, sig: int) -> None:
         os.close(pidfd)
 
 
-def delete(root: str, container_id: str, force: bool = False) -> None:
+def delete(root: str, container_id: str, force: bool = False,
+           ctr: state.Container | None = None) -> None:
     try:
-        ctr = state.Container(root, container_id).load(lock=True)
+        ctr = _locked(root, container_id, ctr)
     except (ContainerNotFound, state.CorruptState):
         if force:
             remove_orphan_dir(root, container_id)

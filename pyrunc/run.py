@@ -23,7 +23,9 @@ def run(root: str, container_id: str, opts: create.CreateOptions, detach: bool, 
     pid = ctr.pid
     try:
         forward_signals(pid)
-        proxy = lifecycle.start(root, container_id, wait_ready=False)
+        # The Container create returned goes on to start and delete: its state is create's
+        # own, so neither reads state.json again, and config.json is read once (hooks).
+        proxy = lifecycle.start(root, container_id, wait_ready=False, ctr=ctr)
         if proxy is not None:  # NOTIFY_SOCKET: pyrunc stays the main process (MAINPID)
             proxy.run_in_background(os.getpid())
         if ctr.pty_master >= 0:
@@ -34,8 +36,8 @@ def run(root: str, container_id: str, opts: create.CreateOptions, detach: bool, 
         if proxy is not None:
             proxy.join()
     except BaseException:
-        lifecycle.delete(root, container_id, force=True)
+        lifecycle.delete(root, container_id, force=True, ctr=ctr)
         raise
     if not keep:
-        lifecycle.delete(root, container_id, force=True)
+        lifecycle.delete(root, container_id, force=True, ctr=ctr)
     return status
