@@ -32,8 +32,9 @@ ENTRIES: dict[str, list[str]] = {
     "create": _CREATE,
     "run": [*_CREATE, "pyrunc.run"],
     "exec": [*_CORE, "pyrunc.execute", "pyrunc.supervise", "pyrunc.log"],
-    **{cmd: [*_CORE, "pyrunc.lifecycle", "pyrunc.log"]
-       for cmd in ("state", "start", "kill", "delete", "list", "pause", "resume", "ps", "logs")},
+    **{cmd: [*_CORE, "pyrunc.lifecycle", "pyrunc.log", "pyrunc.cgroups"]
+       for cmd in ("state", "kill", "delete", "list", "pause", "resume", "ps", "logs")},
+    "start": [*_CORE, "pyrunc.lifecycle", "pyrunc.log"],   # no cgroups (lifecycle._cgroups)
 }
 PREWARMED = ("create", "run", "exec")   # as in _boot.load_bundle: "prewarm" is preloaded first
 _FUTURE = "from __future__ import annotations"

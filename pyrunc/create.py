@@ -9,7 +9,7 @@ from __future__ import annotations
 import _signal as signal  # not `signal`: it imports enum
 import os
 
-from pyrunc import OCI_VERSION, config, init, linux, state, sync
+from pyrunc import OCI_VERSION, config, init, jsonlite, linux, state, sync
 from pyrunc.cgroups import CgroupManager
 from pyrunc.errors import PyruncError
 
@@ -182,6 +182,24 @@ def send_cgroups(sock: sync.Socket) -> None:
         raise
 
 
+def final_state(cfg: dict, container_id: str, init_pid: int, init_start: int, bundle: str,
+                rootfs_dir: str, cg: CgroupManager, join: list[tuple[str, str]]) -> dict:
+    """state.json once the init is ready (status is derived: see state.py)."""
+    return {
+        "ociVersion": cfg.get("ociVersion", OCI_VERSION),
+        "id": container_id,
+        "pid": init_pid,
+        "init_start": init_start,
+        "bundle": bundle,
+        "rootfs": rootfs_dir,
+        "created": state.now_rfc3339(),
+        "owner": "",
+        "annotations": cfg.get("annotations") or {},
+        "cgroup": cg.to_state(),
+        "namespaces": {k: p for k, p in join},
+    }
+
+
 def fork_init(plan: init.InitPlan, parent_sock: sync.Socket, child_sock: sync.Socket,
               new_pid: bool) -> int:
     """Fork the init ourselves (init.can_fork_directly): with a new pid namespace, unshare it
@@ -343,6 +361,15 @@ def _create(root: str, container_id: str, opts: CreateOptions) -> state.Containe
                 if use_tty:
                     _msg, fds = sync.recv_with_fds(parent_sock, "pty", "create")
                     master = fds[0]
+                # The final state, written while the init still works: once it is ready, one
+                # rename (start waits on it, and `run`'s start comes right after). A
+                # container without a mount namespace also records the init's host mounts,
+                # known only then.
+                born = state.proc_start_time(init_pid)
+                final = final_state(cfg, container_id, init_pid, born[0] if born else 0, bundle,
+                                    rootfs_dir, cg, join)
+                staged = "" if before is not None else \
+                    state.stage(ctr.path(state.STATE_FILE), jsonlite.dumps(final).encode())
                 sync.recv(parent_sock, "ready", "create")
                 sync.send(parent_sock, "go")
             except PyruncError as exc:
@@ -352,24 +379,14 @@ def _create(root: str, container_id: str, opts: CreateOptions) -> state.Containe
             parent_sock.close()
         state.pause_point("create:after-ready")
         info = state.proc_start_time(init_pid)
-        if info is None:
+        if info is None or born is None or info[0] != born[0]:
             raise PyruncError("the container's init process died during create")
-        ctr.data = {
-            "ociVersion": cfg.get("ociVersion", OCI_VERSION),
-            "id": container_id,
-            "pid": init_pid,
-            "init_start": info[0],
-            "bundle": bundle,
-            "rootfs": rootfs_dir,
-            "created": state.now_rfc3339(),
-            "owner": "",
-            "annotations": cfg.get("annotations") or {},
-            "cgroup": cg.to_state(),
-            "namespaces": {k: p for k, p in join},
-        }
+        ctr.data = final
         if before is not None:
             ctr.data["host_mounts"] = hostmounts.created_since(rootfs_dir, before)
-        ctr.save()
+            ctr.save()
+        else:
+            state.commit(staged, ctr.path(state.STATE_FILE))
         state.pause_point("create:after-state")
         if master >= 0 and opts.console_socket:
             from pyrunc import terminal

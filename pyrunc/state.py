@@ -50,6 +50,12 @@ def write_atomic(path: str, data: bytes, mode: int = 0o600) -> None:
     No fsync: state describes live processes, which a power loss ends anyway, and on a disk-backed
     /run (this host) each fsync costs ~5 ms, a whole runc `state`.
     """
+    commit(stage(path, data, mode), path)
+
+
+def stage(path: str, data: bytes, mode: int = 0o600) -> str:
+    """write_atomic's first half: data in a temporary file beside path, which commit renames
+    (create writes the final state.json while its init works, and renames it once ready)."""
     tmp = f"{path}.tmp{os.getpid()}"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
     try:
@@ -58,13 +64,25 @@ def write_atomic(path: str, data: bytes, mode: int = 0o600) -> None:
                 raise OSError(28, "No space left on device", path)  # a short write: ENOSPC
         finally:
             os.close(fd)
+    except OSError as exc:
+        _drop(tmp)
+        raise OSError(exc.errno, exc.strerror, path) from None
+    return tmp
+
+
+def commit(tmp: str, path: str) -> None:
+    try:
         os.rename(tmp, path)
     except OSError as exc:
-        try:
-            os.unlink(tmp)  # a full filesystem must not keep our half-written file either
-        except OSError:
-            pass
+        _drop(tmp)
         raise OSError(exc.errno, exc.strerror, path) from None
+
+
+def _drop(tmp: str) -> None:
+    try:
+        os.unlink(tmp)  # a full filesystem must not keep our half-written file either
+    except OSError:
+        pass
 
 
 def now_rfc3339() -> str:
