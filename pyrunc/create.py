@@ -200,6 +200,24 @@ def final_state(cfg: dict, container_id: str, init_pid: int, init_start: int, bu
     }
 
 
+def replace_state(staged: str, path: str) -> None:
+    """Put the staged final state in place of the "creating" one, atomically for readers.
+
+    An exchange, then an unlink of the old one, rather than a rename over it: ext4 (this host's
+    /run and /tmp) starts writing back a file renamed over another at once (auto_da_alloc), and
+    delete's unlink of it then waits for that write when it is still in flight (0.1-0.5 ms
+    here, twice that under load). Anywhere the exchange is refused, the rename does."""
+    try:
+        linux.renameat2(staged, path, linux.RENAME_EXCHANGE)
+    except OSError:
+        state.commit(staged, path)
+        return
+    try:
+        os.unlink(staged)   # now the "creating" state; delete would remove it anyway
+    except OSError:
+        pass
+
+
 def fork_init(plan: init.InitPlan, parent_sock: sync.Socket, child_sock: sync.Socket,
               new_pid: bool) -> int:
     """Fork the init ourselves (init.can_fork_directly): with a new pid namespace, unshare it
@@ -386,7 +404,7 @@ def _create(root: str, container_id: str, opts: CreateOptions) -> state.Containe
             ctr.data["host_mounts"] = hostmounts.created_since(rootfs_dir, before)
             ctr.save()
         else:
-            state.commit(staged, ctr.path(state.STATE_FILE))
+            replace_state(staged, ctr.path(state.STATE_FILE))
         state.pause_point("create:after-state")
         if master >= 0 and opts.console_socket:
             from pyrunc import terminal

@@ -184,6 +184,15 @@ def openat2(dirfd: int, path: str, flags: int, resolve: int, mode: int = 0) -> i
     return _check(ret, path)
 
 
+RENAME_EXCHANGE = 2
+_AT_FDCWD = -100
+
+
+def renameat2(old: str, new: str, flags: int) -> None:
+    _check(_libc.renameat2(c_int(_AT_FDCWD), _b(old), c_int(_AT_FDCWD), _b(new), c_uint(flags)),
+           new)
+
+
 def close_range(first: int, last: int, flags: int = 0) -> None:
     _check(_syscall(c_long(SYS_close_range), c_uint(first), c_uint(last),
                     c_uint(flags)))

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import poll
 
 pytestmark = pytest.mark.kernel
 
@@ -108,8 +109,13 @@ def test_errors_reach_the_caller_and_leave_nothing(pyrunc, bundle):
 def test_killing_the_shim_leaves_the_container_running_and_deletable(pyrunc, bundle):
     before = set(_shim_pids(pyrunc.root))
     cid = _run_detached(pyrunc, bundle, ["sleep", "1000"])
-    shims = [p for p in _shim_pids(pyrunc.root)
-             if p not in before and _exists(p) not in ("Z", None)]
+
+    def new_shims() -> list[int]:
+        return [p for p in _shim_pids(pyrunc.root)
+                if p not in before and _exists(p) not in ("Z", None)]
+    # `run -d` returns once its child reported success; that child execs pyrunc-shim after.
+    poll(lambda: new_shims() != [], 10, "pyrunc-shim to be exec'd")
+    shims = new_shims()
     assert len(shims) == 1, shims
     rss_kb = int(next(line for line in Path(f"/proc/{shims[0]}/status").read_text().splitlines()
                   if line.startswith("VmRSS:")).split()[1])
