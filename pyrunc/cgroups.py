@@ -13,6 +13,8 @@ import fcntl
 import sys
 import time
 
+from posix import environ as _posix_environ  # bytes keys; os.environ imports os (lightos.py)
+
 from pyrunc import lightos as os  # os minus its import cost: see lightos.py
 from pyrunc.errors import ConfigError, PyruncError
 
@@ -139,7 +141,7 @@ class CgroupManager:
         # default, the container id) from the cgroup the runtime itself is in.
         hierarchies = host_hierarchies()
         kind = layout(hierarchies)
-        forced = os.environ.get(LAYOUT_ENV)
+        forced = _posix_environ.get(LAYOUT_ENV.encode(), b"").decode("utf-8", "surrogateescape")
         if forced:
             # A view of this host as another layout would see it: "v2" keeps only the cgroup2
             # mount (so a hybrid host can run the pure-v2 code for real), "v1" only the v1 ones.

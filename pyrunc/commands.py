@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from posix import environ as _environ  # bytes keys; os.environ would import os (lightos.py)
 
 from pyrunc import lightos as os  # os minus its import cost: see lightos.py
 from pyrunc.errors import NotSupported, PyruncError
@@ -106,7 +107,8 @@ def _exit_text(item: dict) -> str:
 def socket_activation_fds() -> int:
     """systemd socket activation (sd_listen_fds): fds 3.. are ours to pass when LISTEN_FDS is
     set and LISTEN_PID names this very process; they go first, before --preserve-fds."""
-    count, owner = os.environ.get("LISTEN_FDS", ""), os.environ.get("LISTEN_PID", "")
+    count = _environ.get(b"LISTEN_FDS", b"").decode("utf-8", "surrogateescape")
+    owner = _environ.get(b"LISTEN_PID", b"").decode("utf-8", "surrogateescape")
     if not count.isdigit() or owner != str(os.getpid()):
         return 0
     return int(count)

@@ -7,9 +7,10 @@ any failure it undoes all of them, so a failed create leaves the host as it foun
 from __future__ import annotations
 
 import _signal as signal  # not `signal`: it imports enum
-import os
+import posix
 
 from pyrunc import OCI_VERSION, config, init, jsonlite, linux, state, sync
+from pyrunc import lightos as os  # os minus its import cost: see lightos.py
 from pyrunc.cgroups import CgroupManager
 from pyrunc.errors import PyruncError
 
@@ -301,7 +302,7 @@ def _create(root: str, container_id: str, opts: CreateOptions) -> state.Containe
     try:
         state.pause_point("create:after-dir")
         state.write_atomic(ctr.path(state.CONFIG_FILE), raw)
-        if os.environ.get("NOTIFY_SOCKET"):
+        if posix.environ.get(b"NOTIFY_SOCKET"):  # os.environ would import os (lightos.py)
             from pyrunc import notify
             notify.setup_create(ctr.dir, cfg)
         # A first state, before any cgroup exists but naming the directories about to be made,

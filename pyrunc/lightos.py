@@ -2,7 +2,8 @@
 
 Importing os costs ~4.4 M instructions (1.5-2 ms, a third of runc's whole `state`): it imports
 _collections_abc (dozens of ABC classes) to build os.environ. Without -S, site.py would pay it
-before us; with -I -S, nothing on the path of state, kill, delete or start needs it. A name is
+before us; with -I -S, nothing on the path of state, kill, delete, start, exec, create or run
+needs it (create's init could not import it after pivot_root anyway). A name is
 looked up on first use (PEP 562) and kept: posix's (where os gets its functions: the same
 objects), or for anything posix lacks (os.environ, os.makedirs, os.walk, ...) the real os's.
 `path` holds the os.path functions those commands use, written over posix.stat; its other
@@ -108,6 +109,23 @@ def _abspath(name: str) -> str:
     return _normpath(name)
 
 
+def _relpath(name: str, start: str | None = None) -> str:
+    """posixpath.relpath for str arguments: mounts.guard_proc runs it in the init, which must
+    not import os (the parent no longer does before the fork, and after pivot_root it cannot)."""
+    if type(name) is not str or (start is not None and type(start) is not str) or not name:
+        import posixpath
+        return posixpath.relpath(name, start)
+    start_parts = [p for p in _abspath(start or ".").split("/") if p]
+    name_parts = [p for p in _abspath(name).split("/") if p]
+    common = 0
+    for a, b in zip(start_parts, name_parts):
+        if a != b:
+            break
+        common += 1
+    parts = [".."] * (len(start_parts) - common) + name_parts[common:]
+    return "/".join(parts) if parts else "."
+
+
 def _posixpath(name: str) -> object:
     if name.startswith("__"):
         raise AttributeError(name)
@@ -118,4 +136,5 @@ def _posixpath(name: str) -> object:
 path = type(_posix)("pyrunc.lightos.path", "os.path's functions the short commands use")
 path.join, path.exists, path.isdir, path.isabs = _join, _exists, _isdir, _isabs
 path.dirname, path.basename, path.normpath, path.abspath = _dirname, _basename, _normpath, _abspath
+path.relpath = _relpath
 path.__getattr__ = _posixpath

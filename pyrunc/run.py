@@ -7,9 +7,8 @@ its status (128+N when a signal N killed it), as runc does.
 
 from __future__ import annotations
 
-import os
-
 from pyrunc import create, lifecycle, linux
+from pyrunc import lightos as os  # os minus its import cost: see lightos.py
 from pyrunc.supervise import forward_signals, wait_for
 
 

@@ -13,9 +13,8 @@ float to the kernel.
 
 from __future__ import annotations
 
-import os
-
 from pyrunc import jsonlite
+from pyrunc import lightos as os  # os minus its import cost: see lightos.py
 
 from .errors import ConfigError
 

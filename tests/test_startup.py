@@ -109,7 +109,8 @@ def test_bundle_preload_lists_follow_module_level_imports() -> None:
         assert set(deps[name]) & set(deps) <= set(order[:i]) | {name}
     assert "pyrunc.state" in order and "pyrunc.create" not in order
     # TYPE_CHECKING imports are not run, so they are not followed.
-    assert _bundle.top_level_imports(str(REPO / "pyrunc" / "schema.py")) == ["pyrunc.jsonlite", "pyrunc.errors"]
+    assert _bundle.top_level_imports(str(REPO / "pyrunc" / "schema.py")) == [
+        "pyrunc.jsonlite", "pyrunc.lightos", "pyrunc.errors"]
 
 
 @pytest.mark.parametrize("name", ["cli", "state"])
@@ -128,6 +129,28 @@ def test_short_commands_never_import_os() -> None:
     out = subprocess.run(["/usr/bin/python3", "-I", "-S", "-c", code], capture_output=True,
                          text=True, check=True).stdout.split()
     assert "os" not in out and "_collections_abc" not in out
+
+
+def test_create_path_never_imports_os() -> None:
+    """create and run: os would cost ~1.5 ms before the init's fork, and the init itself could
+    not import it after pivot_root (what it needs of os.path, relpath included, is lightos')."""
+    code = (f"import sys; sys.path[:0] = [{str(REPO)!r}]; "
+            "import pyrunc.cli, pyrunc.commands, pyrunc.create, pyrunc.run, pyrunc.config, "
+            "pyrunc.schema, pyrunc.init, pyrunc.log; "
+            "print(' '.join(sorted(sys.modules)))")
+    out = subprocess.run(["/usr/bin/python3", "-I", "-S", "-c", code], capture_output=True,
+                         text=True, check=True).stdout.split()
+    assert "pyrunc.init" in out
+    assert not set(out) & {"os", "_collections_abc", "posixpath"}, out
+
+
+def test_lightos_relpath_matches_posixpath() -> None:
+    for name, start in [("/a/b/proc", "/a/b"), ("/a/b", "/a/b"), ("/a/x", "/a/b/c"), ("/", "/a"),
+                        ("//a/./b/../c", "/a"), ("/a", "/"), ("/a/b/", "/a//b/c/..")]:
+        assert lightos.path.relpath(name, start) == posixpath.relpath(name, start), (name, start)
+    assert lightos.path.relpath("x/y") == posixpath.relpath("x/y")
+    with pytest.raises(ValueError):
+        lightos.path.relpath("")
 
 
 def test_exec_path_imports_neither_os_nor_ctypes() -> None:
@@ -173,6 +196,19 @@ def test_installed_short_commands_never_import_os(pyrunc, bundle) -> None:
         assert not names & {"os", "_collections_abc", "posixpath"}, (args, sorted(names))
         assert not names & {"ctypes", "resource", "_prctl"}, (args, sorted(names))
         assert "pyrunc.lifecycle" not in names, args    # preloaded from the bundle, not imported
+
+
+@pytest.mark.kernel
+def test_installed_run_never_imports_os(pyrunc, bundle) -> None:
+    """A real `run` through the installed launcher, the init's imports included (its stderr is
+    ours): no os before the fork, none after it, and none in the init."""
+    with open(pyrunc.binary, "rb") as f:
+        if b"pyrunc_boot" not in f.read(4096):
+            pytest.skip("PYRUNC is not an installed launcher (make install writes one)")
+    bundle.write()
+    proc, names = _launcher_imports(pyrunc, "run", "--bundle", str(bundle.path), pyrunc.new_id("os"))
+    assert proc.returncode == 0, proc.stderr[-500:]
+    assert not names & {"os", "_collections_abc", "posixpath"}, sorted(names)
 
 
 @pytest.mark.kernel
