@@ -23,8 +23,11 @@ from importlib.util import MAGIC_NUMBER
 from types import CodeType
 
 _CORE = ["pyrunc.cli", "pyrunc.commands"]
+# Not in create's and run's lists: what only the parent needs after the init's fork (cgroup_resources
+# for the limits, lifecycle and supervise for run): the finder serves those from the bundle then,
+# while the init works on the other core (see run._after_fork), instead of before that fork.
 _CREATE = [*_CORE, "pyrunc.create", "pyrunc.config", "pyrunc.schema", "pyrunc.capabilities",
-           "pyrunc.seccomp", "pyrunc.lsm", "pyrunc.cgroup_resources", "pyrunc.log"]
+           "pyrunc.seccomp", "pyrunc.lsm", "pyrunc.log"]
 # command -> the modules it imports in any case (its lazy imports included); "" = anything else.
 ENTRIES: dict[str, list[str]] = {
     "": _CORE,

@@ -14,6 +14,10 @@ from pyrunc import lightos as os  # os minus its import cost: see lightos.py
 from pyrunc.cgroups import CgroupManager
 from pyrunc.errors import PyruncError
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
 
 class CreateOptions:
     def __init__(self, bundle: str, pid_file: str | None = None, console_socket: str | None = None,
@@ -29,6 +33,9 @@ class CreateOptions:
         self.keep_pty = keep_pty    # foreground `run`: we relay the pty ourselves
         self.listen_fds = 0         # socket-activation fds among preserve_fds (LISTEN_FDS)
         self.rootless_cgroups: str | None = None  # --rootless: true, false, auto (None)
+        # Called once the init is forked and in its cgroups, before we wait for it: the caller's
+        # imports for after create (run's), on our core while the init works on the other.
+        self.after_fork: Callable[[], None] | None = None
 
 
 def namespace_plan(cfg: dict) -> tuple[list[tuple[str, str]], set[str]]:
@@ -373,6 +380,8 @@ def _create(root: str, container_id: str, opts: CreateOptions) -> state.Containe
                     mover = start_mover(parent_sock, init_pid)
                     mover.move_all(net_devices)
                 state.pause_point("create:after-fork")
+                if opts.after_fork is not None:
+                    opts.after_fork()
                 if plan.create_hooks:
                     sync.recv(parent_sock, "create-hooks", "create")
                     hooks_began = True

@@ -7,9 +7,15 @@ its status (128+N when a signal N killed it), as runc does.
 
 from __future__ import annotations
 
-from pyrunc import create, lifecycle, linux
+from pyrunc import create, linux
 from pyrunc import lightos as os  # os minus its import cost: see lightos.py
-from pyrunc.supervise import forward_signals, wait_for
+
+
+def _after_fork() -> None:
+    """What run needs once the container exists, imported while its init builds the rootfs on
+    the other core (create calls this after the fork) rather than before that fork."""
+    import pyrunc.lifecycle
+    import pyrunc.supervise  # noqa: F401
 
 
 def run(root: str, container_id: str, opts: create.CreateOptions, detach: bool, keep: bool) -> int:
@@ -18,7 +24,10 @@ def run(root: str, container_id: str, opts: create.CreateOptions, detach: bool, 
         return detached.launch(root, container_id, opts, start=True)
     linux.prctl(linux.PR_SET_CHILD_SUBREAPER, 1)
     opts.keep_pty = True
+    opts.after_fork = _after_fork
     ctr = create.create(root, container_id, opts)
+    from pyrunc import lifecycle
+    from pyrunc.supervise import forward_signals, wait_for
     pid = ctr.pid
     try:
         forward_signals(pid)
