@@ -12,6 +12,7 @@ every call (~0.5 ms for twenty lines). What it adds to a plain `from pyrunc.cli 
   the same bundle. Correctness never depends on the preload lists: a module missing from them
   is imported through the finder when first needed, one preloaded needlessly costs its body.
   A bundle that is absent, or was built by another interpreter (magic number), is ignored.
+- Parsed JSON too: the schema files' parsed form (schema.load_schema asks BundleFinder.prebuilt).
 - For create, run and exec, cgroups.start_prewarm() comes first, before the other imports: the
   kernel's wait it hides (cgroups.prewarm_migration) is longer than those imports.
 - With the bundle in place, the standard library's directories go first on sys.path: every
@@ -46,6 +47,7 @@ BundleFinder.path = ""      # of the bundle
 BundleFinder.base = 0       # offset of the code blobs in it
 BundleFinder.index = {}     # module name -> (offset from base, length) of its marshal'ed code
 BundleFinder.fd = -1        # open while preloading; lazy imports reopen the file
+BundleFinder.data = {}      # spec file name -> (offset, length, size, mtime_ns) of its parsed form
 
 
 def _find_spec(name, path=None, target=None):
@@ -80,7 +82,10 @@ def _exec_module(module):
 
 
 def _code(name):
-    offset, length = BundleFinder.index[name]
+    return _load(*BundleFinder.index[name])
+
+
+def _load(offset, length):
     fd = BundleFinder.fd if BundleFinder.fd >= 0 else posix.open(BundleFinder.path,
                                                                  posix.O_RDONLY | posix.O_CLOEXEC)
     try:
@@ -88,6 +93,24 @@ def _code(name):
     finally:
         if fd != BundleFinder.fd:
             posix.close(fd)
+
+
+def _prebuilt(filename, path):
+    """The parsed form of spec/<filename> stored at install, or None: not in the bundle, or the
+    file at path no longer has the size and mtime it had then (edited since: parse it)."""
+    entry = BundleFinder.data.get(filename)
+    if entry is None:
+        return None
+    try:
+        st = posix.stat(path)
+    except OSError:
+        return None
+    if (st.st_size, st.st_mtime_ns) != entry[2:]:
+        return None
+    try:
+        return _load(entry[0], entry[1])
+    except OSError:
+        return None
 
 
 def _preload(name, code):
@@ -116,6 +139,7 @@ def _preload(name, code):
 
 BundleFinder.find_spec, BundleFinder.create_module = _find_spec, _create_module
 BundleFinder.exec_module, BundleFinder.code, BundleFinder.preload = _exec_module, _code, _preload
+BundleFinder.prebuilt = _prebuilt
 
 
 def load_extension(name):
@@ -180,8 +204,10 @@ def load_bundle(libdir):
         if head[:4] != MAGIC_NUMBER:
             return False
         size = int.from_bytes(head[4:8], "little")
-        index, orders = marshal.loads(posix.pread(fd, size, 8))
+        head = marshal.loads(posix.pread(fd, size, 8))
+        index, orders = head[0], head[1]
         BundleFinder.path, BundleFinder.base, BundleFinder.index = path, 8 + size, index
+        BundleFinder.data = head[2] if len(head) > 2 else {}
         BundleFinder.fd = fd
         sys.meta_path.insert(0, BundleFinder)
         ours = [p for p in sys.path if p == libdir or p.startswith(libdir + "/")]

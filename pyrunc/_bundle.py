@@ -2,10 +2,13 @@
 writes the tree in DIR, which it then renames to LIBDIR: the paths the code objects carry).
 
 Layout: the interpreter's magic number; the length of the head (4 bytes, little-endian); the
-head, a marshal'ed (index, orders): index maps each pyrunc module to the (offset from the end
-of the head, length) of its marshal'ed code, orders maps each command to (the modules to preload,
-in dependency order, offset, length) of one blob holding their code as a tuple; then the code
-blobs, each unmarshal'ed only if its module is run (see _boot.py for why).
+head, a marshal'ed (index, orders, data): index maps each pyrunc module to the (offset from the
+end of the head, length) of its marshal'ed code, orders maps each command to (the modules to
+preload, in dependency order, offset, length) of one blob holding their code as a tuple, data
+maps each spec/*.json file to (offset, length, the file's size, its mtime in ns) of its parsed
+form, marshal'ed (schema.load_schema: a marshal load is half the cost of parsing the JSON, and
+the size and mtime tell a file edited since); then the blobs, each unmarshal'ed only if used
+(see _boot.py for why).
 It must be built by the interpreter the launcher runs: _boot.py ignores a bundle whose magic
 number is not its own, and imports from disk instead.
 
@@ -16,6 +19,7 @@ and follow every module-level `import`/`from` of a pyrunc module, recursively.
 from __future__ import annotations
 
 import ast
+import json
 import marshal
 import os
 import sys
@@ -146,7 +150,16 @@ def build(libdir: str, final_libdir: str) -> str:
         if key not in packs:
             packs[key] = add(marshal.dumps(tuple(codes[n] for n in order)))
         orders[cmd] = (order, *packs[key])
-    head = marshal.dumps((index, orders))
+    data = {}
+    spec_dir = os.path.join(libdir, "spec")
+    for filename in sorted(os.listdir(spec_dir)) if os.path.isdir(spec_dir) else ():
+        if filename.endswith(".json"):
+            path = os.path.join(spec_dir, filename)
+            with open(path, "rb") as f:
+                doc = json.load(f)
+            st = os.stat(path)
+            data[filename] = (*add(marshal.dumps(doc)), st.st_size, st.st_mtime_ns)
+    head = marshal.dumps((index, orders, data))
     out = os.path.join(libdir, "pyrunc.bundle")
     with open(out + ".tmp", "wb") as f:
         f.write(MAGIC_NUMBER + len(head).to_bytes(4, "little") + head)

@@ -8,8 +8,6 @@ no remount-by-path window, no string join with a container path.
 
 from __future__ import annotations
 
-import stat
-
 from pyrunc import lightos as os  # os minus its import cost: see lightos.py
 from pyrunc import linux, saferoot
 from pyrunc.errors import ConfigError, NotSupported
@@ -271,7 +269,7 @@ def mount_into_root(plan: MountPlan, rootfd: int, root_path: str = "") -> None:
     rootfs' host path) the target is first checked with guard_proc."""
     is_dir = True
     if plan.bind and plan.mfd >= 0:
-        is_dir = stat.S_ISDIR(os.fstat(plan.mfd).st_mode)
+        is_dir = os.fstat(plan.mfd).st_mode & 0o170000 == 0o040000  # S_ISDIR (no `stat`: ~0.3 M)
     elif plan.bind:
         is_dir = os.path.isdir(plan.source)
         if not is_dir and not os.path.exists(plan.source):

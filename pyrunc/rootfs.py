@@ -9,7 +9,6 @@ reached through saferoot, never by joining strings.
 from __future__ import annotations
 
 import errno
-import stat
 
 from pyrunc import lightos as os  # os minus its import cost: see lightos.py
 from pyrunc import linux, mounts, saferoot
@@ -186,7 +185,8 @@ def mount_cgroups(ctx: RootfsContext, plan: mounts.MountPlan) -> None:
             os.close(fd)
 
 
-_DEV_TYPES = {"c": stat.S_IFCHR, "u": stat.S_IFCHR, "b": stat.S_IFBLK, "p": stat.S_IFIFO}
+# S_IFCHR, S_IFBLK, S_IFIFO: the `stat` module would cost every create ~0.3 M instructions.
+_DEV_TYPES = {"c": 0o020000, "u": 0o020000, "b": 0o060000, "p": 0o010000}
 
 
 def create_devices(ctx: RootfsContext) -> None:
@@ -318,7 +318,7 @@ def mask_path(path: str) -> None:
     except (FileNotFoundError, NotADirectoryError):
         return
     try:
-        if stat.S_ISDIR(os.fstat(fd).st_mode):
+        if os.fstat(fd).st_mode & 0o170000 == 0o040000:  # S_ISDIR
             plan = mounts.MountPlan(path, "tmpfs", "tmpfs", attr_set=L.MOUNT_ATTR_RDONLY)
             mounts.attach_filesystem(plan, fd)
         else:

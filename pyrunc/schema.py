@@ -13,6 +13,8 @@ float to the kernel.
 
 from __future__ import annotations
 
+import sys
+
 from pyrunc import jsonlite
 from pyrunc import lightos as os  # os minus its import cost: see lightos.py
 
@@ -354,14 +356,28 @@ _evaluators: dict[str, _Evaluator] = {}
 
 
 def load_schema(name: str) -> Node:
-    """The parsed spec/<name>-schema.json, read once per process."""
+    """The parsed spec/<name>-schema.json, read once per process: from the installed bundle,
+    where make install stored it parsed (unless the file changed since), else from the file."""
     schema = _schemas.get(name)
     if schema is None:
         if not name.replace("-", "").isalnum():
             raise ValueError(f"bad schema name {name!r}")
-        with open(os.path.join(_SPEC_DIR, f"{name}-schema.json"), "rb") as f:
-            schema = _schemas[name] = jsonlite.loads(f.read())
+        path = os.path.join(_SPEC_DIR, f"{name}-schema.json")
+        schema = _prebuilt(f"{name}-schema.json", path)
+        if schema is None:
+            with open(path, "rb") as f:
+                schema = jsonlite.loads(f.read())
+        _schemas[name] = schema
     return schema
+
+
+def _prebuilt(filename: str, path: str) -> Node | None:
+    """The launcher's bundle finder (_boot.py) holds the spec files parsed at install."""
+    for finder in sys.meta_path:
+        prebuilt = getattr(finder, "prebuilt", None)
+        if prebuilt is not None:
+            return prebuilt(filename, path)  # type: ignore[no-any-return]
+    return None
 
 
 def compile_schema(schema: Any, name: str = "schema") -> Callable[[Any], str | None]:

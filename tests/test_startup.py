@@ -4,6 +4,7 @@ pyrunc.bundle (every module's code in one file, preloaded per command). Structur
 
 from __future__ import annotations
 
+import json
 import marshal
 import os
 import posixpath
@@ -88,6 +89,36 @@ def test_lazy_imports_come_from_the_bundle(tmp_path: Path) -> None:
     assert out[0] == "True"
     assert subprocess.run(["/usr/bin/python3", "-I", "-S", "-c", code], capture_output=True,
                           text=True, check=True).stdout.strip()
+
+
+def _schema_from_boot(lib: Path) -> tuple[dict, bool]:
+    """schema.load_schema("config") after _boot.load_bundle, and whether the JSON file was read."""
+    code = (f"import sys, json; sys.path[:0] = [{str(lib)!r}]; sys.argv = ['pyrunc', 'create', 'c1']; "
+            f"from pyrunc import _boot; _boot.load_bundle({str(lib)!r}); from pyrunc import schema; "
+            "import builtins; opened = []; real = builtins.open; "
+            "builtins.open = lambda f, *a, **k: opened.append(f) or real(f, *a, **k); "
+            "print(json.dumps([schema.load_schema('config'), bool(opened)]))")
+    out = subprocess.run(["/usr/bin/python3", "-I", "-S", "-c", code], capture_output=True,
+                         text=True, check=True).stdout
+    doc, opened = json.loads(out)
+    return doc, opened
+
+
+def test_schemas_come_parsed_from_the_bundle_unless_edited_since(tmp_path: Path) -> None:
+    lib = _installed(tmp_path)
+    spec = lib / "spec" / "config-schema.json"
+    doc, opened = _schema_from_boot(lib)
+    assert doc == json.loads(spec.read_bytes()) and not opened    # the bundle's parsed copy
+    edited = json.loads(spec.read_bytes())
+    edited["description"] = "edited after make install"
+    spec.write_text(json.dumps(edited))
+    doc, opened = _schema_from_boot(lib)
+    assert doc == edited and opened                               # stale: the file wins
+    spec.unlink()
+    (lib / "pyrunc.bundle").unlink()
+    shutil.copytree(REPO / "spec", lib / "spec", dirs_exist_ok=True)
+    doc, opened = _schema_from_boot(lib)
+    assert doc == json.loads((REPO / "spec" / "config-schema.json").read_bytes()) and opened
 
 
 def test_a_bundle_from_another_interpreter_is_ignored(tmp_path: Path) -> None:
