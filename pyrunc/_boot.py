@@ -187,9 +187,33 @@ def command_name(argv):
 def _preload_pack(entry):
     """Preload a command's modules, in order, from their one blob (see _bundle.build)."""
     names, offset, length = entry
-    codes = marshal.loads(posix.pread(BundleFinder.fd, length, BundleFinder.base + offset))
+    codes = _mapped_loads(offset, length) if length > _MAP_AT_LEAST else None
+    if codes is None:
+        codes = marshal.loads(posix.pread(BundleFinder.fd, length, BundleFinder.base + offset))
     for name, code in zip(names, codes):
         _preload(name, code)
+
+
+_MAP_AT_LEAST = 1 << 16
+
+
+def _mapped_loads(offset, length):
+    """marshal.loads of a big blob (create's and run's: ~0.35 MB) straight from the page cache.
+    pread would copy it into fresh memory first, ~90 page faults (~0.25 ms here, at ~2.7 us a
+    fault) against a few for the mapping (the kernel maps 16 cached pages per fault) and
+    ~0.2 M instructions for loading mmap. None if anything fails: pread then."""
+    load_extension("mmap")
+    try:
+        import mmap
+        mapped = mmap.mmap(BundleFinder.fd, 0, prot=mmap.PROT_READ)
+    except (ImportError, OSError, ValueError):
+        return None
+    try:
+        with memoryview(mapped) as view:
+            start = BundleFinder.base + offset
+            return marshal.loads(view[start:start + length])
+    finally:
+        mapped.close()
 
 
 def load_bundle(libdir):
