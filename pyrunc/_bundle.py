@@ -155,8 +155,8 @@ def build(libdir: str, final_libdir: str) -> str:
     for filename in sorted(os.listdir(spec_dir)) if os.path.isdir(spec_dir) else ():
         if filename.endswith(".json"):
             path = os.path.join(spec_dir, filename)
-            with open(path, "rb") as f:
-                doc = json.load(f)
+            with open(path, "rb") as spec_file:
+                doc = json.load(spec_file)
             st = os.stat(path)
             data[filename] = (*add(marshal.dumps(doc)), st.st_size, st.st_mtime_ns)
     head = marshal.dumps((index, orders, data))
