@@ -38,6 +38,9 @@ _ModuleSpec = type(sys.__spec__)
 _Module = type(sys)
 _VALUE_FLAGS = ("--root", "--log", "--log-format", "--criu", "--rootless")
 _EXTENSIONS = ("_json",)   # the C extensions every command imports (jsonlite)
+# ... and the one create, run and exec import (linux.py): by path, after the keeper started (the
+# path finder would list lib-dynload first: ~0.25 M instructions before create's fork).
+_PREWARMED_EXTENSIONS = ("_ctypes",)
 
 
 # The bundle's meta-path finder and loader: a namespace of functions, not a class (creating a
@@ -243,6 +246,8 @@ def load_bundle(libdir):
         if command in ("create", "run", "exec"):   # _bundle.PREWARMED
             _preload_pack(orders["prewarm"])
             sys.modules["pyrunc.cgroups"].start_prewarm()
+            for name in _PREWARMED_EXTENSIONS:
+                load_extension(name)
         _preload_pack(orders.get(command, orders[""]))
     finally:
         BundleFinder.fd = -1
