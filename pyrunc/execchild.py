@@ -2,10 +2,12 @@
 container (execute.py is the CLI's side).
 
     pyrunc exec ─setns(pid) for its children only─fork─► the process: oom_score_adj,
-        non-dumpable, fds dropped, trampoline, cgroups, setns (user first, mount last),
-        process setup, "ready", execve through the trampoline
+      │ non-dumpable, fds dropped, trampoline, setns (user first, mount last), process
+      │ setup, "ready", waits for "go", execve through the trampoline
+      └ meanwhile moves it into the container's cgroups, then "go" (see ExecPlan.parent_joins)
     or, where the CLI cannot set its pid_for_children (not root, a time namespace):
-    pyrunc exec ─fork─► intermediate: joins as above, ─fork─► the process; reports its pid
+    pyrunc exec ─fork─► intermediate: cgroups, joins as above, ─fork─► the process; reports
+      its pid
 
 The rules of init.py apply (DESIGN.md section 6): single-threaded in a forked copy of the CLI,
 non-dumpable from fork to execve, no module loaded after fork (the container's mount namespace
@@ -61,6 +63,12 @@ class ExecPlan:
         self.oci_version = ""
         self.host_proc = -1  # the host's /proc, for our host pid (the notify listener's state)
         self.exe_fd = -1     # the exec trampoline (exeguard.py), made before entering the userns
+        # The one-fork path: the CLI writes our pid into the cgroups while we enter and set up,
+        # and says "go" once we are in. The first cgroup.procs write after a quiet period waits
+        # out an RCU grace period (cgroups.prewarm_migration): that wait then overlaps our
+        # joins and process setup instead of coming before them. We wait for "go" before the
+        # pty is opened (the devices cgroup applies to it) and before the last steps.
+        self.parent_joins = False
 
 
 def join_pid_ns(plan: ExecPlan) -> int:
@@ -114,9 +122,30 @@ def _differs(init_pid: int, kind: str) -> bool:
         return False
 
 
+def join_cgroups(dirs: list[str], who: bytes) -> None:
+    """Move `who` (b"0": the caller; or a pid, for the CLI) into each cgroup directory."""
+    for directory in dirs:
+        path = directory + "/cgroup.procs"
+        fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+        try:
+            os.write(fd, who)
+        except OSError as exc:
+            raise OSError(exc.errno, exc.strerror, path) from None
+        finally:
+            os.close(fd)
+
+
+def await_go(plan: ExecPlan, sock: sync.Socket) -> None:
+    """The one-fork path: wait until the CLI has put us into the cgroups (see parent_joins).
+    End of file (the CLI died or gave up) raises: nothing of the container's may run."""
+    if plan.parent_joins:
+        sync.recv(sock, "go", "exec")
+        plan.parent_joins = False
+
+
 def _enter(plan: ExecPlan, sock: sync.Socket) -> None:
-    """Enter the container's cgroups and namespaces (those not yet ours: in the one-fork path
-    we were born in its pid namespace already)."""
+    """Enter the container's cgroups (unless the CLI moves us) and namespaces (those not yet
+    ours: in the one-fork path we were born in its pid namespace already)."""
     set_oom_score_adj(plan.process.get("oomScoreAdj"))
     linux.prctl(linux.PR_SET_DUMPABLE, 0)
     close_parent_fds(plan.preserve_fds, sock.fileno())
@@ -126,12 +155,8 @@ def _enter(plan: ExecPlan, sock: sync.Socket) -> None:
     plan.host_proc = procfs.hold_proc()
     if plan.seccomp is not None and plan.seccomp.notify:
         _seccomp().connect_listener(plan.seccomp)  # host paths: before entering the mount ns
-    for directory in plan.cgroup_dirs:
-        fd = os.open(directory + "/cgroup.procs", os.O_WRONLY | os.O_CLOEXEC)
-        try:
-            os.write(fd, b"0")
-        finally:
-            os.close(fd)
+    if not plan.parent_joins:
+        join_cgroups(plan.cgroup_dirs, b"0")   # before the user and cgroup namespaces
     for kind in NS_JOIN_ORDER:
         if _differs(plan.init_pid, kind):   # shared with us (e.g. no user namespace): stay
             join_namespace(kind, f"/proc/{plan.init_pid}/ns/{PROC_NS_NAMES[kind]}")
@@ -173,10 +198,12 @@ def child_main(plan: ExecPlan, sock: sync.Socket) -> NoReturn:
         proc = plan.process
         peer = -1
         if proc.get("terminal"):
+            await_go(plan, sock)
             os.setsid()  # an exec'd process gets its own session to own the terminal
             peer = hand_out_pty(proc, sock, console=False)
         exe, env = prepare_process(proc, plan.seccomp is not None)
         sync.send(sock, "ready")
+        await_go(plan, sock)
         ready = True
         # The socket stays open until the program's execve (the trampoline sets it close-on-exec
         # and reports a failed execve on it): its end-of-file tells `exec` that the program runs

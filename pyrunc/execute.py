@@ -10,6 +10,7 @@ from __future__ import annotations
 from pyrunc import capabilities, execchild, jsonlite, linux, lsm, state, sync
 from pyrunc import lightos as os  # os minus its import cost: see lightos.py
 from pyrunc.errors import InvalidState, PyruncError
+from pyrunc.process import describe
 
 
 def process_from_file(path: str) -> dict:
@@ -152,13 +153,36 @@ def _reap_failed(pid: int) -> None:
         pass
 
 
+def _move_into_cgroups(plan: execchild.ExecPlan, pid: int, sock: sync.Socket) -> None:
+    """The one-fork path: the child's cgroups are joined by us, by pid, while it enters the
+    namespaces (execchild.ExecPlan.parent_joins); then "go". A failure kills the child, and
+    the error it reported first (if it failed on its own) wins over ours."""
+    try:
+        execchild.join_cgroups(plan.cgroup_dirs, str(pid).encode())
+    except OSError as exc:
+        _reap_failed(pid)
+        sync.raise_reported_error(sock)
+        raise PyruncError(describe(exc)) from None
+    try:
+        sync.send(sock, "go")
+    except OSError:
+        pass    # it is gone: what it reported, or its end of file, is read next
+
+
 def _spawn(plan: execchild.ExecPlan, proc: dict, opts: dict, detach: bool, warm: int = 0) -> int:
     """One fork where we can (execchild.join_pid_ns): the child enters the container and
-    becomes the process; else two, through an intermediate that reports the process's pid."""
+    becomes the process; else two, through an intermediate that reports the process's pid.
+
+    Forking while the cgroup keeper thread runs is safe (DESIGN.md's rule is about threads
+    holding locks): the thread only ever blocks in write(2) and sleep, with no lock held but
+    the GIL, which the forking thread holds; CPython resets the GIL and drops other threads'
+    states in the child, glibc's fork takes malloc's locks, and the child, single-threaded,
+    closes the keeper's fd. It must still run at the fork: our cgroup writes come after it."""
     parent_sock, child_sock = sync.pair()
     master = -1
     try:
         own_pid_ns = execchild.join_pid_ns(plan)
+        plan.parent_joins = own_pid_ns >= 0
         try:
             pid = os.fork()
         except OSError as exc:   # e.g. ENOMEM: the container's pid namespace has no init left
@@ -187,6 +211,10 @@ def _spawn(plan: execchild.ExecPlan, proc: dict, opts: dict, detach: bool, warm:
                 finally:
                     os.waitpid(pid, 0)
             state.pause_point("exec:after-fork")
+            if own_pid_ns >= 0:
+                _move_into_cgroups(plan, pid, parent_sock)
+                from pyrunc.cgroups import reap_prewarm
+                reap_prewarm(warm)   # our last cgroup write is made
             if proc.get("terminal"):
                 master = sync.recv_with_fds(parent_sock, "pty", "exec")[1][0]
             sync.recv(parent_sock, "ready", "exec")
