@@ -8,6 +8,7 @@ do not.
 
 from __future__ import annotations
 
+from pyrunc import lightos as os  # os minus its import cost: see lightos.py
 from pyrunc import linux
 from pyrunc.errors import ConfigError
 
@@ -31,13 +32,21 @@ PR_CAP_AMBIENT_RAISE = 2
 _last_cap: list[int] = []
 
 
+def _read(path: str) -> bytes:
+    """A small /proc file in one read, without io's three layers (~4 us instead of ~15)."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        return os.read(fd, 16384)
+    finally:
+        os.close(fd)
+
+
 def last_cap() -> int:
     """Read once per process (cached: it is also needed after the seccomp filter is loaded)."""
     if not _last_cap:
         try:
-            with open("/proc/sys/kernel/cap_last_cap") as f:
-                _last_cap.append(int(f.read()))
-        except OSError:
+            _last_cap.append(int(_read("/proc/sys/kernel/cap_last_cap")))
+        except (OSError, ValueError):
             _last_cap.append(len(CAPS) - 1)
     return _last_cap[0]
 
@@ -79,8 +88,7 @@ def held_bounding() -> set[int]:
     if not _held:
         mask = -1
         try:
-            with open("/proc/self/status", "rb") as f:
-                status = f.read()
+            status = _read("/proc/self/status")
             at = status.find(b"\nCapBnd:")
             if at >= 0:
                 mask = int(status[at + 8:status.index(b"\n", at + 8)], 16)
