@@ -181,6 +181,12 @@ def _spawn(plan: execchild.ExecPlan, proc: dict, opts: dict, detach: bool, warm:
     parent_sock, child_sock = sync.pair()
     master = -1
     try:
+        try:
+            execchild.prepare(plan)
+        except OSError as exc:
+            execchild.release(plan)
+            raise PyruncError(f"exec failed: unable to start container process: "
+                              f"{describe(exc)}") from None
         own_pid_ns = execchild.join_pid_ns(plan)
         plan.parent_joins = own_pid_ns >= 0
         try:
@@ -188,6 +194,7 @@ def _spawn(plan: execchild.ExecPlan, proc: dict, opts: dict, detach: bool, warm:
         except OSError as exc:   # e.g. ENOMEM: the container's pid namespace has no init left
             if own_pid_ns >= 0:
                 execchild.leave_pid_ns(own_pid_ns)
+            execchild.release(plan)
             raise PyruncError(f"exec failed: unable to start container process: fork: "
                               f"{exc.strerror}") from None
         if pid == 0:
@@ -202,6 +209,7 @@ def _spawn(plan: execchild.ExecPlan, proc: dict, opts: dict, detach: bool, warm:
         if own_pid_ns >= 0:
             execchild.leave_pid_ns(own_pid_ns)
         child_sock.close()
+        execchild.release(plan)
         try:
             if own_pid_ns >= 0:
                 exec_pid = pid

@@ -212,13 +212,19 @@ def fork_after_report(sock: sync.Socket) -> int:
     return pid
 
 
-def close_parent_fds(preserve: int, keep: int) -> None:
-    """Drop every fd the CLI had open: a forked copy of the state-dir lock would keep the
-    container locked for as long as the init lives, and none of them belongs in a container."""
+def close_parent_fds(preserve: int, *keep: int) -> None:
+    """Drop every fd the CLI had open but `keep` (ours, close-on-exec: the sync socket, and
+    for exec the trampoline and the held procfs): a forked copy of the state-dir lock would
+    keep the container locked for as long as the init lives, and none of them belongs in a
+    container."""
     first = 3 + preserve
-    if keep > first:
-        linux.close_range(first, keep - 1)
-    linux.close_range(max(first, keep + 1), 0xFFFFFFFF)
+    for fd in sorted(set(keep)):
+        if fd < first:
+            continue
+        if fd > first:
+            linux.close_range(first, fd - 1)
+        first = fd + 1
+    linux.close_range(first, 0xFFFFFFFF)
 
 
 def join_namespace(kind: str, path: str) -> None:
