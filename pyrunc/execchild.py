@@ -78,7 +78,7 @@ def prepare(plan: ExecPlan) -> None:
     which namespaces differ from ours (the child's are ours until it joins), the exec
     trampoline (made by the caller, outside any user namespace the container has, as
     exeguard.py requires) and the held host procfs. Both fds are close-on-exec, survive the
-    child's close_parent_fds, and the trampoline's is closed here after the fork (release)."""
+    child's close_parent_fds, and are closed here after the fork (release)."""
     plan.joins = [kind for kind in NS_JOIN_ORDER if _differs(plan.init_pid, kind)]
     plan.exe_fd = exeguard.create()
     # Every /proc write of the exec'd process goes through it, and the seccomp notify
@@ -87,10 +87,13 @@ def prepare(plan: ExecPlan) -> None:
 
 
 def release(plan: ExecPlan) -> None:
-    """In the CLI after the fork: the child has its own copy of the trampoline's fd."""
+    """In the CLI after the fork: the child has its own copies of both fds; a foreground
+    exec lives as long as the process, with nothing of the container's open."""
     if plan.exe_fd >= 0:
         os.close(plan.exe_fd)
         plan.exe_fd = -1
+    procfs.drop_proc()
+    plan.host_proc = -1
 
 
 def join_pid_ns(plan: ExecPlan) -> int:

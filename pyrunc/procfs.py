@@ -30,6 +30,13 @@ def hold_proc() -> int:
     return _PROC[0]
 
 
+def drop_proc() -> None:
+    """Close the held procfs (exec's CLI, once its child has its own copy)."""
+    if _PROC[0] >= 0:
+        os.close(_PROC[0])
+        _PROC[0] = -1
+
+
 def _proc_fd(path: str, flags: int) -> int:
     """Open a /proc path through the held procfs fd, never crossing a mount or a symlink.
 
