@@ -132,6 +132,10 @@ BASE = hostile_base()
 
 
 def _set(doc: dict, path: tuple, value: object) -> dict:
+    # A copy: WEIRD_SCALARS holds lists and dicts that sampled_from hands out as they are, and a
+    # later mutation could descend into one (changing it for every later example) or place it
+    # inside itself (json.dumps: "Circular reference detected", seen in a CI run).
+    value = copy.deepcopy(value)
     node = doc
     for key in path[:-1]:
         if isinstance(node, list):
