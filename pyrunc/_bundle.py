@@ -40,7 +40,10 @@ ENTRIES: dict[str, list[str]] = {
     "run": [*_CREATE, "pyrunc.run"],
     "exec": [*_CORE, "pyrunc.execute", "pyrunc.supervise", "pyrunc.log"],
     **{cmd: [*_CORE, "pyrunc.lifecycle", "pyrunc.log", "pyrunc.cgroups"]
-       for cmd in ("state", "kill", "delete", "list", "pause", "resume", "ps", "logs")},
+       for cmd in ("delete", "pause", "resume", "ps", "logs")},
+    # The paused check only (cgroup_freezer.py); kill --all imports cgroups through the finder.
+    **{cmd: [*_CORE, "pyrunc.lifecycle", "pyrunc.log", "pyrunc.cgroup_freezer"]
+       for cmd in ("state", "kill", "list")},
     "start": [*_CORE, "pyrunc.lifecycle", "pyrunc.log"],   # no cgroups (lifecycle._cgroups)
 }
 PREWARMED = ("create", "run", "exec")   # as in _boot.load_bundle: "prewarm" is preloaded first

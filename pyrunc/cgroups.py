@@ -16,6 +16,9 @@ import time
 from posix import environ as _posix_environ  # bytes keys; os.environ imports os (lightos.py)
 
 from pyrunc import lightos as os  # os minus its import cost: see lightos.py
+from pyrunc.cgroup_freezer import freezer_of, layout_of, state_layout
+from pyrunc.cgroup_freezer import frozen as _frozen
+from pyrunc.cgroup_freezer import read_small as _read_small
 from pyrunc.errors import ConfigError, PyruncError
 
 TYPE_CHECKING = False
@@ -82,10 +85,7 @@ def _read_all(path: str) -> bytes:
 
 def layout(hierarchies: list[Hierarchy]) -> str:
     """"v2" (pure unified), "hybrid" (v1 controllers + a cgroup2 mount) or "v1"."""
-    keys = {h.key for h in hierarchies}
-    if keys == {""}:
-        return "v2"
-    return "hybrid" if "" in keys else "v1"
+    return layout_of({h.key for h in hierarchies})
 
 
 def own_cgroups(pid: str = "self") -> dict[str, str]:
@@ -172,7 +172,7 @@ class CgroupManager:
     @staticmethod
     def from_state(data: dict) -> CgroupManager:
         paths = dict(data.get("paths", {}))
-        kind = data.get("layout") or layout([Hierarchy(k, "") for k in paths] or [Hierarchy("", "")])
+        kind = state_layout(data)
         return _LAYOUTS.get(kind, HybridManager)(paths, list(data.get("created", [])))
 
     def to_state(self) -> dict:
@@ -447,10 +447,7 @@ class V1Manager(CgroupManager):
                               "hierarchy), which this host does not mount")
 
     def _freezer(self) -> tuple[str, str] | None:
-        for key, path in self.paths.items():
-            if "freezer" in key.split(","):
-                return key, path
-        return None
+        return freezer_of("v1", self.paths)
 
     def stats(self) -> dict:
         from pyrunc import cgroup_stats
@@ -505,9 +502,7 @@ class UnifiedManager(CgroupManager):
         return warnings
 
     def _freezer(self) -> tuple[str, str] | None:
-        if "" in self.paths and os.path.exists(os.path.join(self.paths[""], "cgroup.freeze")):
-            return "", self.paths[""]
-        return None
+        return freezer_of("v2", self.paths)
 
     def stats(self) -> dict:
         from pyrunc import cgroup_stats
@@ -539,15 +534,6 @@ def _populated(directory: str) -> bool:
         return b"populated 0" not in _read_small(os.path.join(directory, "cgroup.events"))
     except OSError:
         return True
-
-
-def _frozen(key: str, path: str) -> bool:
-    try:
-        if key == "":
-            return _read_small(os.path.join(path, "cgroup.freeze")).strip() == b"1"
-        return _read_small(os.path.join(path, "freezer.state")).strip() != b"THAWED"
-    except FileNotFoundError:
-        return False
 
 
 def _write(directory: str, name: str, value: str, field: str) -> None:
@@ -640,15 +626,6 @@ def _inherit_cpuset(directory: str) -> None:
                 os.write(fd, value)  # a request of its own: the offset the read left is ignored
         finally:
             os.close(fd)
-
-
-def _read_small(path: str) -> bytes:
-    """A cgroup file's whole content in one read (these are a line), without io's layers."""
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        return os.read(fd, 65536)
-    finally:
-        os.close(fd)
 
 
 _KEEP_PERIOD = 0.005     # well inside the ~10 ms the rwsem stays fast after a writer leaves

@@ -187,9 +187,8 @@ def kill(root: str, container_id: str, sig: int, all_procs: bool = False) -> Non
     status = ctr.status()
     if status == "stopped":
         raise InvalidState("container not running")
-    cg = _cgroups(ctr)
     if all_procs:
-        cg.kill_all(sig)
+        _cgroups(ctr).kill_all(sig)
         try:
             signal_init(ctr, sig)  # the init too, should it not be in the cgroup
         except InvalidState:

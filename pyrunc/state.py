@@ -292,8 +292,8 @@ class Container:
             return "stopped"
         if os.path.exists(self.path(FIFO)):
             return "created"
-        from pyrunc.cgroups import CgroupManager
-        if CgroupManager.from_state(self.data.get("cgroup", {})).is_paused():
+        from pyrunc.cgroup_freezer import paused   # not cgroups.py: see cgroup_freezer.py
+        if paused(self.data.get("cgroup", {})):
             return "paused"
         return "running"
 
