@@ -40,10 +40,12 @@ ENTRIES: dict[str, list[str]] = {
     "run": [*_CREATE, "pyrunc.run"],
     "exec": [*_CORE, "pyrunc.execute", "pyrunc.supervise", "pyrunc.log"],
     **{cmd: [*_CORE, "pyrunc.lifecycle", "pyrunc.log", "pyrunc.cgroups"]
-       for cmd in ("delete", "pause", "resume", "ps", "logs")},
-    # The paused check only (cgroup_freezer.py); kill --all imports cgroups through the finder.
+       for cmd in ("pause", "resume", "ps", "logs")},
+    # The paused check only (cgroup_freezer.py), and for a stopped container's delete
+    # cgroup_cleanup.py: cgroups.py, when needed (kill --all, a process left), comes from the finder.
     **{cmd: [*_CORE, "pyrunc.lifecycle", "pyrunc.log", "pyrunc.cgroup_freezer"]
        for cmd in ("state", "kill", "list")},
+    "delete": [*_CORE, "pyrunc.lifecycle", "pyrunc.log", "pyrunc.cgroup_freezer", "pyrunc.cgroup_cleanup"],
     "start": [*_CORE, "pyrunc.lifecycle", "pyrunc.log"],   # no cgroups (lifecycle._cgroups)
 }
 PREWARMED = ("create", "run", "exec")   # as in _boot.load_bundle: "prewarm" is preloaded first

@@ -16,6 +16,7 @@ import time
 from posix import environ as _posix_environ  # bytes keys; os.environ imports os (lightos.py)
 
 from pyrunc import lightos as os  # os minus its import cost: see lightos.py
+from pyrunc.cgroup_cleanup import exclusive, remove_dirs, surely_empty
 from pyrunc.cgroup_freezer import freezer_of, layout_of, state_layout
 from pyrunc.cgroup_freezer import frozen as _frozen
 from pyrunc.cgroup_freezer import read_small as _read_small
@@ -262,7 +263,7 @@ class CgroupManager:
     def exclusive(self) -> bool:
         """Whether every directory the container is in was made by us: only then may killing
         "everything in the cgroup" be done, since a joined cgroup can hold other processes."""
-        return all(path in self.created for path in self.paths.values())
+        return exclusive(self.paths, self.created)
 
     def join_self(self) -> None:
         """Move the calling process into every hierarchy ("0" means the writer itself)."""
@@ -344,9 +345,7 @@ class CgroupManager:
     def kill_all(self, sig: int = signal.SIGKILL) -> None:
         """Signal every process; cgroup.kill where the kernel has it, so forks cannot escape."""
         unified = self.paths.get("")
-        if sig == signal.SIGKILL and unified and not _populated(unified):
-            # Nothing left in it or below it (a stopped container's usual case): no process to
-            # kill, and none that a freezer could be holding.
+        if sig == signal.SIGKILL and surely_empty(self.paths):
             return
         if sig == signal.SIGKILL and unified and os.path.exists(os.path.join(unified, "cgroup.kill")):
             with open(os.path.join(unified, "cgroup.kill"), "w") as f:
@@ -362,19 +361,7 @@ class CgroupManager:
 
     def destroy(self, timeout: float = 5.0) -> None:
         """rmdir what we created, deepest first; EBUSY while killed tasks are still exiting."""
-        deadline = time.monotonic() + timeout
-        for directory in sorted(self.created, key=len, reverse=True):
-            while True:
-                try:
-                    os.rmdir(directory)
-                    break
-                except FileNotFoundError:
-                    break
-                except OSError as exc:
-                    import errno  # only here: see _PERMISSION_ERRNOS
-                    if exc.errno != errno.EBUSY or time.monotonic() > deadline:
-                        raise PyruncError(f"cannot remove cgroup {directory}: {exc.strerror}") from None
-                    time.sleep(0.005)
+        remove_dirs(self.created, timeout)
         self.created = []
 
 
@@ -523,17 +510,6 @@ def _write_v2(directory: str, writes: list[tuple[str, str]]) -> None:
         if not os.path.exists(os.path.join(directory, name)):
             _enable_controller(directory, name.split(".", 1)[0])
         _write(directory, name, value, getattr(w, "field", name))
-
-
-def _populated(directory: str) -> bool:
-    """Whether a cgroup2 directory or any below it holds a process ("populated" of
-    cgroup.events). Read before writing cgroup.kill: that write takes the kernel's cgroup_mutex,
-    which a cgroup migration elsewhere on the host can hold for a whole RCU grace period (10-20
-    ms), while this read takes no lock. True when unknown."""
-    try:
-        return b"populated 0" not in _read_small(os.path.join(directory, "cgroup.events"))
-    except OSError:
-        return True
 
 
 def _write(directory: str, name: str, value: str, field: str) -> None:

@@ -224,19 +224,24 @@ def delete(root: str, container_id: str, force: bool = False,
             return  # runc: deleting what is already gone succeeds with --force
         raise
     status = ctr.status()
-    cg = _cgroups(ctr)
     if status != "stopped" and not force:
         raise InvalidState(f"cannot delete container {container_id} that is not stopped: "
                            f"{status}")
     writable(ctr)
     state.pause_point("delete:locked")
     stop_shim(ctr)
+    # A stopped container's cgroups with nothing left in them need no CgroupManager (nor
+    # cgroups.py): see cgroup_cleanup.py. kill_all(SIGKILL) would make the same check first.
+    from pyrunc import cgroup_cleanup
+    cgroup = ctr.data.get("cgroup", {})
+    paths, created = dict(cgroup.get("paths", {})), list(cgroup.get("created", []))
     if status != "stopped":
-        kill_and_wait(ctr, cg)
-    elif cg.exclusive() or not own_pid_namespace(ctr):
-        cg.kill_all()  # stragglers left in the cgroup (a container sharing the host's pid ns)
+        kill_and_wait(ctr, _cgroups(ctr))
+    elif ((cgroup_cleanup.exclusive(paths, created) or not own_pid_namespace(ctr))
+          and not cgroup_cleanup.surely_empty(paths)):
+        _cgroups(ctr).kill_all()  # stragglers (a container sharing the host's pid ns)
     state.pause_point("delete:after-kill")
-    cg.destroy()
+    cgroup_cleanup.remove_dirs(created)
     if ctr.data.get("host_mounts"):  # a container without a mount namespace: hostmounts.py
         from pyrunc import hostmounts
         hostmounts.undo(ctr.data.get("rootfs", ""), ctr.data["host_mounts"])

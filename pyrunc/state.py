@@ -292,7 +292,7 @@ class Container:
             return "stopped"
         if os.path.exists(self.path(FIFO)):
             return "created"
-        from pyrunc.cgroup_freezer import paused   # not cgroups.py: see cgroup_freezer.py
+        from pyrunc.cgroup_freezer import paused  # not cgroups.py: see cgroup_freezer.py
         if paused(self.data.get("cgroup", {})):
             return "paused"
         return "running"
