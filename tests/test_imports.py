@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 
 import pytest
 from conftest import REPO
@@ -54,3 +55,42 @@ def test_a_real_run_without_net_devices_never_imports_pyroute2(pyrunc, bundle) -
     assert r.returncode == 0, r.stderr
     assert "| pyrunc.create" in r.stderr  # the trace is there
     assert "pyroute2" not in r.stderr and "pyrunc.netdev" not in r.stderr
+
+
+@pytest.mark.kernel
+def test_short_commands_leave_cgroups_py_alone(pyrunc, bundle) -> None:
+    """state and list (the paused check: cgroup_freezer.py), kill without --all, and delete of
+    an exited container whose cgroup2 directory is empty (cgroup_cleanup.py) never load
+    cgroups.py (~1 M instructions a call); pause still reports "paused" without it."""
+    launcher = (f"import sys; sys.path[:0] = [{str(REPO)!r}, '/usr/local/lib/pyrunc/vendor']; "
+                "from pyrunc.cli import main; sys.exit(main())")
+
+    def traced(*args: str) -> subprocess.CompletedProcess:
+        r = subprocess.run(["/usr/bin/python3", "-X", "importtime", "-I", "-S", "-c", launcher,
+                            "--root", str(pyrunc.root), *args], capture_output=True, text=True,
+                           check=False)
+        assert r.returncode == 0, r.stderr
+        assert "pyrunc.lifecycle" in r.stderr  # the trace is there
+        return r
+
+    bundle.edit()["process"]["args"] = ["sleep", "60"]
+    bundle.write()
+    cid = pyrunc.new_id()
+    quiet = {"capture_output": False, "stdin": subprocess.DEVNULL, "stdout": subprocess.DEVNULL,
+             "stderr": subprocess.DEVNULL}   # the container keeps its stdio: no pipes to wait on
+    pyrunc("create", "--bundle", str(bundle.path), cid, check=True, **quiet)
+    pyrunc("start", cid, check=True)
+    pyrunc("pause", cid, check=True)
+    for args in (("state", cid), ("list",)):
+        r = traced(*args)
+        assert "paused" in r.stdout and "pyrunc.cgroups" not in r.stderr, r.stderr
+    pyrunc("resume", cid, check=True)
+    assert '"running"' in traced("state", cid).stdout
+    assert "pyrunc.cgroups" not in traced("kill", cid, "KILL").stderr
+    for _ in range(500):
+        if pyrunc.state(cid)["status"] == "stopped":
+            break
+        time.sleep(0.01)
+    r = traced("delete", cid)
+    assert "pyrunc.cgroup_cleanup" in r.stderr and "pyrunc.cgroups" not in r.stderr, r.stderr
+    assert pyrunc("state", cid).returncode != 0
