@@ -10,12 +10,16 @@ from __future__ import annotations
 from pyrunc import create, linux
 from pyrunc import lightos as os  # os minus its import cost: see lightos.py
 
+_forward_to: list = []   # supervise.hold_signals' answer, once _after_fork ran
+
 
 def _after_fork() -> None:
     """What run needs once the container exists, imported while its init builds the rootfs on
-    the other core (create calls this after the fork) rather than before that fork."""
-    import pyrunc.lifecycle
-    import pyrunc.supervise  # noqa: F401
+    the other core (create calls this after the fork) rather than before that fork; and the
+    signal handlers, which then only wait for the pid to forward to."""
+    import pyrunc.lifecycle  # noqa: F401
+    from pyrunc import supervise
+    _forward_to.append(supervise.hold_signals())
 
 
 def run(root: str, container_id: str, opts: create.CreateOptions, detach: bool, keep: bool) -> int:
@@ -30,7 +34,10 @@ def run(root: str, container_id: str, opts: create.CreateOptions, detach: bool, 
     from pyrunc.supervise import forward_signals, wait_for
     pid = ctr.pid
     try:
-        forward_signals(pid)
+        if _forward_to:
+            _forward_to[0](pid)
+        else:
+            forward_signals(pid)
         # The Container create returned goes on to start and delete: its state is create's
         # own, so neither reads state.json again, and config.json is read once (hooks).
         proxy = lifecycle.start(root, container_id, wait_ready=False, ctr=ctr)

@@ -355,3 +355,30 @@ def test_bundle_moved_after_create(pyrunc, bundle, tmp_path):
         ok(pyrunc, "delete", cid)
     finally:
         moved.rename(bundle.path)
+
+
+@pytest.mark.parametrize("sig,code", [(signal.SIGUSR1, -signal.SIGUSR1), (signal.SIGINT, 130)])
+def test_run_signalled_before_start_acts_as_before_forwarding(pyrunc, bundle, sig, code):
+    """`run` installs its forwarding handlers while the init works (run._after_fork), but only
+    forwards from start on: a signal before that still acts on pyrunc itself (the default
+    action; KeyboardInterrupt for SIGINT, which undoes the create)."""
+    cid = pyrunc.new_id()
+    env = dict(os.environ, PYRUNC_TEST_PAUSE="create:after-ready")
+    with tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen([pyrunc.binary, "--root", str(pyrunc.root), "run", "--bundle",
+                                 sleeper(bundle), cid], env=env, stdin=subprocess.DEVNULL,
+                                stdout=subprocess.DEVNULL, stderr=err)
+        try:
+            poll(lambda: proc_status(proc.pid) == "T" or proc.poll() is not None, 30,
+                 "pyrunc run to reach create:after-ready")
+            os.kill(proc.pid, sig)
+            os.kill(proc.pid, signal.SIGCONT)
+            assert proc.wait(30) == code
+            err.seek(0)
+            assert "Traceback" not in err.read().decode()
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    assert status_or_error(pyrunc, cid) == "stopped" or not (pyrunc.root / cid).exists()
+    clean_delete(pyrunc, cid)
