@@ -9,6 +9,7 @@ itself there with SIGSTOP, and the test SIGKILLs it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import resource
@@ -357,28 +358,53 @@ def test_bundle_moved_after_create(pyrunc, bundle, tmp_path):
         moved.rename(bundle.path)
 
 
-@pytest.mark.parametrize("sig,code", [(signal.SIGUSR1, -signal.SIGUSR1), (signal.SIGINT, 130)])
-def test_run_signalled_before_start_acts_as_before_forwarding(pyrunc, bundle, sig, code):
-    """`run` installs its forwarding handlers while the init works (run._after_fork), but only
-    forwards from start on: a signal before that still acts on pyrunc itself (the default
-    action; KeyboardInterrupt for SIGINT, which undoes the create)."""
-    cid = pyrunc.new_id()
+@contextlib.contextmanager
+def run_paused_before_start(rt: Runtime, bundle):
+    """`run` of a sleeper, stopped by itself at create:after-ready (the init has said "go" and
+    waits for start); yields (cid, process, its stderr file); never leaves the process behind."""
+    cid = rt.new_id()
     env = dict(os.environ, PYRUNC_TEST_PAUSE="create:after-ready")
     with tempfile.TemporaryFile() as err:
-        proc = subprocess.Popen([pyrunc.binary, "--root", str(pyrunc.root), "run", "--bundle",
+        proc = subprocess.Popen([rt.binary, "--root", str(rt.root), "run", "--bundle",
                                  sleeper(bundle), cid], env=env, stdin=subprocess.DEVNULL,
                                 stdout=subprocess.DEVNULL, stderr=err)
         try:
             poll(lambda: proc_status(proc.pid) == "T" or proc.poll() is not None, 30,
                  "pyrunc run to reach create:after-ready")
-            os.kill(proc.pid, sig)
-            os.kill(proc.pid, signal.SIGCONT)
-            assert proc.wait(30) == code
-            err.seek(0)
-            assert "Traceback" not in err.read().decode()
+            yield cid, proc, err
         finally:
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
+
+
+@pytest.mark.parametrize("sig,code", [(signal.SIGUSR1, -signal.SIGUSR1), (signal.SIGINT, 130)])
+def test_run_signalled_before_start_acts_as_before_forwarding(pyrunc, bundle, sig, code):
+    """`run` installs its forwarding handlers while the init works (run._after_fork), but only
+    forwards from start on: a signal before that still acts on pyrunc itself (the default
+    action; KeyboardInterrupt for SIGINT, which undoes the create)."""
+    with run_paused_before_start(pyrunc, bundle) as (cid, proc, err):
+        os.kill(proc.pid, sig)
+        os.kill(proc.pid, signal.SIGCONT)
+        assert proc.wait(30) == code
+        err.seek(0)
+        assert "Traceback" not in err.read().decode()
     assert status_or_error(pyrunc, cid) == "stopped" or not (pyrunc.root / cid).exists()
     clean_delete(pyrunc, cid)
+
+
+def test_run_whose_init_dies_before_start(pyrunc, bundle):
+    """The init killed between "go" and start: `run` says why in one line, exits 1 and deletes
+    the container (a lock still held by its failed start once made the delete wait forever)."""
+    with run_paused_before_start(pyrunc, bundle) as (cid, proc, err):
+        # The state there is still the "creating" one (pid 0): the init is run's only child.
+        init = int(Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()[0])
+        assert init > 1
+        os.kill(init, signal.SIGKILL)
+        poll(lambda: proc_status(init) in (None, "Z"), 10, "the init to die")
+        os.kill(proc.pid, signal.SIGCONT)
+        assert proc.wait(30) == 1
+        err.seek(0)
+        line = one_line_error(no_traceback(subprocess.CompletedProcess([], 1, b"", err.read())))
+    assert line.endswith("cannot start a container that has stopped"), line
+    assert not (pyrunc.root / cid).exists()
