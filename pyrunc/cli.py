@@ -8,9 +8,13 @@ from __future__ import annotations
 
 import sys
 
-from pyrunc import lightos as os  # os minus its import cost: see lightos.py
 from pyrunc import OCI_VERSION, __version__
+from pyrunc import lightos as os  # os minus its import cost: see lightos.py
 from pyrunc.errors import PyruncError
+
+TYPE_CHECKING = False  # typing costs a short command more than its own code
+if TYPE_CHECKING:
+    from typing import Any
 
 # flag name -> (destination, kind); kind: "bool", "str", "int", "list" (repeatable)
 Flags = dict[str, tuple[str, str]]
@@ -88,7 +92,10 @@ NOT_YET = {"restore"}
 
 
 class Args(dict):
-    def __getattr__(self, name: str) -> object:
+    """Parsed flags by name; a flag not given reads None. Values are str, bool or list[str]
+    as the flag's table entry says, so they are typed Any rather than checked at each use."""
+
+    def __getattr__(self, name: str) -> Any:
         return self.get(name)
 
 

@@ -79,9 +79,9 @@ def cgroup_dirs(ctr: state.Container, wanted: list[str]) -> list[str]:
     paths = dict((ctr.data.get("cgroup") or {}).get("paths") or {})
     for item in wanted:
         ctrls, sep, sub = item.rpartition(":")
-        for key in paths:
+        for key, path in paths.items():
             if not sep or key in ctrls.split(",") or (key == "" and "unified" in ctrls.split(",")):
-                candidate = os.path.join(paths[key], sub.lstrip("/"))
+                candidate = os.path.join(path, sub.lstrip("/"))
                 if not os.path.isdir(candidate):
                     raise PyruncError(f"--cgroup {item}: {candidate} does not exist")
                 paths[key] = candidate

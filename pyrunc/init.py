@@ -14,22 +14,41 @@ caller's code (always os._exit), and leaves no fd of ours open across execve.
 
 from __future__ import annotations
 
+import _signal as signal  # not `signal`: it imports enum
+import _socket
+import _struct as struct  # not `struct`: it only re-exports _struct (~0.25 M instructions)
 import errno
 import fcntl
 import select
 
-import _signal as signal  # not `signal`: it imports enum
-import _socket
-import _struct as struct  # not `struct`: it only re-exports _struct (~0.25 M instructions)
-
-from pyrunc import (exeguard, hooks, linux, lsm, mounts, rootfs, saferoot, seccomp, sync, terminal,
-                    userns)
+from pyrunc import (
+    exeguard,
+    hooks,
+    linux,
+    lsm,
+    mounts,
+    rootfs,
+    saferoot,
+    seccomp,
+    sync,
+    terminal,
+    userns,
+)
 from pyrunc import lightos as os  # os minus its import cost: see lightos.py
-from pyrunc.process import (NS_FLAGS, NS_JOIN_ORDER, close_inherited_fds, close_parent_fds,
-                            describe, fork_after_report, hand_out_pty, join_namespace,
-                            prepare_process, set_oom_score_adj)
-from pyrunc.process import report as _report
 from pyrunc.cgroups import CgroupManager
+from pyrunc.process import (
+    NS_FLAGS,
+    NS_JOIN_ORDER,
+    close_inherited_fds,
+    close_parent_fds,
+    describe,
+    fork_after_report,
+    hand_out_pty,
+    join_namespace,
+    prepare_process,
+    set_oom_score_adj,
+)
+from pyrunc.process import report as _report
 from pyrunc.state import START_ERROR
 
 TYPE_CHECKING = False

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import _signal as signal  # the signal module imports enum (~8 ms) for names we do not need
 import time
-
 from posix import environ as _environ  # bytes keys; os.environ would import os (lightos.py)
 
-from pyrunc import lightos as os  # os minus its import cost: see lightos.py
 from pyrunc import jsonlite, state
+from pyrunc import lightos as os  # os minus its import cost: see lightos.py
 from pyrunc.errors import ContainerNotFound, InvalidState, PyruncError
 
 TYPE_CHECKING = False
@@ -165,10 +164,9 @@ def parse_signal(text: str) -> int:
             raise PyruncError(f"invalid signal: {text}")
         return num
     name = raw.upper()
-    if name.startswith("SIG"):
-        name = name[3:]
+    name = name.removeprefix("SIG")
     for base in ("RTMIN", "RTMAX"):
-        if name.startswith(base + "+") or name.startswith(base + "-"):
+        if name.startswith((base + "+", base + "-")):
             offset = name[len(base):]
             if offset[1:].isdigit():
                 num = int(getattr(signal, "SIG" + base)) + int(offset)

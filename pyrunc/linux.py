@@ -52,16 +52,16 @@ class _LongFunction(_ctypes.CFuncPtr):   # the metaclass reads _flags_ from the 
 
 class _Libc:
     """The C library already loaded into the interpreter; functions looked up on first use."""
-    _handle = _ctypes.dlopen(None, RTLD_NOW)
+    _handle = _ctypes.dlopen(None, RTLD_NOW)  # type: ignore[arg-type]  # None: the program itself
 
     def __getattr__(self, name: str) -> _Function:
-        func = _Function((name, self))
+        func = _Function((name, self))  # type: ignore[arg-type]  # CFuncPtr reads only _handle
         setattr(self, name, func)
         return func
 
 
 _libc = _Libc()
-_syscall = _LongFunction(("syscall", _libc))
+_syscall = _LongFunction(("syscall", _libc))  # type: ignore[arg-type]  # as in _Libc
 
 # x86_64 syscall numbers for calls glibc 2.36 has no wrapper for.
 SYS_pivot_root = 155

@@ -258,10 +258,9 @@ def guard_proc(plan: MountPlan, target: int, root_path: str) -> None:
             ok = plan.fstype == "proc"
         if not ok:
             raise OSError(1, "only a procfs may be mounted on /proc")
-    elif linux.fstatfs_type(target) == linux.PROC_SUPER_MAGIC or where.startswith("proc/"):
-        if where not in LXCFS_PROC_FILES:
-            raise OSError(1, "mounts inside /proc are refused (only lxcfs' files may be "
-                          "covered)")
+    elif ((linux.fstatfs_type(target) == linux.PROC_SUPER_MAGIC or where.startswith("proc/"))
+          and where not in LXCFS_PROC_FILES):
+        raise OSError(1, "mounts inside /proc are refused (only lxcfs' files may be covered)")
 
 
 def mount_into_root(plan: MountPlan, rootfd: int, root_path: str = "") -> None:

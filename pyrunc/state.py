@@ -12,8 +12,8 @@ import fcntl
 import posix as _posix
 import time
 
-from pyrunc import lightos as os  # os minus its import cost: see lightos.py
 from pyrunc import OCI_VERSION, jsonlite
+from pyrunc import lightos as os  # os minus its import cost: see lightos.py
 from pyrunc.errors import ContainerExists, ContainerNotFound, PyruncError
 
 STATE_FILE = "state.json"
@@ -228,7 +228,7 @@ class Container:
     def path(self, name: str) -> str:
         return os.path.join(self.dir, name)
 
-    def load(self, lock: bool = False) -> "Container":
+    def load(self, lock: bool = False) -> Container:
         if lock:
             try:
                 self.lock()
@@ -269,7 +269,7 @@ class Container:
 
     def init_alive(self) -> bool:
         info = proc_start_time(self.pid) if self.pid > 0 else None
-        return bool(info) and info[0] == self.data.get("init_start") and info[1] not in ("Z", "X")
+        return info is not None and info[0] == self.data.get("init_start") and info[1] not in ("Z", "X")
 
     def creator_alive(self) -> bool:
         """A create still holds the directory's lock; a dead one no longer does."""

@@ -27,9 +27,9 @@ def pair() -> tuple[Socket, Socket]:
 def send(sock: Socket, kind: str, fds: list[int] | None = None, **fields: object) -> None:
     fields["type"] = kind
     data = jsonlite.dumps(fields).encode()
-    if len(data) > MAX // 2 and isinstance(fields.get("msg"), str):
+    text = fields.get("msg")
+    if len(data) > MAX // 2 and isinstance(text, str):
         # An error naming a megabyte-long path from config.json must still fit one packet.
-        text = fields["msg"]
         fields["msg"] = f"{text[:2048]}...{text[-1024:]}"
         data = jsonlite.dumps(fields).encode()
     if fds:

@@ -280,7 +280,7 @@ def test_exec_process_exe_is_unreachable_while_it_starts(pyrunc, bundle, tmp_pat
         assert r.stdout.decode() == "visible\n" + PROBED, r
         assert_sealed_trampoline(held_pid)  # still there, still unreachable from inside
         gate.release()
-        out, err = first.communicate(timeout=30)
+        _out, err = first.communicate(timeout=30)
         assert first.returncode == 0, err
     finally:
         if first is not None and first.poll() is None:
@@ -538,8 +538,8 @@ def test_symlinks_planted_by_another_container_through_a_shared_volume(pyrunc, b
     shared.mkdir()
     volume = {"destination": "/shared", "type": "bind", "source": str(shared),
               "options": ["rbind"]}
-    cfg_a = base_config(["sh", "-c", f"ln -s {'../' * 12}{str(victim).lstrip('/')} /shared/up && "
-                         f"ln -s {victim} /shared/abs && ln -s {victim}/canary /shared/file"])
+    cfg_a = base_config(["sh", "-c", (f"ln -s {'../' * 12}{str(victim).lstrip('/')} /shared/up && "
+                                      f"ln -s {victim} /shared/abs && ln -s {victim}/canary /shared/file")])
     cfg_a["mounts"].append(volume)
     bundle.write(cfg_a)
     cid = pyrunc.new_id()
@@ -574,8 +574,8 @@ def test_paths_swapped_for_symlinks_by_a_hook_during_setup(pyrunc, bundle, victi
     (decoy / "dir" / "f").write_text("")
     targets = {"work": victim, "masked": victim / "dir", "ro": victim / "other"}
     swap = "; ".join(f"rm -rf {rootfs}/{d} && ln -s {t} {rootfs}/{d}" for d, t in targets.items())
-    cfg = base_config(["sh", "-c", "cat canary; touch made && echo made; ls /masked | wc -l; "
-                       "touch /ro/x 2>/dev/null || echo ro-refused"])
+    cfg = base_config(["sh", "-c", ("cat canary; touch made && echo made; ls /masked | wc -l; "
+                                    "touch /ro/x 2>/dev/null || echo ro-refused")])
     cfg["root"]["readonly"] = False
     cfg["process"]["cwd"] = "/work"
     cfg["linux"]["maskedPaths"].append("/masked")

@@ -40,7 +40,7 @@ def trampoline(request, tmp_path: Path):
             cmd = [fds, *argv] if native else [QEMU, "-0", fds, str(image), *argv]
             proc = subprocess.run(cmd, executable=str(image) if native else QEMU,
                                   pass_fds=(107, 109) if fds == "107,109" else (107,),
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60)
+                                  capture_output=True, timeout=60)
         finally:
             os.close(107)
         with os.fdopen(r, "rb") as f:
