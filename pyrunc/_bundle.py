@@ -35,10 +35,10 @@ _CREATE = [*_CORE, "pyrunc.create", "pyrunc.config", "pyrunc.schema", "pyrunc.ca
 # command -> the modules it imports in any case (its lazy imports included); "" = anything else.
 ENTRIES: dict[str, list[str]] = {
     "": _CORE,
-    "prewarm": ["pyrunc.cgroups"],   # what _boot.py needs first for create, run and exec
-    "create": _CREATE,
-    "run": [*_CREATE, "pyrunc.run"],
-    "exec": [*_CORE, "pyrunc.execute", "pyrunc.supervise", "pyrunc.log"],
+    "prewarm": ["pyrunc.cgroup_keeper"],   # what _boot.py needs first for create, run and exec
+    "create": [*_CREATE, "pyrunc.cgroups"],
+    "run": [*_CREATE, "pyrunc.cgroups", "pyrunc.run"],
+    "exec": [*_CORE, "pyrunc.execute", "pyrunc.supervise", "pyrunc.log", "pyrunc.cgroups"],
     **{cmd: [*_CORE, "pyrunc.lifecycle", "pyrunc.log", "pyrunc.cgroups"]
        for cmd in ("pause", "resume", "ps", "logs")},
     # The paused check only (cgroup_freezer.py), and for a stopped container's delete
@@ -147,10 +147,11 @@ def build(libdir: str, final_libdir: str) -> str:
     # instructions less for `state`. The prewarm modules are loaded first: not again.
     orders = {}
     packs: dict[tuple[str, ...], tuple[int, int]] = {}
+    prewarm = preload_order(ENTRIES["prewarm"], deps)
     for cmd, entries in ENTRIES.items():
         order = preload_order(entries, deps)
         if cmd in PREWARMED:
-            order = [n for n in order if n not in ENTRIES["prewarm"]]
+            order = [n for n in order if n not in prewarm]
         key = tuple(order)
         if key not in packs:
             packs[key] = add(marshal.dumps(tuple(codes[n] for n in order)))
