@@ -25,7 +25,7 @@ def read_all(path: str) -> bytes:
     """A /proc file whole, through posix (io's layers cost ~9 syscalls and ~50 us per file)."""
     fd = posix.open(path, posix.O_RDONLY | posix.O_CLOEXEC)
     try:
-        chunks = []
+        chunks: list[bytes] = []
         while True:
             chunk = posix.read(fd, 65536)
             if not chunk:

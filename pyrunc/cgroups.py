@@ -10,19 +10,25 @@ from __future__ import annotations
 
 import _signal as signal  # not `signal`: it imports enum
 import time
-
 from posix import environ as _posix_environ  # bytes keys; os.environ imports os (lightos.py)
 
 from pyrunc import lightos as os  # os minus its import cost: see lightos.py
 from pyrunc.cgroup_cleanup import exclusive, remove_dirs, surely_empty
-# The keeper thread (prewarm_migration) and what it reads live in cgroup_keeper.py, which the
-# launcher runs before anything else; re-exported here for create.py and execute.py.
-from pyrunc.cgroup_keeper import KEEPER_FD, close_keeper_fd, mounts, own_cgroups  # noqa: F401
-from pyrunc.cgroup_keeper import prewarm_migration, reap_prewarm  # noqa: F401
-from pyrunc.cgroup_keeper import read_all as _read_all
 from pyrunc.cgroup_freezer import freezer_of, layout_of, state_layout
 from pyrunc.cgroup_freezer import frozen as _frozen
 from pyrunc.cgroup_freezer import read_small as _read_small
+
+# The keeper thread (prewarm_migration) and what it reads live in cgroup_keeper.py, which the
+# launcher runs before anything else; re-exported here for create.py and execute.py.
+from pyrunc.cgroup_keeper import (  # noqa: F401
+    KEEPER_FD,
+    close_keeper_fd,
+    mounts,
+    own_cgroups,
+    prewarm_migration,
+    reap_prewarm,
+)
+from pyrunc.cgroup_keeper import read_all as _read_all
 from pyrunc.errors import ConfigError, PyruncError
 
 TYPE_CHECKING = False
@@ -251,11 +257,11 @@ class CgroupManager:
             with open(os.path.join(path, "cgroup.freeze"), "w") as f:
                 f.write("1" if frozen else "0")
             want, events = ("frozen 1" if frozen else "frozen 0"), os.path.join(path, "cgroup.events")
-            check = lambda: want in open(events).read().splitlines()  # noqa: E731
+            check = lambda: want.encode() in _read_small(events).splitlines()
         else:
             state_file = os.path.join(path, "freezer.state")
             target = "FROZEN" if frozen else "THAWED"
-            check = lambda: open(state_file).read().strip() == target  # noqa: E731
+            check = lambda: _read_small(state_file).strip() == target.encode()
             with open(state_file, "w") as f:
                 f.write(target)
         deadline = time.monotonic() + timeout
