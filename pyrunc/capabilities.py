@@ -8,8 +8,11 @@ do not.
 
 from __future__ import annotations
 
-from pyrunc import lightos as os  # os minus its import cost: see lightos.py
 from pyrunc import linux
+
+# A /proc file through posix, without io's layers; the launcher has loaded it for create, run
+# and exec (the keeper reads its /proc files with it).
+from pyrunc.cgroup_keeper import read_all as _read
 from pyrunc.errors import ConfigError
 
 # Kernel numbering (include/uapi/linux/capability.h).
@@ -30,15 +33,6 @@ PR_CAP_AMBIENT_RAISE = 2
 
 
 _last_cap: list[int] = []
-
-
-def _read(path: str) -> bytes:
-    """A small /proc file in one read, without io's three layers (~4 us instead of ~15)."""
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        return os.read(fd, 16384)
-    finally:
-        os.close(fd)
 
 
 def last_cap() -> int:
