@@ -13,9 +13,6 @@ every call (~0.5 ms for twenty lines). What it adds to a plain `from pyrunc.cli 
   is imported through the finder when first needed, one preloaded needlessly costs its body.
   A bundle that is absent, or was built by another interpreter (magic number), is ignored.
 - Parsed JSON too: the schema files' parsed form (schema.load_schema asks BundleFinder.prebuilt).
-- For create, run and exec, the cgroup keeper (cgroup_keeper.prewarm_migration) starts first,
-  before the other modules and extensions are loaded: the kernel's wait it hides is longer than
-  those imports, and cgroup_keeper.py needs nothing but builtins.
 - With the bundle in place, the standard library's directories go first on sys.path: every
   import of a stdlib module then stops at its own directory instead of stat'ing ours first
   (nothing in LIBDIR or its vendor/ has a stdlib module's name; pyrunc comes from the bundle).
@@ -244,7 +241,6 @@ def load_bundle(libdir):
         command = command_name(sys.argv[1:])
         if command in ("create", "run", "exec"):   # _bundle.PREWARMED
             _preload_pack(orders["prewarm"])   # cgroup_keeper alone: builtins only, ~60 lines
-            sys.modules["pyrunc.cgroup_keeper"].prewarm_migration()
             for name in _PREWARMED_EXTENSIONS:
                 load_extension(name)
         for name in _EXTENSIONS:

@@ -197,3 +197,8 @@ def reap_prewarm(generation: int) -> None:
     """Stop the thread prewarm_migration started (we have made our writes); harmless twice."""
     if generation and _keeper[0] == generation:
         _keeper[0] = 0
+
+
+def stop_keeper() -> None:
+    """Stop whichever keeper runs (our writes are made); harmless when none does."""
+    _keeper[0] = 0

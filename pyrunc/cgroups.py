@@ -12,6 +12,7 @@ import _signal as signal  # not `signal`: it imports enum
 import time
 from posix import environ as _posix_environ  # bytes keys; os.environ imports os (lightos.py)
 
+from pyrunc import cgroup_join
 from pyrunc import lightos as os  # os minus its import cost: see lightos.py
 from pyrunc.cgroup_cleanup import exclusive, remove_dirs, surely_empty
 from pyrunc.cgroup_freezer import freezer_of, layout_of, state_layout
@@ -142,13 +143,17 @@ class CgroupManager:
                 probe = os.path.dirname(probe)
         return out
 
-    def create(self) -> None:
-        """mkdir every missing level, remembering each one so delete removes only ours.
+    def create(self, only: str | None = None, skip: str | None = None) -> None:
+        """mkdir every missing level, remembering each one so delete removes only ours: in
+        every hierarchy, or in the one keyed `only`, or in all but `skip` (create makes the
+        cgroup2 directory before the init's fork, which is born in it: cgroup_join.py).
 
         mkdir comes first and the levels above are looked at only on ENOENT: a container's
         directory is normally missing and its parent there, so one syscall per hierarchy instead
         of a stat of each level, then the mkdir (10 hierarchies on this host)."""
         for key, path in list(self.paths.items()):
+            if key == skip or only is not None and key != only:
+                continue
             cpuset = "cpuset" in key.split(",")
             try:
                 existed = self._make(path, cpuset)
@@ -218,9 +223,18 @@ class CgroupManager:
         "everything in the cgroup" be done, since a joined cgroup can hold other processes."""
         return exclusive(self.paths, self.created)
 
-    def join_self(self) -> None:
-        """Move the calling process into every hierarchy ("0" means the writer itself)."""
-        self.join(0)
+    def join_self(self, born_in_v2: bool = False) -> None:
+        """Move the calling process, a single-threaded init or intermediate, into every
+        hierarchy: v1 ones without the grace period a cgroup.procs write waits for, and the
+        cgroup2 one unless it was born there (cgroup_join.py)."""
+        for key, path in list(self.paths.items()):
+            try:
+                cgroup_join.join_self({key: path}, born_in_v2, self.rootless)
+            except OSError as exc:
+                if self.rootless and exc.errno in _PERMISSION_ERRNOS:
+                    self._skip(key)  # created by us, but the move needs more than that
+                    continue
+                raise
 
     def join(self, pid: int) -> None:
         """Move a process (all its threads) into every hierarchy."""

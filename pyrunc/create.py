@@ -9,7 +9,7 @@ from __future__ import annotations
 import _signal as signal  # not `signal`: it imports enum
 import posix
 
-from pyrunc import OCI_VERSION, config, init, jsonlite, linux, state, sync
+from pyrunc import OCI_VERSION, cgroup_join, config, init, jsonlite, linux, state, sync
 from pyrunc import lightos as os  # os minus its import cost: see lightos.py
 from pyrunc.cgroups import CgroupManager
 from pyrunc.errors import PyruncError
@@ -159,9 +159,9 @@ def setup_cgroups(cg: CgroupManager, cfg: dict, new: set[str]) -> None:
     apply_limits(cg, cfg)
 
 
-def make_cgroups(cg: CgroupManager, new: set[str]) -> None:
-    """The directories: all a direct init needs before "cgroups" unless it joins them itself."""
-    cg.create()
+def make_cgroups(cg: CgroupManager, new: set[str], skip: str | None = None) -> None:
+    """The directories (but the hierarchy keyed `skip`, made already)."""
+    cg.create(skip=skip)
     if cg.skipped:
         from pyrunc.log import Log
         Log.warning(cg.skipped_warning())
@@ -227,18 +227,20 @@ def replace_state(staged: str, path: str) -> None:
 
 
 def fork_init(plan: init.InitPlan, parent_sock: sync.Socket, child_sock: sync.Socket,
-              new_pid: bool) -> int:
+              new_pid: bool, cgroup_fd: int) -> int:
     """Fork the init ourselves (init.can_fork_directly): with a new pid namespace, unshare it
     for our next child only, fork, and go back to our own at once, before any other child
-    (hooks, the prewarm child's successors) could land in the container's."""
+    (hooks) could land in the container's. The init is born in the cgroup2 directory
+    cgroup_fd names (-1: none) where the kernel can (cgroup_join.fork)."""
     own = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC) if new_pid else -1
     try:
         if new_pid:
             linux.unshare(linux.CLONE_NEWPID)
         try:
-            pid = os.fork()
+            pid, born_in_v2 = cgroup_join.fork(cgroup_fd)
             if pid == 0:
                 parent_sock.close()
+                plan.born_in_v2 = born_in_v2
                 init.direct_main(plan, child_sock)
         finally:
             if new_pid:
@@ -251,12 +253,11 @@ def fork_init(plan: init.InitPlan, parent_sock: sync.Socket, child_sock: sync.So
 
 
 def create(root: str, container_id: str, opts: CreateOptions) -> state.Container:
-    from pyrunc.cgroups import prewarm_migration, reap_prewarm
-    warm = prewarm_migration()
     try:
         return _create(root, container_id, opts)
     finally:
-        reap_prewarm(warm)
+        from pyrunc.cgroup_keeper import stop_keeper
+        stop_keeper()   # if the intermediate's path started one
 
 
 def _create(root: str, container_id: str, opts: CreateOptions) -> state.Container:
@@ -330,25 +331,30 @@ def _create(root: str, container_id: str, opts: CreateOptions) -> state.Containe
         plan.seccomp = seccomp_filter
         direct = init.can_fork_directly(plan) and not cg.rootless
         if not direct:
+            # The intermediate's path moves the init by a cgroup.procs write, after the grace
+            # period the keeper starts waiting for now (cgroup_keeper.py).
+            from pyrunc.cgroup_keeper import prewarm_migration
+            prewarm_migration()
             setup_cgroups(cg, cfg, new)
         parent_sock, child_sock = sync.pair()
         try:
             if direct:
                 # The init starts on the other core now: its namespaces and mounts overlap
-                # our cgroup work (it waits for our "go" before it may wait for `start`).
+                # our cgroup work (it waits for our "go" before it may wait for `start`). It
+                # is born in its cgroup2 directory, made first, and joins the v1 ones itself
+                # when we say "cgroups", once their limits are written: it must never run in
+                # a devices cgroup whose rules are half written (cgroup_join.py).
                 plan.cgroups_pending = True
-                init_pid = fork_init(plan, parent_sock, child_sock, "pid" in new)
-                make_cgroups(cg, new)
-                # The directories are what it binds into its rootfs (the cgroup mount, where
-                # it waits for this, often before we are done): the limits and the move can
-                # follow while it goes on, as they come before "go". An init that joins them
-                # itself (a cgroup namespace) waits for the limits: it must never run in a
-                # devices cgroup whose rules are half written.
-                if "cgroup" not in new:
-                    send_cgroups(parent_sock)
+                cg.create(only="")
+                v2_fd = cgroup_join.open_v2(cg.paths)
+                try:
+                    init_pid = fork_init(plan, parent_sock, child_sock, "pid" in new, v2_fd)
+                finally:
+                    if v2_fd >= 0:
+                        os.close(v2_fd)
+                make_cgroups(cg, new, skip="")
                 apply_limits(cg, cfg)
-                if "cgroup" in new:
-                    send_cgroups(parent_sock)
+                send_cgroups(parent_sock)
             else:
                 pid = os.fork()
                 if pid == 0:
@@ -370,7 +376,7 @@ def _create(root: str, container_id: str, opts: CreateOptions) -> state.Containe
                         raise
                     finally:
                         os.waitpid(pid, 0)
-                if "cgroup" not in new:
+                if "cgroup" not in new and not direct:
                     try:
                         cg.join(init_pid)  # while the init builds its rootfs on the other core
                     except ProcessLookupError:

@@ -3,8 +3,8 @@ container (execute.py is the CLI's side).
 
     pyrunc exec ─setns(pid) for its children only─fork─► the process: oom_score_adj,
       │ non-dumpable, fds dropped, trampoline, setns (user first, mount last), process
-      │ setup, "ready", waits for "go", execve through the trampoline
-      └ meanwhile moves it into the container's cgroups, then "go" (see ExecPlan.parent_joins)
+      │ born in the container's cgroup2 directory, joins the v1 ones (cgroup_join.py),
+      │ setup, "ready", execve through the trampoline
     or, where the CLI cannot set its pid_for_children (not root, a time namespace):
     pyrunc exec ─fork─► intermediate: cgroups, joins as above, ─fork─► the process; reports
       its pid
@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import _signal as signal  # not `signal`: it imports enum
 
-from pyrunc import exeguard, linux, lsm, procfs, sync, terminal, userns
+from pyrunc import cgroup_join, exeguard, linux, lsm, procfs, sync, terminal, userns
 from pyrunc import lightos as os  # os minus its import cost: see lightos.py
 from pyrunc.process import (
     NS_JOIN_ORDER,
@@ -50,11 +50,11 @@ PROC_NS_NAMES = {"user": "user", "cgroup": "cgroup", "ipc": "ipc", "uts": "uts",
 class ExecPlan:
     """What `pyrunc exec` computed before fork: whose namespaces, which cgroups, which process."""
 
-    def __init__(self, init_pid: int, process: dict, cgroup_dirs: list[str],
+    def __init__(self, init_pid: int, process: dict, cgroup_dirs: dict[str, str],
                  preserve_fds: int) -> None:
         self.init_pid = init_pid
         self.process = process
-        self.cgroup_dirs = cgroup_dirs
+        self.cgroup_dirs = cgroup_dirs   # hierarchy key ("" for cgroup2) -> directory
         self.preserve_fds = preserve_fds
         self.seccomp: Filter | None = None  # compiled by the parent, loaded last
         self.container_id = ""
@@ -64,12 +64,7 @@ class ExecPlan:
         self.host_proc = -1  # the host's /proc, for our host pid (the notify listener's state)
         self.exe_fd = -1     # the exec trampoline (exeguard.py), made before entering the userns
         self.joins: list[str] = []   # the namespace types the container does not share with us
-        # The one-fork path: the CLI writes our pid into the cgroups while we enter and set up,
-        # and says "go" once we are in. The first cgroup.procs write after a quiet period waits
-        # out an RCU grace period (cgroups.prewarm_migration): that wait then overlaps our
-        # joins and process setup instead of coming before them. We wait for "go" before the
-        # pty is opened (the devices cgroup applies to it) and before the last steps.
-        self.parent_joins = False
+        self.born_in_v2 = False      # forked into the cgroup2 directory (cgroup_join.fork)
 
 
 def prepare(plan: ExecPlan) -> None:
@@ -147,37 +142,16 @@ def _differs(init_pid: int, kind: str) -> bool:
         return False
 
 
-def join_cgroups(dirs: list[str], who: bytes) -> None:
-    """Move `who` (b"0": the caller; or a pid, for the CLI) into each cgroup directory."""
-    for directory in dirs:
-        path = directory + "/cgroup.procs"
-        fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
-        try:
-            os.write(fd, who)
-        except OSError as exc:
-            raise OSError(exc.errno, exc.strerror, path) from None
-        finally:
-            os.close(fd)
-
-
-def await_go(plan: ExecPlan, sock: sync.Socket) -> None:
-    """The one-fork path: wait until the CLI has put us into the cgroups (see parent_joins).
-    End of file (the CLI died or gave up) raises: nothing of the container's may run."""
-    if plan.parent_joins:
-        sync.recv(sock, "go", "exec")
-        plan.parent_joins = False
-
-
 def _enter(plan: ExecPlan, sock: sync.Socket, born_in_pid_ns: bool) -> None:
-    """Enter the container's cgroups (unless the CLI moves us) and the namespaces we do not
-    share with it (prepare; in the one-fork path we were born in its pid namespace)."""
+    """Enter the container's cgroups and the namespaces we do not share with it (prepare; in
+    the one-fork path we were born in its pid namespace, and in its cgroup2 directory)."""
     set_oom_score_adj(plan.process.get("oomScoreAdj"))
     linux.prctl(linux.PR_SET_DUMPABLE, 0)
     close_parent_fds(plan.preserve_fds, sock.fileno(), plan.exe_fd, plan.host_proc)
     if plan.seccomp is not None and plan.seccomp.notify:
         _seccomp().connect_listener(plan.seccomp)  # host paths: before entering the mount ns
-    if not plan.parent_joins:
-        join_cgroups(plan.cgroup_dirs, b"0")   # before the user and cgroup namespaces
+    # Before the user and cgroup namespaces; single-threaded, so without a grace period.
+    cgroup_join.join_self(plan.cgroup_dirs, plan.born_in_v2)
     for kind in plan.joins:   # in NS_JOIN_ORDER
         if kind == "pid" and born_in_pid_ns:
             continue
@@ -220,12 +194,10 @@ def child_main(plan: ExecPlan, sock: sync.Socket) -> NoReturn:
         proc = plan.process
         peer = -1
         if proc.get("terminal"):
-            await_go(plan, sock)
             os.setsid()  # an exec'd process gets its own session to own the terminal
             peer = hand_out_pty(proc, sock, console=False)
         exe, env = prepare_process(proc, plan.seccomp is not None)
         sync.send(sock, "ready")
-        await_go(plan, sock)
         ready = True
         # The socket stays open until the program's execve (the trampoline sets it close-on-exec
         # and reports a failed execve on it): its end-of-file tells `exec` that the program runs

@@ -7,7 +7,7 @@ with the process's status; --detach returns once it runs, leaving it to the call
 
 from __future__ import annotations
 
-from pyrunc import capabilities, execchild, jsonlite, linux, lsm, state, sync
+from pyrunc import capabilities, cgroup_join, execchild, jsonlite, linux, lsm, state, sync
 from pyrunc import lightos as os  # os minus its import cost: see lightos.py
 from pyrunc.errors import InvalidState, PyruncError
 from pyrunc.process import describe
@@ -74,8 +74,9 @@ def process_from_flags(base: dict, args: list[str], opts: dict) -> dict:
     return proc
 
 
-def cgroup_dirs(ctr: state.Container, wanted: list[str]) -> list[str]:
-    """The container's cgroups, or the sub-cgroups --cgroup names ("sub" or "ctrl,ctrl:sub")."""
+def cgroup_dirs(ctr: state.Container, wanted: list[str]) -> dict[str, str]:
+    """The container's cgroups (hierarchy key -> directory), or the sub-cgroups --cgroup names
+    ("sub" or "ctrl,ctrl:sub")."""
     paths = dict((ctr.data.get("cgroup") or {}).get("paths") or {})
     for item in wanted:
         ctrls, sep, sub = item.rpartition(":")
@@ -85,7 +86,7 @@ def cgroup_dirs(ctr: state.Container, wanted: list[str]) -> list[str]:
                 if not os.path.isdir(candidate):
                     raise PyruncError(f"--cgroup {item}: {candidate} does not exist")
                 paths[key] = candidate
-    return list(paths.values())
+    return paths
 
 
 def check_preserved_fds(count: int) -> None:
@@ -136,12 +137,11 @@ def exec_command(root: str, container_id: str, args: list[str], opts: dict) -> i
         plan.oci_version = ctr_cfg.get("ociVersion", "")
     if not detach:
         linux.prctl(linux.PR_SET_CHILD_SUBREAPER, 1)
-    from pyrunc.cgroups import prewarm_migration, reap_prewarm
-    warm = prewarm_migration()
     try:
-        return _spawn(plan, proc, opts, detach, warm)
+        return _spawn(plan, proc, opts, detach)
     finally:
-        reap_prewarm(warm)
+        from pyrunc.cgroup_keeper import stop_keeper
+        stop_keeper()   # if the two-fork path started one
 
 
 def _reap_failed(pid: int) -> None:
@@ -153,31 +153,17 @@ def _reap_failed(pid: int) -> None:
         pass
 
 
-def _move_into_cgroups(plan: execchild.ExecPlan, pid: int, sock: sync.Socket) -> None:
-    """The one-fork path: the child's cgroups are joined by us, by pid, while it enters the
-    namespaces (execchild.ExecPlan.parent_joins); then "go". A failure kills the child, and
-    the error it reported first (if it failed on its own) wins over ours."""
-    try:
-        execchild.join_cgroups(plan.cgroup_dirs, str(pid).encode())
-    except OSError as exc:
-        _reap_failed(pid)
-        sync.raise_reported_error(sock)
-        raise PyruncError(describe(exc)) from None
-    try:
-        sync.send(sock, "go")
-    except OSError:
-        pass    # it is gone: what it reported, or its end of file, is read next
+def _spawn(plan: execchild.ExecPlan, proc: dict, opts: dict, detach: bool) -> int:
+    """One fork where we can (execchild.join_pid_ns): the child, born in the container's
+    cgroup2 directory (cgroup_join.fork), joins the v1 ones, enters the container and becomes
+    the process; else two, through an intermediate that reports the process's pid.
 
-
-def _spawn(plan: execchild.ExecPlan, proc: dict, opts: dict, detach: bool, warm: int = 0) -> int:
-    """One fork where we can (execchild.join_pid_ns): the child enters the container and
-    becomes the process; else two, through an intermediate that reports the process's pid.
-
-    Forking while the cgroup keeper thread runs is safe (DESIGN.md's rule is about threads
-    holding locks): the thread only ever blocks in write(2) and sleep, with no lock held but
-    the GIL, which the forking thread holds; CPython resets the GIL and drops other threads'
-    states in the child, glibc's fork takes malloc's locks, and the child, single-threaded,
-    closes the keeper's fd. It must still run at the fork: our cgroup writes come after it."""
+    The two-fork path's intermediate moves itself by cgroup.procs (it is not born in the
+    cgroup2 directory) and the cgroup keeper thread starts that grace period now. Forking
+    while it runs is safe (DESIGN.md's rule is about threads holding locks): the thread only
+    ever blocks in write(2) and sleep, with no lock held but the GIL, which the forking thread
+    holds; CPython resets the GIL and drops other threads' states in the child, glibc's fork
+    takes malloc's locks, and the child, single-threaded, closes the keeper's fd."""
     parent_sock, child_sock = sync.pair()
     master = -1
     try:
@@ -188,17 +174,26 @@ def _spawn(plan: execchild.ExecPlan, proc: dict, opts: dict, detach: bool, warm:
             raise PyruncError(f"exec failed: unable to start container process: "
                               f"{describe(exc)}") from None
         own_pid_ns = execchild.join_pid_ns(plan)
-        plan.parent_joins = own_pid_ns >= 0
+        v2_fd = -1
+        if own_pid_ns >= 0:
+            v2_fd = cgroup_join.open_v2(plan.cgroup_dirs)
+        else:
+            from pyrunc.cgroup_keeper import prewarm_migration
+            prewarm_migration()
         try:
-            pid = os.fork()
+            pid, born_in_v2 = cgroup_join.fork(v2_fd)
         except OSError as exc:   # e.g. ENOMEM: the container's pid namespace has no init left
             if own_pid_ns >= 0:
                 execchild.leave_pid_ns(own_pid_ns)
             execchild.release(plan)
             raise PyruncError(f"exec failed: unable to start container process: fork: "
                               f"{exc.strerror}") from None
+        finally:
+            if v2_fd >= 0:
+                os.close(v2_fd)
         if pid == 0:
             parent_sock.close()
+            plan.born_in_v2 = born_in_v2
             # Ours, not the caller's: closed even where a number is in the --preserve-fds range.
             from pyrunc.cgroups import close_keeper_fd
             close_keeper_fd()
@@ -219,10 +214,6 @@ def _spawn(plan: execchild.ExecPlan, proc: dict, opts: dict, detach: bool, warm:
                 finally:
                     os.waitpid(pid, 0)
             state.pause_point("exec:after-fork")
-            if own_pid_ns >= 0:
-                _move_into_cgroups(plan, pid, parent_sock)
-                from pyrunc.cgroups import reap_prewarm
-                reap_prewarm(warm)   # our last cgroup write is made
             if proc.get("terminal"):
                 master = sync.recv_with_fds(parent_sock, "pty", "exec")[1][0]
             sync.recv(parent_sock, "ready", "exec")
@@ -232,8 +223,8 @@ def _spawn(plan: execchild.ExecPlan, proc: dict, opts: dict, detach: bool, warm:
             failed = wait_exec(parent_sock)
             if failed:
                 os.write(2, f"pyrunc: exec: {failed}\n".encode())
-            from pyrunc.cgroups import reap_prewarm
-            reap_prewarm(warm)   # joined: no more cgroup writes, even if the process runs for hours
+            from pyrunc.cgroup_keeper import stop_keeper
+            stop_keeper()   # joined: no more cgroup writes, even if the process runs for hours
         except PyruncError as exc:
             if own_pid_ns >= 0:
                 _reap_failed(pid)   # our own child: its pid cannot have been reused

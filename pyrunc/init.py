@@ -91,6 +91,7 @@ class InitPlan:
         self.exe_fd = -1                # the exec trampoline (exeguard.py), made by the intermediate
         self.premounts: dict[int, int] = {}
         self.cgroups_pending = False    # a direct init: the parent says "cgroups" once made
+        self.born_in_v2 = False         # a direct init forked into its cgroup2 directory
         user_join = [path for kind, path in self.join if kind == "user"]
         self.user_path = user_join[0] if user_join else None
         self.in_userns = "user" in self.new or self.user_path is not None
@@ -137,12 +138,14 @@ def can_fork_directly(plan: InitPlan) -> bool:
 
 
 def await_cgroups(plan: InitPlan, sock: sync.Socket) -> None:
-    """A direct init runs while the parent makes the cgroups: wait for them where first needed
-    (joining them for a cgroup namespace, binding them into the rootfs), and in any case
-    before "ready", so the parent's messages come in the order it sends them."""
+    """A direct init runs while the parent makes the cgroups and writes their limits: wait
+    for them where first needed (for a cgroup namespace, binding them into the rootfs), and
+    in any case before "ready", so the parent's messages come in the order it sends them;
+    then join them, ourselves: we are single-threaded, so no grace period (cgroup_join.py)."""
     if plan.cgroups_pending:
         sync.recv(sock, "cgroups", "create")
         plan.cgroups_pending = False
+        plan.cgroups.join_self(plan.born_in_v2)
 
 
 def enter_namespaces(plan: InitPlan, sock: sync.Socket, direct: bool) -> None:
@@ -164,12 +167,14 @@ def enter_namespaces(plan: InitPlan, sock: sync.Socket, direct: bool) -> None:
         plan.premounts = mounts.premount_binds(plan.cfg, plan.bundle, plan.in_userns,
                                                plan.user_path)
     if "cgroup" in plan.new:
-        # A new cgroup namespace is rooted where its creator stands: join first. Otherwise
-        # the parent moves the init in, in parallel with the init's rootfs work (the first
-        # cgroup.procs write waits ~10-18 ms for an RCU grace period). A direct init is
-        # forked before the cgroups exist: the parent says when they do.
-        await_cgroups(plan, sock)
-        plan.cgroups.join_self()
+        # A new cgroup namespace is rooted where its creator stands: join first. A direct
+        # init is forked before the cgroups exist: the parent says when they do, and it
+        # joins them then. Otherwise a direct init joins when it first needs them (mounting
+        # them, or "ready"), and the parent moves an intermediate's init in by pid.
+        if plan.cgroups_pending:
+            await_cgroups(plan, sock)
+        else:
+            plan.cgroups.join_self()
     for kind in NS_JOIN_ORDER:
         for jkind, path in plan.join:
             if jkind == kind:
@@ -293,9 +298,10 @@ def init_main(plan: InitPlan, sock: sync.Socket) -> NoReturn:
         if "LISTEN_FDS" in env:
             env["LISTEN_PID"] = str(os.getpid())  # 1 in a new pid namespace
         sync.send(sock, "ready")
-        # Until the parent's "go" we may not be in our cgroups yet (it moves us in while we
-        # work): if it dies before, we must end here rather than wait for a `start` forever
-        # out of reach of `delete`'s cgroup kill. EOF is that death.
+        # Until the parent's "go" an intermediate's init may not be in its cgroups yet (the
+        # parent moves it in while it works), and the parent may still fail the create: if
+        # it dies before, we must end here rather than wait for a `start` forever, out of
+        # reach of `delete`'s cgroup kill. EOF is that death.
         sync.recv(sock, "go", "create")
         ready = True
         sock.close()

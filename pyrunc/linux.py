@@ -63,15 +63,24 @@ class _Libc:
 _libc = _Libc()
 _syscall = _LongFunction(("syscall", _libc))  # type: ignore[arg-type]  # as in _Libc
 
+
+class _HoldingGil(_ctypes.CFuncPtr):
+    """A function called without releasing the GIL (what PyDLL makes): the interpreter's own
+    fork hooks, and a clone between them, during which no other thread may run Python."""
+    _flags_ = _ctypes.FUNCFLAG_CDECL | _ctypes.FUNCFLAG_PYTHONAPI | _ctypes.FUNCFLAG_USE_ERRNO
+    _restype_ = c_long
+
 # x86_64 syscall numbers for calls glibc 2.36 has no wrapper for.
 SYS_pivot_root = 155
 SYS_open_tree = 428
 SYS_move_mount = 429
 SYS_close_range = 436
+SYS_clone3 = 435
 SYS_openat2 = 437
 SYS_mount_setattr = 442
 
 CLONE_NEWTIME = 0x00000080
+CLONE_INTO_CGROUP = 0x200000000
 CLONE_NEWNS = 0x00020000
 CLONE_NEWCGROUP = 0x02000000
 CLONE_NEWUTS = 0x04000000
@@ -315,3 +324,39 @@ def join_session_keyring(name: str) -> int:
     _check(_syscall(c_long(SYS_keyctl), c_long(KEYCTL_SETPERM), c_long(serial),
                     c_long(0x3F1F0000)))
     return serial
+
+
+_SIGCHLD = 17
+
+
+def fork_into_cgroup(cgroup_fd: int) -> int:
+    """os.fork(), with the child born in the cgroup2 directory cgroup_fd names (clone3 with
+    CLONE_INTO_CGROUP, Linux 5.7): no cgroup.procs write, so no wait for the RCU grace period
+    that the first migration after a quiet period costs (10-18 ms here; cgroup_join.py).
+
+    What os.fork does around fork(2), around clone3 instead: the interpreter's own hooks
+    (PyOS_BeforeFork takes the import lock and runs os.register_at_fork's callbacks;
+    PyOS_AfterFork_Child resets the GIL, thread states and locks), all with the GIL held.
+    What glibc's fork adds (malloc's and stdio's locks taken across it, atfork handlers, its
+    cached thread id of the child) only matters with other threads running: callers make sure
+    none is (cgroup_join.fork), and no libc call in the child reads that cached id (raise and
+    getpid ask the kernel). OSError from clone3 (ENOSYS on old kernels or under a seccomp
+    filter that refuses it, EBUSY for a cgroup that may not hold processes, ...) is raised
+    with nothing forked."""
+    args = _u64s(CLONE_INTO_CGROUP, 0, 0, 0, _SIGCHLD, 0, 0, 0, 0, 0, cgroup_fd)  # clone_args
+    _before_fork()
+    pid = _clone3(c_long(SYS_clone3), args, c_size_t(len(args)))
+    if pid == 0:
+        _after_fork_child()
+        return 0
+    err = get_errno()
+    _after_fork_parent()
+    if pid < 0:
+        raise OSError(err, os.strerror(err))
+    return pid
+
+
+_clone3 = _HoldingGil(("syscall", _libc))  # type: ignore[arg-type]  # as in _Libc
+_before_fork = _HoldingGil(("PyOS_BeforeFork", _libc))  # type: ignore[arg-type]
+_after_fork_child = _HoldingGil(("PyOS_AfterFork_Child", _libc))  # type: ignore[arg-type]
+_after_fork_parent = _HoldingGil(("PyOS_AfterFork_Parent", _libc))  # type: ignore[arg-type]
