@@ -38,7 +38,7 @@ ENTRIES: dict[str, list[str]] = {
     "prewarm": ["pyrunc.cgroup_keeper"],   # what _boot.py needs first for create, run and exec
     "create": [*_CREATE, "pyrunc.cgroups"],
     "run": [*_CREATE, "pyrunc.cgroups", "pyrunc.run"],
-    "exec": [*_CORE, "pyrunc.execute", "pyrunc.supervise", "pyrunc.log", "pyrunc.cgroups"],
+    "exec": [*_CORE, "pyrunc.execute", "pyrunc.supervise", "pyrunc.log"],
     **{cmd: [*_CORE, "pyrunc.lifecycle", "pyrunc.log", "pyrunc.cgroups"]
        for cmd in ("pause", "resume", "ps", "logs")},
     # The paused check only (cgroup_freezer.py), and for a stopped container's delete

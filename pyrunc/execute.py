@@ -94,7 +94,7 @@ def check_preserved_fds(count: int) -> None:
     range would otherwise be filled by one of ours (the host's /proc, a socket) and handed to
     the container (CVE-2024-21626 class). Nothing of ours is open in the range here: the
     launcher's bundle fd is closed, and the cgroup keeper's sits near RLIMIT_NOFILE."""
-    from pyrunc.cgroups import KEEPER_FD
+    from pyrunc.cgroup_keeper import KEEPER_FD
     for fd in range(3, 3 + count):
         try:
             if fd == KEEPER_FD[0]:
@@ -195,7 +195,7 @@ def _spawn(plan: execchild.ExecPlan, proc: dict, opts: dict, detach: bool) -> in
             parent_sock.close()
             plan.born_in_v2 = born_in_v2
             # Ours, not the caller's: closed even where a number is in the --preserve-fds range.
-            from pyrunc.cgroups import close_keeper_fd
+            from pyrunc.cgroup_keeper import close_keeper_fd
             close_keeper_fd()
             if own_pid_ns >= 0:
                 os.close(own_pid_ns)

@@ -59,8 +59,8 @@ def test_a_real_run_without_net_devices_never_imports_pyroute2(pyrunc, bundle) -
 
 @pytest.mark.kernel
 def test_short_commands_leave_cgroups_py_alone(pyrunc, bundle) -> None:
-    """state and list (the paused check: cgroup_freezer.py), kill without --all, and delete of
-    an exited container whose cgroup2 directory is empty (cgroup_cleanup.py) never load
+    """state and list (the paused check: cgroup_freezer.py), kill without --all, exec, and
+    delete of an exited container whose cgroup2 directory is empty (cgroup_cleanup.py) never load
     cgroups.py (~1 M instructions a call); pause still reports "paused" without it."""
     launcher = (f"import sys; sys.path[:0] = [{str(REPO)!r}, '/usr/local/lib/pyrunc/vendor']; "
                 "from pyrunc.cli import main; sys.exit(main())")
@@ -86,6 +86,12 @@ def test_short_commands_leave_cgroups_py_alone(pyrunc, bundle) -> None:
         assert "paused" in r.stdout and "pyrunc.cgroups" not in r.stderr, r.stderr
     pyrunc("resume", cid, check=True)
     assert '"running"' in traced("state", cid).stdout
+    # exec neither: its process joins the cgroups by cgroup_join.py alone.
+    r = subprocess.run(["/usr/bin/python3", "-X", "importtime", "-I", "-S", "-c", launcher,
+                        "--root", str(pyrunc.root), "exec", cid, "true"], capture_output=True,
+                       text=True, check=False)
+    assert r.returncode == 0 and "pyrunc.execute" in r.stderr, r.stderr
+    assert "pyrunc.cgroups" not in r.stderr, r.stderr
     assert "pyrunc.cgroups" not in traced("kill", cid, "KILL").stderr
     for _ in range(500):
         if pyrunc.state(cid)["status"] == "stopped":
