@@ -39,7 +39,7 @@ _PASSIVE = frozenset({"$schema", "$id", "$comment", "$defs", "title", "descripti
                       "examples", "deprecated", "readOnly", "writeOnly", "then", "else"})
 _NUMBERS = (int, float)
 _MAX_SHOWN = 60
-_CONTROL = {c: f"\\x{c:02x}" for c in range(32)}
+_CONTROL: dict[int, str] = {}  # C0 controls -> \xNN: made by _describe (~76 K instructions)
 _SPEC_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "spec")
 
 
@@ -86,6 +86,8 @@ def _same(a: Any, b: Any) -> bool:
 
 
 def _describe(failure: Failure) -> str:
+    if not _CONTROL:
+        _CONTROL.update({c: f"\\x{c:02x}" for c in range(32)})
     pointer = "".join("/" + _cut(str(k).replace("~", "~0").replace("/", "~1")) for k in reversed(failure[1:]))
     message: str = failure[0]
     return ((pointer + ": " if pointer else "") + message).translate(_CONTROL)
