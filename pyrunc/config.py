@@ -20,13 +20,21 @@ def check_oci_version(version: object) -> None:
 
 
 def read_file(path: str, label: str) -> bytes:
-    """A file's bytes ("-": standard input), or one line naming `label` and the OS error."""
+    """A file's bytes ("-": standard input), or one line naming `label` and the OS error.
+    Through posix: io's open and read cost 9 syscalls and a buffered reader where this takes 4
+    (a directory fails at the read instead of the open, with the same EISDIR)."""
     try:
         if path == "-":
             import sys
             return sys.stdin.buffer.read()
-        with open(path, "rb") as f:
-            return f.read()
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            chunks = []
+            while chunk := os.read(fd, 1 << 20):
+                chunks.append(chunk)
+            return b"".join(chunks)
+        finally:
+            os.close(fd)
     except OSError as exc:
         text = exc.strerror or str(exc)
         raise ConfigError(f"{label}: {text[:1].lower()}{text[1:]}") from None

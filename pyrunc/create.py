@@ -14,6 +14,8 @@ from pyrunc import lightos as os  # os minus its import cost: see lightos.py
 from pyrunc.cgroups import CgroupManager
 from pyrunc.errors import PyruncError
 
+os.bind_container_names()  # the parent's and its init's posix names at once (lightos.py)
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable

@@ -3,3 +3,5 @@
 from os import *
 from os import environ as environ
 from os import path as path
+
+def bind_container_names() -> None: ...

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pyrunc import create, linux
 from pyrunc import lightos as os  # os minus its import cost: see lightos.py
+from pyrunc.state import START_ERROR
 
 _forward_to: list = []   # supervise.hold_signals' answer, once _after_fork ran
 
@@ -41,6 +42,13 @@ def run(root: str, container_id: str, opts: create.CreateOptions, detach: bool, 
         # The Container create returned goes on to start and delete: its state is create's
         # own, so neither reads state.json again, and config.json is read once (hooks).
         proxy = lifecycle.start(root, container_id, wait_ready=False, ctr=ctr)
+        # start has read start.err, where nothing writes once the program runs: removed now,
+        # while the container runs, not by the delete its exit waits for (an unlink and an
+        # inode eviction of this host's ext4 fewer after the exit).
+        try:
+            os.unlink(ctr.path(START_ERROR))
+        except FileNotFoundError:
+            pass
         if proxy is not None:  # NOTIFY_SOCKET: pyrunc stays the main process (MAINPID)
             proxy.run_in_background(os.getpid())
         if ctr.pty_master >= 0:
