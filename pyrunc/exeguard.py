@@ -203,6 +203,74 @@ _AARCH64 = struct.pack("<66I",
 
 _MACHINES = {"x86_64": (62, _X86_64), "aarch64": (183, _AARCH64)}  # uname machine -> (ELF e_machine, code)
 
+# The wait for `start`, in front of the x86_64 trampoline (create's init, where can_wait says
+# so): with argv[0] "w" + the usual fd list, it installs a handler on every signal the Python
+# init's own wait handles (init._FATAL; it exits 128+signal, and without a handler the
+# container's PID 1 would ignore them), polls and reads one byte from the exec fifo, then
+# drops the "w" and goes on into the trampoline. EOF (a `start` that gave up) exits 1; EAGAIN
+# and EINTR poll again. So between create and start the container's init is this program, not
+# our Python interpreter: ~10 KB resident instead of ~9.5 MB, and `start` wakes up a read
+# instead of an interpreter. rbp holds the fifo's fd, patched in at _WAIT_FD_AT; r15 the
+# signals left alone (a bit per number), at _WAIT_SKIP_AT; r14 counts 1..64.
+_X86_64_WAIT = bytes.fromhex(
+    "488b442408"       # 00 mov rax, [rsp+8]             argv[0]
+    "803877"           # 05 cmp byte [rax], 'w'
+    "0f85c3000000"     # 08 jne trampoline (d1)          no wait asked: straight on
+    "48ffc0"           # 0e inc rax
+    "4889442408"       # 11 mov [rsp+8], rax             argv[0] without its "w"
+    "bdffffffff"       # 16 mov ebp, FIFO                patched: the exec fifo's fd
+    "4883ec20"         # 1b sub rsp, 32                  struct sigaction (the kernel's)
+    "488d059e000000"   # 1f lea rax, [rip+handler (c4)]
+    "48890424"         # 26 mov [rsp], rax               sa_handler
+    "48c744240800000004"  # 2a mov qword [rsp+8], SA_RESTORER
+    "4889442410"       # 33 mov [rsp+16], rax            sa_restorer (never returned to)
+    "48c744241800000000"  # 38 mov qword [rsp+24], 0     sa_mask
+    "49bfffffffffffffffff"  # 41 mov r15, SKIP           patched: the signals left alone
+    "41be01000000"     # 4b mov r14d, 1
+    "4d0fa3f7"         # 51 sigloop: bt r15, r14
+    "7215"             # 55 jc signext (6c)
+    "4489f7"           # 57 mov edi, r14d
+    "4889e6"           # 5a mov rsi, rsp
+    "31d2"             # 5d xor edx, edx
+    "41ba08000000"     # 5f mov r10d, 8                  sigsetsize
+    "b80d000000"       # 65 mov eax, SYS_rt_sigaction
+    "0f05"             # 6a syscall                      an error leaves that one as it was
+    "41ffc6"           # 6c signext: inc r14d
+    "4183fe40"         # 6f cmp r14d, 64
+    "76dc"             # 73 jbe sigloop (51)
+    "4883c420"         # 75 add rsp, 32
+    "6a01"             # 79 wait: push 1
+    "48c1242420"       # 7b shl qword [rsp], 32          struct pollfd {FIFO, POLLIN, 0}
+    "892c24"           # 80 mov [rsp], ebp
+    "4889e7"           # 83 mov rdi, rsp
+    "be01000000"       # 86 mov esi, 1
+    "baffffffff"       # 8b mov edx, -1                  no timeout
+    "b807000000"       # 90 mov eax, SYS_poll
+    "0f05"             # 95 syscall
+    "89ef"             # 97 mov edi, ebp
+    "4889e6"           # 99 mov rsi, rsp                 one byte, into the pollfd's place
+    "ba01000000"       # 9c mov edx, 1
+    "31c0"             # a1 xor eax, eax                 SYS_read
+    "0f05"             # a3 syscall
+    "59"               # a5 pop rcx
+    "4883f801"         # a6 cmp rax, 1
+    "7425"             # aa je trampoline (d1)           start said go
+    "4883f8f5"         # ac cmp rax, -EAGAIN
+    "74c7"             # b0 je wait (79)
+    "4883f8fc"         # b2 cmp rax, -EINTR
+    "74c1"             # b6 je wait (79)
+    "bf01000000"       # b8 mov edi, 1                   EOF or an error: no start
+    "b8e7000000"       # bd mov eax, SYS_exit_group
+    "0f05"             # c2 syscall
+    "81c780000000"     # c4 handler: add edi, 128        edi: the signal
+    "b8e7000000"       # ca mov eax, SYS_exit_group
+    "0f05"             # cf syscall
+)                      # d1 trampoline: _X86_64 follows
+_WAIT_FD_AT, _WAIT_SKIP_AT = 0x17, 0x43
+# What init._FATAL leaves out (KILL, CHLD, CONT, STOP, TSTP, TTIN, TTOU, URG, WINCH), and 32
+# and 33, which glibc keeps for itself (Python's valid_signals() has neither).
+_WAIT_SKIPS = (9, 17, 18, 19, 20, 21, 22, 23, 28, 32, 33)
+
 
 def _elf(machine: int, code: bytes) -> bytes:
     """A static ELF64 executable: the header, a PT_LOAD mapping the whole file read+exec at
@@ -221,19 +289,49 @@ def _elf(machine: int, code: bytes) -> bytes:
     return header + load + stack + code
 
 
-def image() -> bytes | None:
-    """The trampoline for this machine, or None where we have none (see features())."""
+def image(wait_fd: int = -1) -> bytes | None:
+    """The trampoline for this machine, or None where we have none (see features()); with
+    wait_fd, the one that first waits for `start` on that fifo (can_wait: x86_64 only)."""
     found = _MACHINES.get(os.uname().machine)
-    return _elf(*found) if found else None
+    if not found:
+        return None
+    machine, code = found
+    if wait_fd >= 0:
+        wait = bytearray(_X86_64_WAIT)
+        wait[_WAIT_FD_AT:_WAIT_FD_AT + 4] = wait_fd.to_bytes(4, "little")
+        skip = sum(1 << signal for signal in _WAIT_SKIPS)
+        wait[_WAIT_SKIP_AT:_WAIT_SKIP_AT + 8] = skip.to_bytes(8, "little")
+        code = bytes(wait) + code
+    return _elf(machine, code)
+
+
+def can_wait(cfg: dict) -> bool:
+    """Whether create's init can leave the wait for `start` to the trampoline (image(wait_fd)):
+    on x86_64, where nothing has to happen in the init between the start signal and the
+    program's execve (startContainer hooks; an LSM label, which /proc/self/attr/exec applies
+    at the very next execve, the trampoline's), and where the seccomp profile, loaded before
+    that wait then, surely lets the trampoline's own calls through (exeguard enters it with
+    execveat; then rt_sigaction, poll and read, besides fcntl, writev and exit_group, which
+    the trampoline needs anyway)."""
+    if os.uname().machine != "x86_64":
+        return False
+    proc = cfg.get("process") or {}
+    if proc.get("apparmorProfile") or proc.get("selinuxLabel"):
+        return False
+    if (cfg.get("hooks") or {}).get("startContainer"):
+        return False
+    sc = (cfg.get("linux") or {}).get("seccomp")
+    return all(allows(sc, name) for name in ("execveat", "rt_sigaction", "poll", "read"))
 
 
 _MFD_EXEC = 0x10  # kernels >= 6.3 with vm.memfd_noexec = 1 want it said; older ones refuse it
 
 
-def create() -> int:
-    """The trampoline in a sealed, close-on-exec memfd (one per call), or -1 without one.
-    Called before entering the container's user namespace (see the module docstring)."""
-    code = image()
+def create(wait_fd: int = -1) -> int:
+    """The trampoline in a sealed, close-on-exec memfd (one per call), or -1 without one;
+    with wait_fd, the one that waits for `start` on it (image). Called before entering the
+    container's user namespace (see the module docstring)."""
+    code = image(wait_fd)
     if code is None:
         return -1
     flags = os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING
@@ -274,10 +372,11 @@ def allows(sc: dict | None, name: str) -> bool:
 
 
 def execute(memfd: int, exe: str, proc: dict, env: dict[str, str], keep: tuple[int, ...],
-            flt: Filter | None) -> NoReturn:
+            flt: Filter | None, wait: bool = False) -> NoReturn:
     """The final exec of `exe` with proc["args"], through the trampoline in `memfd`. keep: fds
     (the first one gets the errno if the program's execve fails) the trampoline closes at it;
-    flt: the seccomp filter just loaded, if any. Raises OSError naming `exe` if the trampoline
+    flt: the seccomp filter just loaded, if any; wait: the trampoline was made to wait for
+    `start` first (create(wait_fd), can_wait). Raises OSError naming `exe` if the trampoline
     itself cannot be exec'd (the program's execve would have failed the same way)."""
     from pyrunc.process import seccomp_needs_admin
     caps = capabilities.parse(proc.get("capabilities"))
@@ -298,7 +397,7 @@ def execute(memfd: int, exe: str, proc: dict, env: dict[str, str], keep: tuple[i
     execveat = flt is None or flt.execveat
     for fd in keep:
         os.set_inheritable(fd, True)
-    argv = [",".join(str(fd) for fd in keep), exe, *proc["args"]]
+    argv = [("w" if wait else "") + ",".join(str(fd) for fd in keep), exe, *proc["args"]]
     try:
         if execveat:
             os.execve(memfd, argv, env)  # fexecve: execveat(memfd, "", AT_EMPTY_PATH)

@@ -92,6 +92,9 @@ class InitPlan:
         self.premounts: dict[int, int] = {}
         self.cgroups_pending = False    # a direct init: the parent says "cgroups" once made
         self.born_in_v2 = False         # a direct init forked into its cgroup2 directory
+        # The trampoline waits for `start` instead of us (exeguard.can_wait): between create
+        # and start the init is then a ~10 KB program rather than this interpreter.
+        self.trampoline_waits = exeguard.can_wait(cfg)
         user_join = [path for kind, path in self.join if kind == "user"]
         self.user_path = user_join[0] if user_join else None
         self.in_userns = "user" in self.new or self.user_path is not None
@@ -153,11 +156,12 @@ def enter_namespaces(plan: InitPlan, sock: sync.Socket, direct: bool) -> None:
     set_oom_score_adj(plan.cfg["process"].get("oomScoreAdj"))
     linux.prctl(linux.PR_SET_DUMPABLE, 0)
     close_parent_fds(plan.preserve_fds, sock.fileno())
-    plan.exe_fd = exeguard.create()  # before any user namespace (see exeguard.py)
     rootfs.hold_proc()  # the host's procfs, before any joined mount namespace hides it
     # Host paths are opened now, with the caller's view and rights: once in a user
     # namespace, the container's root may not reach them (a 0700 state dir or bundle).
     plan.fifo_fd = os.open(plan.fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    # Before any user namespace (see exeguard.py); the waiting one knows the fifo's fd.
+    plan.exe_fd = exeguard.create(plan.fifo_fd if plan.trampoline_waits else -1)
     plan.start_err_fd = os.open(os.path.join(os.path.dirname(plan.fifo), START_ERROR),
                                 os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
     if "mount" in plan.new:
@@ -297,6 +301,10 @@ def init_main(plan: InitPlan, sock: sync.Socket) -> NoReturn:
         exe, env = prepare_process(proc, plan.seccomp is not None)
         if "LISTEN_FDS" in env:
             env["LISTEN_PID"] = str(os.getpid())  # 1 in a new pid namespace
+        if plan.trampoline_waits:
+            # A `kill` may come as soon as create returns: until the trampoline has its own
+            # handlers, ours end the init as wait_for_start's do (PID 1 ignores the rest).
+            _handle_fatal_signals()
         sync.send(sock, "ready")
         # Until the parent's "go" an intermediate's init may not be in its cgroups yet (the
         # parent moves it in while it works), and the parent may still fail the create: if
@@ -309,7 +317,8 @@ def init_main(plan: InitPlan, sock: sync.Socket) -> NoReturn:
             # Before the wait, as runc does: the create's stdout/stderr pipes must not outlive
             # create, or containerd's shim (which reads them to EOF) never sees create end.
             terminal.make_controlling(peer)
-        wait_for_start(fifo_fd)
+        if not plan.trampoline_waits:
+            wait_for_start(fifo_fd)
         # fifo_fd stays open (close-on-exec): its closing at execve tells `start` we are there.
         start_hooks = (cfg.get("hooks") or {}).get("startContainer")
         if start_hooks:
@@ -321,7 +330,8 @@ def init_main(plan: InitPlan, sock: sync.Socket) -> NoReturn:
         seccomp.load(plan.seccomp, notify_state)  # last: then only a capset and execve
         # Through the trampoline: the fifo closes, and start.err gets the errno of a failed
         # execve, only at the program's execve.
-        exeguard.execute(plan.exe_fd, exe, proc, env, (start_err, fifo_fd), plan.seccomp)
+        exeguard.execute(plan.exe_fd, exe, proc, env, (start_err, fifo_fd), plan.seccomp,
+                         plan.trampoline_waits)
     except hooks.HookError as exc:
         if ready:
             _report_after_ready(start_err, str(exc))
@@ -354,13 +364,20 @@ def _die_on_signal(signum: int, _frame: object) -> None:
     os._exit(128 + signum)
 
 
-def wait_for_start(fifo_fd: int) -> None:
-    """Block until `pyrunc start` writes a byte into the exec fifo (see state.py for status)."""
+def _handle_fatal_signals() -> None:
+    """A handler that ends us on every signal that would end a process by default: as a pid
+    namespace's PID 1 we would otherwise ignore them all (but SIGKILL and SIGSTOP), and
+    `kill` of a created container must work."""
     for sig in _FATAL:
         try:
             signal.signal(sig, _die_on_signal)
         except (OSError, ValueError):
             continue
+
+
+def wait_for_start(fifo_fd: int) -> None:
+    """Block until `pyrunc start` writes a byte into the exec fifo (see state.py for status)."""
+    _handle_fatal_signals()
     poller = select.poll()
     poller.register(fifo_fd, select.POLLIN)
     while True:

@@ -62,6 +62,11 @@ def start(root: str, container_id: str, wait_ready: bool = True,
     except OSError as exc:
         import errno  # here, not at the top: its table costs every short command ~0.2 M instructions
         if exc.errno in (errno.ENXIO, errno.ENOENT):
+            # An init that failed after create returned (its last steps before the wait,
+            # where the trampoline waits) said why in START_ERROR.
+            died = _start_error(ctr)
+            if died:
+                raise PyruncError(died) from None
             raise InvalidState("cannot start a container that has stopped") from None
         raise
     try:
@@ -74,6 +79,22 @@ def start(root: str, container_id: str, wait_ready: bool = True,
     finally:
         os.close(fd)
     state.pause_point("start:after-write")
+    died = _start_error(ctr)
+    if died:
+        # The init is gone (a startContainer hook failed, or execve did): the container is
+        # stopped, and `start` says why (runtime-spec lifecycle step 7).
+        ctr.unlock()
+        raise PyruncError(died)
+    run_late_hooks(ctr, "poststart", "running")
+    ctr.unlock()  # kill and delete must not wait behind a container that never gets ready
+    if proxy is not None and wait_ready:
+        proxy.run(ctr.pid)
+        return None
+    return proxy
+
+
+def _start_error(ctr: state.Container) -> str:
+    """The last line the init left in START_ERROR (why it never ran the program), or ""."""
     try:
         fd = os.open(ctr.path(state.START_ERROR), os.O_RDONLY | os.O_CLOEXEC)
         try:  # posix, not open(): io's layers cost ~9 syscalls for this (usually empty) file
@@ -82,23 +103,13 @@ def start(root: str, container_id: str, wait_ready: bool = True,
                 raw += chunk
         finally:
             os.close(fd)
-        if raw[:1] == b"\0":  # the exec trampoline's report of a failed execve (exeguard.py)
-            from pyrunc.exeguard import failure
-            raw = f"container process: {failure(raw)}".encode()
-        died = raw.decode(errors="replace").strip()
     except FileNotFoundError:
-        died = ""
-    if died:
-        # The init is gone (a startContainer hook failed, or execve did): the container is
-        # stopped, and `start` says why (runtime-spec lifecycle step 7).
-        ctr.unlock()
-        raise PyruncError(died.splitlines()[-1].removeprefix("pyrunc: "))
-    run_late_hooks(ctr, "poststart", "running")
-    ctr.unlock()  # kill and delete must not wait behind a container that never gets ready
-    if proxy is not None and wait_ready:
-        proxy.run(ctr.pid)
-        return None
-    return proxy
+        return ""
+    if raw[:1] == b"\0":  # the exec trampoline's report of a failed execve (exeguard.py)
+        from pyrunc.exeguard import failure
+        raw = f"container process: {failure(raw)}".encode()
+    died = raw.decode(errors="replace").strip()
+    return died.splitlines()[-1].removeprefix("pyrunc: ") if died else ""
 
 
 def wait_for_exec(fifo_fd: int) -> None:

@@ -25,6 +25,8 @@ from pathlib import Path
 import pytest
 from conftest import base_config, one_line_error
 
+from pyrunc import exeguard
+
 pytestmark = pytest.mark.kernel
 
 HOST_PYTHON = os.path.realpath("/usr/bin/python3")  # what pyrunc's launcher runs
@@ -140,12 +142,22 @@ echo probed
 PROBED = "readlink self\nread-open self\nprobed\n"
 
 
-def test_created_init_exe_is_unreachable(pyrunc, bundle):
+@pytest.mark.parametrize("trampoline_waits", [True, False])
+def test_created_init_exe_is_unreachable(pyrunc, bundle, trampoline_waits):
+    """Until `start`, PID 1 of the container is the waiting trampoline (a sealed memfd) where
+    exeguard.can_wait says so, else the host's interpreter (a startContainer hook must run
+    after start, in the init): either way the container cannot reach its executable."""
     before = digest(HOST_PYTHON)
-    cid = start(pyrunc, bundle, base_config(["true"]), created=True)
+    cfg = base_config(["true"])
+    if not trampoline_waits:
+        cfg["hooks"] = {"startContainer": [{"path": "/bin/true"}]}
+    cid = start(pyrunc, bundle, cfg, created=True)
     host_pid = pyrunc.state(cid)["pid"]
-    # The window is real: until `start`, PID 1 of the container is the host's interpreter.
-    assert "python" in os.readlink(f"/proc/{host_pid}/exe")
+    exe = os.readlink(f"/proc/{host_pid}/exe")
+    if trampoline_waits and exeguard.can_wait(cfg):
+        assert exe.startswith("/memfd:pyrunc-exe"), exe
+    else:
+        assert "python" in exe, exe
     r = pyrunc("exec", "--env", "PIDS=1", cid, "sh", "-c", EXE_PROBE)
     assert r.returncode == 0, r
     assert r.stdout.decode() == PROBED, r

@@ -149,3 +149,119 @@ def test_setuid_and_at_secure_through_the_trampoline(pyrunc, bundle, setuid_paus
         else:  # the file is privileged: ambient dropped, root's sets from the bounding set
             assert facts["AT_SECURE"] == 1 and facts["Uid"] == ["1000", "0", "0", "0"], facts
             assert (facts["CapEff"], facts["CapPrm"], facts["CapAmb"]) == (kill, kill, 0), facts
+
+
+# -- the wait for `start` in front of the x86_64 trampoline (create's init) ---------------------
+
+needs_x86_64 = pytest.mark.skipif(os.uname().machine != "x86_64",
+                                  reason="the waiting trampoline is x86_64 code")
+
+
+@pytest.fixture
+def waiting(tmp_path: Path):
+    """start(program, *args) -> (pid, fifo): the waiting image, exec'd as create's init is, with
+    the report fd and the exec fifo listed after its "w"; report() reads what it reported."""
+    fifo = tmp_path / "exec.fifo"
+    os.mkfifo(fifo)
+    report_path = tmp_path / "start.err"
+    children: list[int] = []
+
+    def start(*argv: str) -> int:
+        ff = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        err = os.open(report_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC)
+        image = tmp_path / "waiting"
+        image.write_bytes(exeguard.image(ff))
+        image.chmod(0o755)
+        pid = os.fork()
+        if pid == 0:
+            os.set_inheritable(ff, True)
+            os.set_inheritable(err, True)
+            os.execve(str(image), [f"w{err},{ff}", *argv], {})
+        os.close(ff)
+        os.close(err)
+        children.append(pid)
+        return pid
+
+    def signal_start(data: bytes = b"0") -> None:
+        w = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+        os.write(w, data)
+        os.close(w)
+
+    start.fifo = fifo
+    start.signal = signal_start
+    start.report = report_path.read_bytes
+    yield start
+    for pid in children:
+        try:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+        except (ProcessLookupError, ChildProcessError):
+            pass
+
+
+def _blocked_in_poll(pid: int) -> None:
+    """Until the image runs (its comm) and blocks in its poll: its handlers are in place then."""
+    for _ in range(20000):
+        with open(f"/proc/{pid}/comm") as f, open(f"/proc/{pid}/wchan") as w:
+            if f.read().strip() == "waiting" and "poll" in w.read():
+                return
+        os.sched_yield()
+    raise AssertionError("the waiting trampoline never blocked in poll")
+
+
+def _status(pid: int) -> tuple[str, int]:
+    status = os.waitpid(pid, 0)[1]
+    return ("exit", os.WEXITSTATUS(status)) if os.WIFEXITED(status) else (
+        "signal", os.WTERMSIG(status))
+
+
+@needs_x86_64
+def test_waits_for_start_then_runs_the_program(waiting, tmp_path: Path):
+    out = tmp_path / "out"
+    pid = waiting("/bin/sh", "sh", "-c", f"echo ran > {out}")
+    _blocked_in_poll(pid)
+    with open(f"/proc/{pid}/status") as f:   # waiting: the tiny image, not the program yet
+        rss = next(int(line.split()[1]) for line in f if line.startswith("VmRSS"))
+    assert rss < 256 and not out.exists()
+    waiting.signal()
+    assert _status(pid) == ("exit", 0)
+    assert out.read_text() == "ran\n" and waiting.report() == b""
+
+
+@needs_x86_64
+@pytest.mark.parametrize("sig", [1, 2, 10, 15, 34, 64])
+def test_a_signal_while_waiting_ends_it_with_128_plus_the_signal(waiting, sig):
+    pid = waiting("/bin/true", "true")
+    _blocked_in_poll(pid)
+    os.kill(pid, sig)
+    assert _status(pid) == ("exit", 128 + sig)
+
+
+@needs_x86_64
+def test_a_start_that_closes_without_a_byte_ends_it_with_1(waiting):
+    pid = waiting("/bin/true", "true")
+    waiting.signal(b"")
+    assert _status(pid) == ("exit", 1)
+
+
+@needs_x86_64
+def test_a_failed_execve_after_the_wait_is_reported(waiting):
+    pid = waiting("/nonexistent", "x")
+    waiting.signal()
+    assert _status(pid) == ("exit", 127)
+    assert exeguard.failure(waiting.report()) == "/nonexistent: no such file or directory"
+
+
+def test_can_wait_only_where_nothing_runs_between_start_and_the_program() -> None:
+    plain = {"process": {"args": ["true"]}}
+    assert exeguard.can_wait(plain) == (os.uname().machine == "x86_64")
+    if os.uname().machine != "x86_64":
+        return
+    assert not exeguard.can_wait({**plain, "hooks": {"startContainer": [{"path": "/bin/true"}]}})
+    assert not exeguard.can_wait({"process": {"args": ["true"], "apparmorProfile": "p"}})
+    denies_poll = {"defaultAction": "SCMP_ACT_ALLOW",
+                   "syscalls": [{"names": ["poll"], "action": "SCMP_ACT_ERRNO"}]}
+    assert not exeguard.can_wait({**plain, "linux": {"seccomp": denies_poll}})
+    allows_them = {"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [
+        {"names": ["execveat", "rt_sigaction", "poll", "read"], "action": "SCMP_ACT_ALLOW"}]}
+    assert exeguard.can_wait({**plain, "linux": {"seccomp": allows_them}})
