@@ -167,7 +167,9 @@ def enter_namespaces(plan: InitPlan, sock: sync.Socket, direct: bool) -> None:
     if "mount" in plan.new:
         os.chdir(plan.rootfs)  # the init binds it from here (rootfs.bind_rootfs_onto_itself)
     linux_cfg = plan.cfg.get("linux") or {}
-    if not plan.rootless:  # a rootless caller can clone nothing here (and needs not)
+    # A rootless caller can clone nothing here (and needs not); a direct init has no user
+    # namespace and no idmapped mount (can_fork_directly): premount_binds would clone nothing.
+    if not plan.rootless and not direct:
         plan.premounts = mounts.premount_binds(plan.cfg, plan.bundle, plan.in_userns,
                                                plan.user_path)
     if "cgroup" in plan.new:
@@ -322,6 +324,9 @@ def init_main(plan: InitPlan, sock: sync.Socket) -> NoReturn:
         # fifo_fd stays open (close-on-exec): its closing at execve tells `start` we are there.
         start_hooks = (cfg.get("hooks") or {}).get("startContainer")
         if start_hooks:
+            # Hooks run as before our handlers existed; without hooks, they stay until the
+            # execve, which resets every caught signal to its default action anyway.
+            default_signals()
             hooks.run_hooks("startContainer", start_hooks, created_state)
         close_inherited_fds(plan.preserve_fds)
         for sig in (signal.SIGPIPE, signal.SIGXFSZ):  # Python ignores these; exec would keep it
@@ -389,6 +394,10 @@ def wait_for_start(fifo_fd: int) -> None:
         if data:
             break
         raise OSError(errno.EPIPE, "the start signal was aborted")
+
+
+def default_signals() -> None:
+    """Undo wait_for_start's handlers."""
     for sig in _FATAL:
         try:
             signal.signal(sig, signal.SIG_DFL)
