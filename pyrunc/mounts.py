@@ -206,7 +206,8 @@ def premount_binds(cfg: dict, bundle: str, all_binds: bool,
     return made
 
 
-def attach_filesystem(plan: MountPlan, target_fd: int) -> None:
+def attach_filesystem(plan: MountPlan, target_fd: int, keep: bool = False) -> int:
+    """keep: return the new mount's fd (its root, attached) instead of closing it, else -1."""
     ctx = linux.fsopen(plan.fstype)
     try:
         try:
@@ -228,8 +229,13 @@ def attach_filesystem(plan: MountPlan, target_fd: int) -> None:
     plan.attr_set = plan.attr_clr = 0  # already applied by fsmount
     try:
         _finish(mfd, plan, target_fd)
-    finally:
+    except BaseException:
         os.close(mfd)
+        raise
+    if keep:
+        return mfd
+    os.close(mfd)
+    return -1
 
 
 # Files under /proc an engine may cover (lxcfs' emulated views); nothing else may be mounted
@@ -244,7 +250,11 @@ def guard_proc(plan: MountPlan, target: int, root_path: str) -> None:
     except lxcfs' files: a procfs file covered by another is how the CVE-2019-16884 and
     CVE-2025-52881 attacks redirect a runtime's writes. The resolved target is checked, so a
     symlink or `..` leading to /proc is caught too."""
-    where = os.path.relpath(os.readlink(saferoot.proc_fd_path(target)), root_path)
+    resolved = os.readlink(saferoot.proc_fd_path(target))
+    if resolved.startswith(root_path + "/") and "/." not in resolved:
+        where = resolved[len(root_path) + 1:]   # what relpath gives, without its normalizing
+    else:
+        where = os.path.relpath(resolved, root_path)
     if where == "proc":
         if plan.bind and plan.mfd >= 0:  # cloned before the user namespace: check the clone
             ok = linux.fstatfs_type(plan.mfd) == linux.PROC_SUPER_MAGIC
@@ -263,9 +273,10 @@ def guard_proc(plan: MountPlan, target: int, root_path: str) -> None:
         raise OSError(1, "mounts inside /proc are refused (only lxcfs' files may be covered)")
 
 
-def mount_into_root(plan: MountPlan, rootfd: int, root_path: str = "") -> None:
+def mount_into_root(plan: MountPlan, rootfd: int, root_path: str = "", keep: bool = False) -> int:
     """Create the target inside the rootfs and attach the mount there; with root_path (the
-    rootfs' host path) the target is first checked with guard_proc."""
+    rootfs' host path) the target is first checked with guard_proc. keep (a filesystem, not a
+    bind): return the new mount's own fd, else -1."""
     is_dir = True
     if plan.bind and plan.mfd >= 0:
         is_dir = os.fstat(plan.mfd).st_mode & 0o170000 == 0o040000  # S_ISDIR (no `stat`: ~0.3 M)
@@ -274,7 +285,7 @@ def mount_into_root(plan: MountPlan, rootfd: int, root_path: str = "") -> None:
         if not is_dir and not os.path.exists(plan.source):
             raise FileNotFoundError(2, "No such file or directory", plan.source)
     target = saferoot.ensure_target(rootfd, plan.destination, is_dir)
-    below = -1
+    below = kept = -1
     try:
         if root_path:
             guard_proc(plan, target, root_path)
@@ -285,17 +296,22 @@ def mount_into_root(plan: MountPlan, rootfd: int, root_path: str = "") -> None:
         if plan.bind:
             attach_bind(plan, target)
         else:
-            attach_filesystem(plan, target)
+            kept = attach_filesystem(plan, target, keep)
         if below >= 0:
             above = saferoot.open_in_root(rootfd, plan.destination, os.O_RDONLY | os.O_DIRECTORY)
             try:
                 copy_tree(below, above)
             finally:
                 os.close(above)
+    except BaseException:
+        if kept >= 0:
+            os.close(kept)
+        raise
     finally:
         if below >= 0:
             os.close(below)
         os.close(target)
+    return kept
 
 
 def copy_tree(src: int, dst: int) -> None:

@@ -110,13 +110,20 @@ def _make_parent_private(path: str) -> None:
     """pivot_root(2) refuses a new root whose parent mount is shared: make that mount private."""
     best = ""
     shared = False
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            fields = line.split()
-            mnt = fields[4]
-            if (path == mnt or path.startswith(mnt.rstrip("/") + "/")) and len(mnt) >= len(best):
-                best = mnt
-                shared = any(x.startswith("shared:") for x in fields[6:fields.index("-")])
+    # posix reads, not open(): no buffered text layer (its fstat, ioctl and lseek) in the init.
+    fd = os.open("/proc/self/mountinfo", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        chunks = []
+        while chunk := os.read(fd, 65536):
+            chunks.append(chunk)
+    finally:
+        os.close(fd)
+    for line in b"".join(chunks).decode().splitlines():
+        fields = line.split()
+        mnt = fields[4]
+        if (path == mnt or path.startswith(mnt.rstrip("/") + "/")) and len(mnt) >= len(best):
+            best = mnt
+            shared = any(x.startswith("shared:") for x in fields[6:fields.index("-")])
     if best and shared:
         linux.mount(None, best, None, L.MS_PRIVATE)
 
@@ -164,25 +171,37 @@ def mount_cgroups(ctx: RootfsContext, plan: mounts.MountPlan) -> None:
     tmpfs = mounts.MountPlan(plan.destination, "tmpfs", "tmpfs",
                              attr_set=(plan.attr_set & ~L.MOUNT_ATTR_RDONLY),
                              data=[("mode", "755")])
-    mounts.mount_into_root(tmpfs, ctx.rootfd, ctx.rootfs)
-    for key, host_dir in sorted(ctx.cgroup_paths.items()):
-        name = "unified" if key == "" else key.replace("name=", "")
-        sub = mounts.MountPlan(plan.destination.rstrip("/") + "/" + name, "cgroup",
-                               "cgroup2" if key == "" else "cgroup", attr_set=plan.attr_set,
-                               attr_clr=plan.attr_clr)
-        if own_ns:
-            for opt in key.split(",") if key else []:
-                k, sep, v = opt.partition("=")
-                sub.data.append((k, v if sep else None))
-        else:
-            sub.bind, sub.recursive, sub.source = True, False, host_dir
-        mounts.mount_into_root(sub, ctx.rootfd)
-    if keep_ro:
-        fd = saferoot.open_in_root(ctx.rootfd, plan.destination)
-        try:
-            linux.mount_setattr(fd, "", L.AT_EMPTY_PATH, L.MOUNT_ATTR_RDONLY)
-        finally:
-            os.close(fd)
+    top = mounts.mount_into_root(tmpfs, ctx.rootfd, ctx.rootfs, keep=True)
+    try:
+        for key, host_dir in sorted(ctx.cgroup_paths.items()):
+            name = "unified" if key == "" else key.replace("name=", "")
+            sub = mounts.MountPlan(plan.destination.rstrip("/") + "/" + name, "cgroup",
+                                   "cgroup2" if key == "" else "cgroup", attr_set=plan.attr_set,
+                                   attr_clr=plan.attr_clr)
+            if own_ns:
+                for opt in key.split(",") if key else []:
+                    k, sep, v = opt.partition("=")
+                    sub.data.append((k, v if sep else None))
+            else:
+                sub.bind, sub.recursive, sub.source = True, False, host_dir
+            # Each hierarchy's directory is made in, and resolved inside, the tmpfs just
+            # mounted (through its own mount fd, not a path): empty, and ours alone.
+            try:
+                os.mkdir(name, 0o755, dir_fd=top)
+            except FileExistsError:
+                pass
+            target = saferoot.open_in_root(top, name, os.O_PATH | os.O_DIRECTORY)
+            try:
+                if sub.bind:
+                    mounts.attach_bind(sub, target)
+                else:
+                    mounts.attach_filesystem(sub, target)
+            finally:
+                os.close(target)
+        if keep_ro:
+            linux.mount_setattr(top, "", L.AT_EMPTY_PATH, L.MOUNT_ATTR_RDONLY)
+    finally:
+        os.close(top)
 
 
 # S_IFCHR, S_IFBLK, S_IFIFO: the `stat` module would cost every create ~0.3 M instructions.
@@ -195,43 +214,78 @@ def create_devices(ctx: RootfsContext) -> None:
                d.get("uid"), d.get("gid")) for d in linux_cfg.get("devices") or []]
     configured = {w[0] for w in wanted}
     devices = [(p, t, ma, mi, 0o666, 0, 0) for p, t, ma, mi in DEFAULT_DEVICES if p not in configured]
+    dirs = _DeviceDirs(ctx.rootfd)
     old_umask = os.umask(0)
     try:
-        for index, (path, kind, major, minor, mode, uid, gid) in enumerate(devices + wanted):
-            make_device(ctx, path, kind, major, minor, mode, uid, gid)
+        for path, kind, major, minor, mode, uid, gid in devices + wanted:
+            make_device(ctx, path, kind, major, minor, mode, uid, gid, dirs)
+        for target, link in DEFAULT_LINKS:
+            try:
+                os.symlink(target, os.path.basename(link), dir_fd=dirs.get(os.path.dirname(link)))
+            except FileExistsError:
+                pass
     finally:
         os.umask(old_umask)
-    for target, link in DEFAULT_LINKS:
-        parent = saferoot.mkdir_all(ctx.rootfd, os.path.dirname(link))
-        try:
-            os.symlink(target, os.path.basename(link), dir_fd=parent)
-        except FileExistsError:
-            pass
-        finally:
-            os.close(parent)
+        dirs.close()
+
+
+class _DeviceDirs:
+    """The directories device nodes and links go into (nearly always just /dev), each resolved
+    (and made) inside the rootfs once, not once per node: nodes are made by name in the
+    directory the fd holds, whatever a racing rename does to its path meanwhile."""
+
+    def __init__(self, rootfd: int) -> None:
+        self.rootfd = rootfd
+        self.fds: dict[str, tuple[int, bool]] = {}   # path -> (fd, whether it is set-group-ID)
+        self.owner = (os.geteuid(), os.getegid())     # our fsuid and fsgid: what a node gets
+
+    def get(self, path: str) -> int:
+        return self.entry(path)[0]
+
+    def entry(self, path: str) -> tuple[int, bool]:
+        path = "/".join(saferoot.split(path))
+        found = self.fds.get(path)
+        if found is None:
+            fd = saferoot.mkdir_all(self.rootfd, path)
+            try:
+                setgid = bool(os.fstat(fd).st_mode & 0o2000)  # S_ISGID: new nodes take its group
+            except BaseException:
+                os.close(fd)
+                raise
+            found = self.fds[path] = (fd, setgid)
+        return found
+
+    def close(self) -> None:
+        for fd, _ in self.fds.values():
+            os.close(fd)
+        self.fds.clear()
 
 
 def make_device(ctx: RootfsContext, path: str, kind: str, major: int, minor: int,
-                mode: int | None, uid: int | None, gid: int | None) -> None:
+                mode: int | None, uid: int | None, gid: int | None,
+                dirs: _DeviceDirs | None = None) -> None:
     if not path.startswith("/dev/"):
         raise ConfigError(f"config.json: /linux/devices: {path!r} is not under /dev")
     parts = saferoot.split(path)
-    parent = saferoot.mkdir_all(ctx.rootfd, "/".join(parts[:-1]))
-    name = parts[-1]
+    own = dirs is None
+    if dirs is None:
+        dirs = _DeviceDirs(ctx.rootfd)
     try:
-        try:
-            os.unlink(name, dir_fd=parent)
-        except FileNotFoundError:
-            pass
-        except IsADirectoryError:
-            raise ConfigError(f"config.json: /linux/devices: {path} is a directory") from None
+        parent, setgid = dirs.entry("/".join(parts[:-1]))
+        name = parts[-1]
         perm = (mode if mode is not None else 0o666) & 0o7777
         try:
             if ctx.in_userns:
                 raise PermissionError(errno.EPERM, "mknod in a user namespace")
-            os.mknod(name, _DEV_TYPES[kind] | perm, os.makedev(major, minor), dir_fd=parent)
+            try:
+                os.mknod(name, _DEV_TYPES[kind] | perm, os.makedev(major, minor), dir_fd=parent)
+            except FileExistsError:
+                # Replace what the image has there (mknod first: a fresh /dev has nothing).
+                _remove_entry(name, parent, path)
+                os.mknod(name, _DEV_TYPES[kind] | perm, os.makedev(major, minor), dir_fd=parent)
         except PermissionError:
             # Without CAP_MKNOD in the init userns, bind the host's node instead (as runc does).
+            _remove_entry(name, parent, path)
             os.close(os.open(name, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC | os.O_NOFOLLOW, 0o644,
                              dir_fd=parent))
             target = saferoot.open_in_root(ctx.rootfd, path)
@@ -241,11 +295,27 @@ def make_device(ctx: RootfsContext, path: str, kind: str, major: int, minor: int
             finally:
                 os.close(target)
             return
-        if uid is not None or gid is not None:
+        if uid is None and gid is None:
+            return
+        # The node is ours: owned by our fsuid and fsgid (we never change them from euid and
+        # egid), or by the directory's group if it is set-group-ID. A chown to what it already
+        # is changes nothing, except clear set-user-ID and set-group-ID bits: kept then.
+        if (perm & 0o6000 or setgid or uid not in (None, dirs.owner[0])
+                or gid not in (None, dirs.owner[1])):
             os.chown(name, uid if uid is not None else -1, gid if gid is not None else -1,
                      dir_fd=parent, follow_symlinks=False)
     finally:
-        os.close(parent)
+        if own:
+            dirs.close()
+
+
+def _remove_entry(name: str, parent: int, path: str) -> None:
+    try:
+        os.unlink(name, dir_fd=parent)
+    except FileNotFoundError:
+        pass
+    except IsADirectoryError:
+        raise ConfigError(f"config.json: /linux/devices: {path} is a directory") from None
 
 
 def pivot(ctx: RootfsContext, no_pivot: bool) -> None:

@@ -44,14 +44,17 @@ def mkdir_all(rootfd: int, path: str, mode: int = 0o755, probe: bool = True) -> 
     index, parent = _deepest_existing(rootfd, parts)
     try:
         while index < len(parts):
+            target = None
             try:
-                target = os.readlink(parts[index], dir_fd=parent)
-            except FileNotFoundError:
-                target = None
-            except OSError as exc:
-                if exc.errno != errno.EINVAL:  # EINVAL: it exists and is not a symlink
-                    raise
-                target = None
+                os.mkdir(parts[index], mode, dir_fd=parent)
+            except FileExistsError:
+                # A (dangling) symlink, or lost a race with another creator (then the next
+                # open decides).
+                try:
+                    target = os.readlink(parts[index], dir_fd=parent)
+                except OSError as exc:
+                    if exc.errno not in (errno.EINVAL, errno.ENOENT):  # not a symlink, gone
+                        raise
             if target is not None:
                 hops += 1
                 if hops > 40:
@@ -62,10 +65,6 @@ def mkdir_all(rootfd: int, path: str, mode: int = 0o755, probe: bool = True) -> 
                 parent = -1
                 index, parent = _deepest_existing(rootfd, parts)
                 continue
-            try:
-                os.mkdir(parts[index], mode, dir_fd=parent)
-            except FileExistsError:
-                pass  # lost a race with another creator; the next open decides
             os.close(parent)
             parent = -1
             index += 1

@@ -456,6 +456,76 @@ def test_linux_devices_char_and_fifo(run_container):
     assert mynull.split() == ["1:3", "chr"], mynull
 
 
+def _image_dev(cfg: dict) -> None:
+    """No tmpfs on /dev (nor anything below it): nodes go into the image's own /dev."""
+    cfg["mounts"] = [m for m in cfg["mounts"] if not m["destination"].startswith("/dev")]
+
+
+def test_devices_in_the_image_dev_replace_its_entries(run_container, bundle):
+    dev = bundle.rootfs / "dev"
+    (dev / "null").write_text("not a device")
+    (dev / "zero").symlink_to("/host-file")
+    os.chown(dev, 0, 5)
+    os.chmod(dev, 0o2775)   # set-group-ID: new nodes take group 5 unless chowned
+
+    def edit(cfg: dict) -> None:
+        _image_dev(cfg)
+        cfg["linux"]["devices"] = [
+            {"path": "/dev/fuse", "type": "c", "major": 10, "minor": 229, "uid": 0, "gid": 0},
+            {"path": "/dev/mine", "type": "c", "major": 1, "minor": 3, "uid": 65534, "gid": 5},
+        ]
+
+    script = "stat -c '%n %t:%T %F %u:%g' /dev/null /dev/zero /dev/fuse /dev/tty /dev/mine"
+    r = run_container(["sh", "-c", script], edit=edit)
+    assert r.rc == 0, r
+    seen = {line.split()[0]: line.split(" ", 1)[1] for line in r.out.splitlines()}
+    assert seen == {"/dev/null": "1:3 character special file 0:0",
+                    "/dev/zero": "1:5 character special file 0:0",
+                    "/dev/fuse": "a:e5 character special file 0:0",
+                    "/dev/tty": "5:0 character special file 0:0",
+                    "/dev/mine": "1:3 character special file 65534:5"}, r.out
+    assert not Path("/host-file").exists()
+
+
+def test_device_over_an_image_directory_is_a_clear_error(pyrunc, run_container, bundle):
+    (bundle.rootfs / "dev" / "fuse").mkdir()
+
+    def edit(cfg: dict) -> None:
+        _image_dev(cfg)
+        cfg["linux"]["devices"] = [{"path": "/dev/fuse", "type": "c", "major": 10, "minor": 229}]
+
+    r = run_container(["true"], edit=edit)
+    assert r.rc != 0
+    assert "/linux/devices: /dev/fuse is a directory" in one_line_error(r.err), r
+
+
+@pytest.mark.parametrize("cgroupns", [False, True])
+def test_sys_fs_cgroup_is_read_only_with_one_mount_per_hierarchy(run_container, cgroupns):
+    hierarchies = sorted(h.name for h in Path("/sys/fs/cgroup").iterdir()
+                         if h.is_dir() and os.path.ismount(h))
+    if not hierarchies or os.path.ismount("/sys/fs/cgroup") and not hierarchies[1:]:
+        pytest.skip("not a v1 or hybrid cgroup host")
+
+    def edit(cfg: dict) -> None:
+        if cgroupns:
+            cfg["linux"]["namespaces"].append({"type": "cgroup"})
+
+    r = run_container(["sh", "-c", sep("cat /proc/self/mountinfo", "ls /sys/fs/cgroup",
+                                       "cat /sys/fs/cgroup/pids/pids.max",
+                                       "mkdir /sys/fs/cgroup/x 2>&1; echo rc=$?")], edit=edit)
+    assert r.rc == 0, r
+    info, names, pids_max, mkdir = r.out.split("@@\n")
+    top = mount_at(info, "/sys/fs/cgroup")
+    assert top.fstype == "tmpfs" and {"ro", "nosuid", "nodev", "noexec"} <= top.opts, top
+    assert names.split() == hierarchies, names
+    for name in hierarchies:
+        sub = mount_at(info, f"/sys/fs/cgroup/{name}")
+        assert sub.fstype in ("cgroup", "cgroup2") and "ro" in sub.opts, sub
+        assert sub.root == "/" or not cgroupns, sub
+    assert pids_max.strip() == "max", pids_max
+    assert "rc=0" not in mkdir, mkdir
+
+
 # -- masked and read-only paths --------------------------------------------------------------------
 
 def test_masked_file_reads_empty(run_container):
