@@ -95,15 +95,16 @@ def _deepest_existing(rootfd: int, parts: list[str]) -> tuple[int, int]:
 def ensure_target(rootfd: int, path: str, is_dir: bool, _hops: int = 0) -> int:
     """An O_PATH fd of a mount target, creating it (a directory, or an empty file) when missing."""
     try:
-        fd = open_in_root(rootfd, path)
+        # For a directory the kernel checks the type (O_DIRECTORY): no fstat afterwards.
+        return open_in_root(rootfd, path, os.O_PATH | os.O_DIRECTORY if is_dir else os.O_PATH)
     except FileNotFoundError:
         pass
-    else:
-        is_dir_now = os.fstat(fd).st_mode & 0o170000 == 0o040000  # S_ISDIR (no `stat` module: ~0.3 M)
-        if is_dir and not is_dir_now:
-            os.close(fd)
-            raise NotADirectoryError(errno.ENOTDIR, "mount target is not a directory", path)
-        return fd
+    except NotADirectoryError:
+        if not is_dir:
+            raise
+        # The target itself, or a component on the way? This lookup raises for the latter.
+        os.close(open_in_root(rootfd, path))
+        raise NotADirectoryError(errno.ENOTDIR, "mount target is not a directory", path) from None
     parts = split(path)
     if is_dir:
         return mkdir_all(rootfd, path, probe=False)

@@ -222,6 +222,17 @@ def test_unknown_filesystem_type_is_a_clear_error(pyrunc, run_container):
     assert not (pyrunc.root / r.cid).exists()
 
 
+@pytest.mark.parametrize("dest, says", [
+    ("/etc/passwd", "/etc/passwd: mount target is not a directory"),
+    ("/etc/passwd/below", "/etc/passwd/below: not a directory"),
+])
+def test_filesystem_over_a_file_is_a_clear_error(pyrunc, run_container, dest, says):
+    r = run_container(["true"], edit=lambda c: add_mount(c, dest, "tmpfs", "tmpfs", []))
+    assert r.rc != 0, r
+    assert says in one_line_error(r.err).lower(), r
+    assert not (pyrunc.root / r.cid).exists()
+
+
 # -- paths that try to leave the rootfs ------------------------------------------------------------
 
 def _create_with_evil_symlink(pyrunc, bundle, host_target: Path) -> str:
