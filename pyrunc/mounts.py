@@ -41,9 +41,6 @@ _PROPAGATION: dict[str, tuple[int, bool]] = {
 }
 _LATER = {"remount"}
 _IDMAP = {"idmap", "ridmap"}
-# Every option parse_mount knows by name; anything else is filesystem data.
-_KEYWORDS = frozenset({"bind", "rbind", "tmpcopyup", *_ATTRS, *("r" + a for a in _ATTRS),
-                       *_PROPAGATION, *_SB_FLAGS, *_IGNORED, *_IDMAP, *_LATER})
 
 
 class MountPlan:
@@ -77,7 +74,7 @@ def parse_mount(entry: dict, index: int, bundle: str) -> MountPlan:
         dest = "/" + dest
     plan = MountPlan(dest, entry.get("source") or "", entry.get("type") or "")
     for opt in entry.get("options") or []:
-        if opt not in _KEYWORDS:   # the else below, at once: mode=..., size=..., newinstance
+        if "=" in opt:   # the else below at once (no option known by name has one): mode=...
             key, sep, value = opt.partition("=")
             plan.data.append((key, value if sep else None))
         elif opt in ("bind", "rbind"):

@@ -9,6 +9,7 @@ reached through saferoot, never by joining strings.
 from __future__ import annotations
 
 import errno
+from posix import getegid, geteuid  # not through lightos: its first use adds to its globals
 
 from pyrunc import lightos as os  # os minus its import cost: see lightos.py
 from pyrunc import linux, mounts, saferoot
@@ -214,99 +215,79 @@ def create_devices(ctx: RootfsContext) -> None:
                d.get("uid"), d.get("gid")) for d in linux_cfg.get("devices") or []]
     configured = {w[0] for w in wanted}
     devices = [(p, t, ma, mi, 0o666, 0, 0) for p, t, ma, mi in DEFAULT_DEVICES if p not in configured]
-    dirs = _DeviceDirs(ctx.rootfd)
+    dirs: dict[str, tuple[int, bool]] = {}
+    owner = (geteuid(), getegid())   # our fsuid and fsgid: what a new node gets
     old_umask = os.umask(0)
     try:
         for path, kind, major, minor, mode, uid, gid in devices + wanted:
-            make_device(ctx, path, kind, major, minor, mode, uid, gid, dirs)
+            make_device(ctx, path, kind, major, minor, mode, uid, gid, dirs, owner)
         for target, link in DEFAULT_LINKS:
+            parent = _device_dir(ctx.rootfd, dirs, os.path.dirname(link))[0]
             try:
-                os.symlink(target, os.path.basename(link), dir_fd=dirs.get(os.path.dirname(link)))
+                os.symlink(target, os.path.basename(link), dir_fd=parent)
             except FileExistsError:
                 pass
     finally:
         os.umask(old_umask)
-        dirs.close()
-
-
-class _DeviceDirs:
-    """The directories device nodes and links go into (nearly always just /dev), each resolved
-    (and made) inside the rootfs once, not once per node: nodes are made by name in the
-    directory the fd holds, whatever a racing rename does to its path meanwhile."""
-
-    def __init__(self, rootfd: int) -> None:
-        self.rootfd = rootfd
-        self.fds: dict[str, tuple[int, bool]] = {}   # path -> (fd, whether it is set-group-ID)
-        self.owner = (os.geteuid(), os.getegid())     # our fsuid and fsgid: what a node gets
-
-    def get(self, path: str) -> int:
-        return self.entry(path)[0]
-
-    def entry(self, path: str) -> tuple[int, bool]:
-        path = "/".join(saferoot.split(path))
-        found = self.fds.get(path)
-        if found is None:
-            fd = saferoot.mkdir_all(self.rootfd, path)
-            try:
-                setgid = bool(os.fstat(fd).st_mode & 0o2000)  # S_ISGID: new nodes take its group
-            except BaseException:
-                os.close(fd)
-                raise
-            found = self.fds[path] = (fd, setgid)
-        return found
-
-    def close(self) -> None:
-        for fd, _ in self.fds.values():
+        for fd, _ in dirs.values():
             os.close(fd)
-        self.fds.clear()
+
+
+# (fd, set-group-ID) of a directory nodes and links go into (nearly always just /dev), resolved
+# (and made) inside the rootfs once, not once per node: each node is made by name in the
+# directory the fd holds, whatever a racing rename does to its path meanwhile. (A comment, not
+# a docstring: docstrings stay in memory, and the init's RSS is measured against runc's.)
+def _device_dir(rootfd: int, dirs: dict[str, tuple[int, bool]], path: str) -> tuple[int, bool]:
+    path = "/".join(saferoot.split(path))
+    found = dirs.get(path)
+    if found is None:
+        fd = saferoot.mkdir_all(rootfd, path)
+        try:
+            setgid = bool(os.fstat(fd).st_mode & 0o2000)  # S_ISGID: new nodes take its group
+        except BaseException:
+            os.close(fd)
+            raise
+        found = dirs[path] = (fd, setgid)
+    return found
 
 
 def make_device(ctx: RootfsContext, path: str, kind: str, major: int, minor: int,
                 mode: int | None, uid: int | None, gid: int | None,
-                dirs: _DeviceDirs | None = None) -> None:
+                dirs: dict[str, tuple[int, bool]], owner: tuple[int, int]) -> None:
     if not path.startswith("/dev/"):
         raise ConfigError(f"config.json: /linux/devices: {path!r} is not under /dev")
     parts = saferoot.split(path)
-    own = dirs is None
-    if dirs is None:
-        dirs = _DeviceDirs(ctx.rootfd)
+    parent, setgid = _device_dir(ctx.rootfd, dirs, "/".join(parts[:-1]))
+    name = parts[-1]
+    perm = (mode if mode is not None else 0o666) & 0o7777
     try:
-        parent, setgid = dirs.entry("/".join(parts[:-1]))
-        name = parts[-1]
-        perm = (mode if mode is not None else 0o666) & 0o7777
+        if ctx.in_userns:
+            raise PermissionError(errno.EPERM, "mknod in a user namespace")
         try:
-            if ctx.in_userns:
-                raise PermissionError(errno.EPERM, "mknod in a user namespace")
-            try:
-                os.mknod(name, _DEV_TYPES[kind] | perm, os.makedev(major, minor), dir_fd=parent)
-            except FileExistsError:
-                # Replace what the image has there (mknod first: a fresh /dev has nothing).
-                _remove_entry(name, parent, path)
-                os.mknod(name, _DEV_TYPES[kind] | perm, os.makedev(major, minor), dir_fd=parent)
-        except PermissionError:
-            # Without CAP_MKNOD in the init userns, bind the host's node instead (as runc does).
+            os.mknod(name, _DEV_TYPES[kind] | perm, os.makedev(major, minor), dir_fd=parent)
+        except FileExistsError:
+            # Replace what the image has there (mknod first: a fresh /dev has nothing).
             _remove_entry(name, parent, path)
-            os.close(os.open(name, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC | os.O_NOFOLLOW, 0o644,
-                             dir_fd=parent))
-            target = saferoot.open_in_root(ctx.rootfd, path)
-            try:
-                plan = mounts.MountPlan(path, path, "bind", bind=True)
-                mounts.attach_bind(plan, target)
-            finally:
-                os.close(target)
-            return
-        if uid is None and gid is None:
-            return
-        # The node is ours: owned by our fsuid and fsgid (we never change them from euid and
-        # egid), or by the directory's group if it is set-group-ID. A chown to what it already
-        # is changes nothing, except clear set-user-ID and set-group-ID bits: kept then.
-        if (perm & 0o6000 or setgid or uid not in (None, dirs.owner[0])
-                or gid not in (None, dirs.owner[1])):
-            os.chown(name, uid if uid is not None else -1, gid if gid is not None else -1,
-                     dir_fd=parent, follow_symlinks=False)
-    finally:
-        if own:
-            dirs.close()
+            os.mknod(name, _DEV_TYPES[kind] | perm, os.makedev(major, minor), dir_fd=parent)
+    except PermissionError:
+        # Without CAP_MKNOD in the init userns, bind the host's node instead (as runc does).
+        _remove_entry(name, parent, path)
+        os.close(os.open(name, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC | os.O_NOFOLLOW, 0o644,
+                         dir_fd=parent))
+        target = saferoot.open_in_root(ctx.rootfd, path)
+        try:
+            mounts.attach_bind(mounts.MountPlan(path, path, "bind", bind=True), target)
+        finally:
+            os.close(target)
+        return
+    # The node is ours: owned by our fsuid and fsgid (never set apart from euid and egid), or
+    # by the directory's group if it is set-group-ID. A chown to what it already is changes
+    # nothing but clear set-user-ID and set-group-ID bits: done then.
+    if ((uid is not None or gid is not None)
+            and (perm & 0o6000 or setgid or uid not in (None, owner[0])
+                 or gid not in (None, owner[1]))):
+        os.chown(name, uid if uid is not None else -1, gid if gid is not None else -1,
+                 dir_fd=parent, follow_symlinks=False)
 
 
 def _remove_entry(name: str, parent: int, path: str) -> None:
