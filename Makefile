@@ -37,7 +37,7 @@ install: $(VENV)/.done
 	$(PYTHON) -m compileall -q -j0 $(LIBDIR).new
 	$(PYTHON) -I -S pyrunc/_bundle.py $(LIBDIR).new $(PREFIX)/lib/pyrunc
 	rm -rf $(LIBDIR) && mv $(LIBDIR).new $(LIBDIR)
-	sed -e 's|@PYTHON@|$(PYTHON)|' -e 's|@LIBDIR@|$(PREFIX)/lib/pyrunc|g' launcher.in > $(BINDIR)/pyrunc.tmp
+	sed -e 's|@PYTHON@|$(PYTHON)|' -e 's|@LIBDIR@|$(PREFIX)/lib/pyrunc|g' -e '/^# /d' launcher.in > $(BINDIR)/pyrunc.tmp
 	chmod 755 $(BINDIR)/pyrunc.tmp && mv $(BINDIR)/pyrunc.tmp $(BINDIR)/pyrunc
 	# pyrunc-shim is self-contained (os, sys, time): a small interpreter, a small RSS.
 	(echo '#!$(PYTHON) -IS'; cat pyrunc/shim.py) > $(BINDIR)/pyrunc-shim.tmp

@@ -4,7 +4,9 @@ writes the tree in DIR, which it then renames to LIBDIR: the paths the code obje
 Layout: the interpreter's magic number; the length of the head (4 bytes, little-endian); the
 head, a marshal'ed (index, orders, data): index maps each pyrunc module to the (offset from the
 end of the head, length) of its marshal'ed code, orders maps each command to (the modules to
-preload, in dependency order, offset, length) of one blob holding their code as a tuple, data
+preload, in dependency order, offset, length) of one blob holding their code as a tuple, and
+the interpreter's built-in modules (sys.builtin_module_names: gc, fcntl, _socket, ... on Debian's
+static build) those modules import at top level, which _boot.py creates before the blob), data
 maps each spec/*.json file to (offset, length, the file's size, its mtime in ns) of its parsed
 form, marshal'ed (schema.load_schema: a marshal load is half the cost of parsing the JSON, and
 the size and mtime tell a file edited since); then the blobs, each unmarshal'ed only if used
@@ -60,7 +62,8 @@ def module_name(filename: str) -> str:
 
 def compile_module(path: str, filename: str) -> CodeType:
     """The module's code; `from __future__ import annotations` becomes a compiler flag (the
-    statement would import __future__ from disk at run time) and a blank line (same numbers)."""
+    statement would import __future__ from disk at run time) and a blank line (same numbers);
+    without docstrings (strip_docstrings)."""
     with open(path, encoding="utf-8") as f:
         source = f.read()
     flags = 0
@@ -69,19 +72,41 @@ def compile_module(path: str, filename: str) -> CodeType:
         if line.strip() == _FUTURE:
             lines[i] = ""
             flags = _ANNOTATIONS_FLAG
-    return compile("\n".join(lines), filename, "exec", flags=flags, dont_inherit=True)
+    tree = ast.parse("\n".join(lines), filename)
+    strip_docstrings(tree)
+    return compile(tree, filename, "exec", flags=flags, dont_inherit=True)
 
 
-def top_level_imports(path: str) -> list[str]:
-    """pyrunc modules imported by the module's body (not inside functions or classes)."""
+def strip_docstrings(tree: ast.Module) -> None:
+    """Drop the docstrings of the module, its classes and functions, as -OO would (but keep
+    asserts): for `state` they are ~10% of the code unmarshal'ed on every call (~9 KB, ~75 K
+    instructions, 6 page faults; create's ~45 KB), and nothing reads __doc__ (help() would show
+    none). Line numbers, and so tracebacks, are unchanged: the nodes keep their positions."""
+    for node in ast.walk(tree):
+        if not isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+            continue
+        body = node.body
+        if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) \
+                and isinstance(body[0].value.value, str):
+            if len(body) > 1:
+                del body[0]
+            else:
+                body[0] = ast.copy_location(ast.Pass(), body[0])
+
+
+def top_level_imports(path: str, others: list[str] | None = None) -> list[str]:
+    """pyrunc modules imported by the module's body (not inside functions or classes); the
+    other modules it imports there are appended to others."""
     with open(path, encoding="utf-8") as f:
         tree = ast.parse(f.read(), path)
     found: list[str] = []
+    rest: list[str] = [] if others is None else others
 
     def visit(body: list[ast.stmt]) -> None:
         for node in body:
             if isinstance(node, ast.Import):
                 found.extend(a.name for a in node.names if a.name.startswith("pyrunc."))
+                rest.extend(a.name for a in node.names if not a.name.startswith("pyrunc"))
             elif isinstance(node, ast.ImportFrom):
                 base = "pyrunc" if node.level == 1 and not node.module else (
                     f"pyrunc.{node.module}" if node.level == 1 else node.module or "")
@@ -89,6 +114,8 @@ def top_level_imports(path: str) -> list[str]:
                     found.extend(f"pyrunc.{a.name}" for a in node.names)
                 elif base.startswith("pyrunc."):
                     found.append(base)
+                elif base not in ("", "__future__"):
+                    rest.append(base)
             elif isinstance(node, ast.If) and not (isinstance(node.test, ast.Name)
                                                    and node.test.id == "TYPE_CHECKING"):
                 visit(node.body)
@@ -125,13 +152,16 @@ def build(libdir: str, final_libdir: str) -> str:
     pkg_dir = os.path.join(libdir, "pyrunc")
     codes: dict[str, CodeType] = {}
     deps: dict[str, list[str]] = {}
+    builtins: dict[str, list[str]] = {}   # module -> the interpreter's built-in modules it imports
     for filename in sorted(os.listdir(pkg_dir)):
         if not filename.endswith(".py") or filename in ("_bundle.py", "__main__.py"):
             continue
         path = os.path.join(pkg_dir, filename)
         name = module_name(filename)
         codes[name] = compile_module(path, os.path.join(final_libdir, "pyrunc", filename))
-        deps[name] = top_level_imports(path)
+        others: list[str] = []
+        deps[name] = top_level_imports(path, others)
+        builtins[name] = [m for m in others if m in sys.builtin_module_names]
     blobs: list[bytes] = []
     offset = 0   # from the end of the head
 
@@ -155,7 +185,8 @@ def build(libdir: str, final_libdir: str) -> str:
         key = tuple(order)
         if key not in packs:
             packs[key] = add(marshal.dumps(tuple(codes[n] for n in order)))
-        orders[cmd] = (order, *packs[key])
+        needed = [b for n in order for b in builtins[n]]
+        orders[cmd] = (order, *packs[key], tuple(dict.fromkeys(needed)))
     data = {}
     spec_dir = os.path.join(libdir, "spec")
     for filename in sorted(os.listdir(spec_dir)) if os.path.isdir(spec_dir) else ():
