@@ -46,15 +46,28 @@ _PREWARMED_EXTENSIONS = ("_ctypes",)
 BundleFinder: "Any" = _Module("BundleFinder", "Meta-path finder and loader for the modules in the bundle.")
 BundleFinder.path = ""      # of the bundle
 BundleFinder.base = 0       # offset of the code blobs in it
-BundleFinder.index = {}     # module name -> (offset from base, length) of its marshal'ed code
+BundleFinder.index = None   # module name -> (offset from base, length) of its marshal'ed code
 BundleFinder.fd = -1        # open while preloading; lazy imports reopen the file
 BundleFinder.data = {}      # spec file name -> (offset, length, size, mtime_ns) of its parsed form
+BundleFinder.tables = None  # (offset, length) of (index, data): loaded on their first use (_tables)
+
+
+def _tables():
+    """The index and data, unmarshal'ed when first asked for: a short command that imports
+    nothing lazily and reads no schema never needs them (~50 names, ~60 K instructions)."""
+    if BundleFinder.index is None:
+        if BundleFinder.tables is None:
+            return {}
+        BundleFinder.index, BundleFinder.data = _load(*BundleFinder.tables)
+    return BundleFinder.index
 
 
 def _find_spec(name, path=None, target=None):
-    if name not in BundleFinder.index:
+    if not name.startswith("pyrunc"):   # the stdlib's and vendor/'s imports pass straight by
         return None
     try:
+        if name not in _tables():
+            return None
         code = _code(name)
     except OSError:     # e.g. after pivot_root: let the other finders fail as they would
         return None
@@ -99,6 +112,10 @@ def _load(offset, length):
 def _prebuilt(filename, path):
     """The parsed form of spec/<filename> stored at install, or None: not in the bundle, or the
     file at path no longer has the size and mtime it had then (edited since: parse it)."""
+    try:
+        _tables()
+    except OSError:
+        return None
     entry = BundleFinder.data.get(filename)
     if entry is None:
         return None
@@ -206,12 +223,13 @@ def load_builtin(name):
 def _preload_pack(entry):
     """Preload a command's modules, in order, from their one blob (see _bundle.build), after
     the built-in modules they import."""
-    names, offset, length = entry[:3]
-    for name in entry[3] if len(entry) > 3 else ():
+    offset, length = entry
+    pack = _mapped_loads(offset, length) if length > _MAP_AT_LEAST else None
+    if pack is None:
+        pack = marshal.loads(posix.pread(BundleFinder.fd, length, BundleFinder.base + offset))
+    names, builtins, codes = pack
+    for name in builtins:
         load_builtin(name)
-    codes = _mapped_loads(offset, length) if length > _MAP_AT_LEAST else None
-    if codes is None:
-        codes = marshal.loads(posix.pread(BundleFinder.fd, length, BundleFinder.base + offset))
     for name, code in zip(names, codes):
         _preload(name, code)
 
@@ -251,10 +269,8 @@ def load_bundle(libdir):
         if head[:4] != MAGIC_NUMBER:
             return False
         size = int.from_bytes(head[4:8], "little")
-        head = marshal.loads(posix.pread(fd, size, 8))
-        index, orders = head[0], head[1]
-        BundleFinder.path, BundleFinder.base, BundleFinder.index = path, 8 + size, index
-        BundleFinder.data = head[2] if len(head) > 2 else {}
+        orders, BundleFinder.tables = marshal.loads(posix.pread(fd, size, 8))
+        BundleFinder.path, BundleFinder.base = path, 8 + size
         BundleFinder.fd = fd
         sys.meta_path.insert(0, BundleFinder)
         ours = [p for p in sys.path if p == libdir or p.startswith(libdir + "/")]

@@ -2,15 +2,16 @@
 writes the tree in DIR, which it then renames to LIBDIR: the paths the code objects carry).
 
 Layout: the interpreter's magic number; the length of the head (4 bytes, little-endian); the
-head, a marshal'ed (index, orders, data): index maps each pyrunc module to the (offset from the
-end of the head, length) of its marshal'ed code, orders maps each command to (the modules to
-preload, in dependency order, offset, length) of one blob holding their code as a tuple, and
-the interpreter's built-in modules (sys.builtin_module_names: gc, fcntl, _socket, ... on Debian's
-static build) those modules import at top level, which _boot.py creates before the blob), data
-maps each spec/*.json file to (offset, length, the file's size, its mtime in ns) of its parsed
-form, marshal'ed (schema.load_schema: a marshal load is half the cost of parsing the JSON, and
-the size and mtime tell a file edited since); then the blobs, each unmarshal'ed only if used
-(see _boot.py for why).
+head, a marshal'ed (orders, tables); then the blobs, each unmarshal'ed only if used (see
+_boot.py for why); offsets are from the end of the head. orders maps each command to the
+(offset, length) of its pack: one blob holding (the modules to preload, in dependency order;
+the interpreter's built-in modules (sys.builtin_module_names: gc, fcntl, _socket, ... on
+Debian's static build) they import at top level, which _boot.py creates first; their code, a
+tuple). tables is the (offset, length) of (index, data), which _boot.py loads only when a lazy
+import or a schema asks: index maps each pyrunc module to the (offset, length) of its
+marshal'ed code, data each spec/*.json file to (offset, length, the file's size, its mtime in
+ns) of its parsed form, marshal'ed (schema.load_schema: a marshal load is half the cost of
+parsing the JSON, and the size and mtime tell a file edited since).
 It must be built by the interpreter the launcher runs: _boot.py ignores a bundle whose magic
 number is not its own, and imports from disk instead.
 
@@ -184,9 +185,9 @@ def build(libdir: str, final_libdir: str) -> str:
             order = [n for n in order if n not in prewarm]
         key = tuple(order)
         if key not in packs:
-            packs[key] = add(marshal.dumps(tuple(codes[n] for n in order)))
-        needed = [b for n in order for b in builtins[n]]
-        orders[cmd] = (order, *packs[key], tuple(dict.fromkeys(needed)))
+            needed = tuple(dict.fromkeys(b for n in order for b in builtins[n]))
+            packs[key] = add(marshal.dumps((key, needed, tuple(codes[n] for n in order))))
+        orders[cmd] = packs[key]
     data = {}
     spec_dir = os.path.join(libdir, "spec")
     for filename in sorted(os.listdir(spec_dir)) if os.path.isdir(spec_dir) else ():
@@ -196,7 +197,7 @@ def build(libdir: str, final_libdir: str) -> str:
                 doc = json.load(spec_file)
             st = os.stat(path)
             data[filename] = (*add(marshal.dumps(doc)), st.st_size, st.st_mtime_ns)
-    head = marshal.dumps((index, orders, data))
+    head = marshal.dumps((orders, add(marshal.dumps((index, data)))))
     out = os.path.join(libdir, "pyrunc.bundle")
     with open(out + ".tmp", "wb") as f:
         f.write(MAGIC_NUMBER + len(head).to_bytes(4, "little") + head)

@@ -152,6 +152,50 @@ def test_bundle_code_drops_the_future_import_not_its_effect(name: str) -> None:
     marshal.dumps(code)
 
 
+def test_bundle_code_has_no_docstrings_but_the_same_line_numbers(tmp_path: Path) -> None:
+    """The bundle's code leaves docstrings out (-OO's half; asserts stay), and a traceback
+    through it still names the right lines."""
+    src = tmp_path / "m.py"
+    src.write_text('"""Module doc."""\n\nclass C:\n    """Class doc."""\n\n\n'
+                   'def only_doc():\n    """Nothing else."""\n\n\n'
+                   'def boom(x):\n    """Doc."""\n    assert x, "kept"\n    return 1 / x\n')
+    code = _bundle.compile_module(str(src), str(src))
+    ns: dict = {"__name__": "m"}
+    exec(code, ns)  # noqa: S102  (our own code, compiled as the bundle does)
+    assert "__doc__" not in ns and ns["C"].__doc__ is None and ns["boom"].__doc__ is None
+    assert ns["only_doc"]() is None
+    with pytest.raises(AssertionError, match="kept") as info:
+        ns["boom"](0)
+    assert info.traceback[-1].lineno + 1 == 13        # pytest's entries count from 0
+    state = _bundle.compile_module(str(REPO / "pyrunc" / "state.py"), "state.py")
+    assert not any(isinstance(c, str) and len(c) > 200 for c in state.co_consts)
+
+
+def test_builtin_modules_are_made_directly_and_tables_only_when_asked(tmp_path: Path) -> None:
+    """The built-in modules a command's pack imports (fcntl for state, on an interpreter that
+    has it built in) are created before the pack, as BuiltinImporter would; the index of lazy
+    imports is unmarshal'ed only when one happens."""
+    lib = _installed(tmp_path)
+    code = (f"import sys; sys.path[:0] = [{str(lib)!r}]; sys.argv = ['pyrunc', 'state', 'c1']; "
+            f"from pyrunc import _boot; _boot.load_bundle({str(lib)!r}); "
+            "import fcntl; from _frozen_importlib import BuiltinImporter as B; "
+            "lazy = _boot.BundleFinder.index is None; _boot.load_builtin('_json_not_builtin'); "
+            "import pyrunc.specgen; "
+            "print(fcntl.__loader__ is B, fcntl.__spec__.origin, callable(fcntl.flock), lazy, "
+            "'pyrunc.specgen' in _boot.BundleFinder.index, '_json_not_builtin' in sys.modules)")
+    out = subprocess.run(["/usr/bin/python3", "-I", "-S", "-c", code], capture_output=True,
+                         text=True, check=True).stdout.split()
+    assert out == ["True", "built-in", "True", "True", "True", "False"]
+    head = (lib / "pyrunc.bundle").read_bytes()
+    orders, _tables = marshal.loads(head[8:8 + int.from_bytes(head[4:8], "little")])
+    offset, length = orders["state"]
+    base = 8 + int.from_bytes(head[4:8], "little")
+    names, builtins, codes = marshal.loads(head[base + offset:base + offset + length])
+    assert "pyrunc.state" in names and len(codes) == len(names)
+    if "fcntl" in sys.builtin_module_names:   # our venv's interpreter may differ from /usr/bin's
+        assert "fcntl" in builtins
+
+
 def test_short_commands_never_import_os() -> None:
     """state, kill, delete, start, list: os (via _collections_abc) would cost ~1.5-2 ms each."""
     code = (f"import sys; sys.path[:0] = [{str(REPO)!r}]; "
