@@ -408,6 +408,10 @@ def _create(root: str, container_id: str, opts: CreateOptions) -> state.Containe
                     state.stage(ctr.path(state.STATE_FILE), jsonlite.dumps(final).encode())
                 sync.recv(parent_sock, "ready", "create")
                 sync.send(parent_sock, "go")
+                if plan.trampoline_waits:
+                    # Until it is the trampoline waiting for `start` (init.py): its last
+                    # steps' error, if any, is ours.
+                    sync.raise_reported_error(parent_sock)
             except PyruncError as exc:
                 raise PyruncError(f"pyrunc {opts.command} failed: unable to start container "
                                   f"process: {exc}") from None

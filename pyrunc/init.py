@@ -313,8 +313,12 @@ def init_main(plan: InitPlan, sock: sync.Socket) -> NoReturn:
         # it dies before, we must end here rather than wait for a `start` forever, out of
         # reach of `delete`'s cgroup kill. EOF is that death.
         sync.recv(sock, "go", "create")
-        ready = True
-        sock.close()
+        if not plan.trampoline_waits:
+            ready = True
+            sock.close()
+        # Else the socket stays open (close-on-exec) until the trampoline's exec: create
+        # returns at its end of file, with the container waiting for `start`, and an error
+        # before that fails create, as runc's init's last steps do.
         if peer >= 0:
             # Before the wait, as runc does: the create's stdout/stderr pipes must not outlive
             # create, or containerd's shim (which reads them to EOF) never sees create end.
