@@ -16,8 +16,22 @@ import posix as _posix
 # instructions (the module's own lookup raises an AttributeError before calling it), a name
 # imported here ~1 K. The short commands use most of these; create and run bind more below.
 from posix import (  # noqa: F401
-    O_CLOEXEC, O_DIRECTORY, O_NONBLOCK, O_RDONLY, O_WRONLY, W_OK, access, close, fstat, geteuid,
-    listdir, open, read, rmdir, unlink, write,
+    O_CLOEXEC,
+    O_DIRECTORY,
+    O_NONBLOCK,
+    O_RDONLY,
+    O_WRONLY,
+    W_OK,
+    access,
+    close,
+    fstat,
+    geteuid,
+    listdir,
+    open,
+    read,
+    rmdir,
+    unlink,
+    write,
 )
 
 _S_IFMT = 0o170000
