@@ -34,22 +34,24 @@ _CORE = ["pyrunc.cli", "pyrunc.commands"]
 # for the limits, lifecycle and supervise for run): the finder serves those from the bundle then,
 # while the init works on the other core (see run._after_fork), instead of before that fork.
 _CREATE = [*_CORE, "pyrunc.create", "pyrunc.config", "pyrunc.schema", "pyrunc.capabilities",
-           "pyrunc.seccomp", "pyrunc.lsm", "pyrunc.log"]
+           "pyrunc.seccomp", "pyrunc.lsm", "pyrunc.log", "pyrunc.exceptions"]
 # command -> the modules it imports in any case (its lazy imports included); "" = anything else.
 ENTRIES: dict[str, list[str]] = {
     "": _CORE,
     "prewarm": ["pyrunc.cgroup_keeper"],   # what _boot.py needs first for create, run and exec
     "create": [*_CREATE, "pyrunc.cgroups"],
     "run": [*_CREATE, "pyrunc.cgroups", "pyrunc.run"],
-    "exec": [*_CORE, "pyrunc.execute", "pyrunc.supervise", "pyrunc.log"],
-    **{cmd: [*_CORE, "pyrunc.lifecycle", "pyrunc.log", "pyrunc.cgroups"]
+    "exec": [*_CORE, "pyrunc.execute", "pyrunc.supervise", "pyrunc.log",
+             "pyrunc.exceptions"],   # errors.py's classes: the modules above import them
+    **{cmd: [*_CORE, "pyrunc.lifecycle", "pyrunc.log", "pyrunc.cgroups", "pyrunc.exceptions"]
        for cmd in ("pause", "resume", "ps", "logs")},
     # The paused check only (cgroup_freezer.py), and for a stopped container's delete
     # cgroup_cleanup.py: cgroups.py, when needed (kill --all, a process left), comes from the finder.
-    **{cmd: [*_CORE, "pyrunc.lifecycle", "pyrunc.log", "pyrunc.cgroup_freezer"]
+    # No log.py: cli.main imports it for --log, --log-format, --debug or an error only.
+    **{cmd: [*_CORE, "pyrunc.lifecycle", "pyrunc.cgroup_freezer"]
        for cmd in ("state", "kill", "list")},
-    "delete": [*_CORE, "pyrunc.lifecycle", "pyrunc.log", "pyrunc.cgroup_freezer", "pyrunc.cgroup_cleanup"],
-    "start": [*_CORE, "pyrunc.lifecycle", "pyrunc.log"],   # no cgroups (lifecycle._cgroups)
+    "delete": [*_CORE, "pyrunc.lifecycle_delete", "pyrunc.cgroup_freezer", "pyrunc.cgroup_cleanup"],
+    "start": [*_CORE, "pyrunc.lifecycle_start"],   # no cgroups (lifecycle.cgroups_of)
 }
 PREWARMED = ("create", "run", "exec")   # as in _boot.load_bundle: "prewarm" is preloaded first
 _FUTURE = "from __future__ import annotations"

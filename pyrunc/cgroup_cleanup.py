@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import time
 
+from pyrunc import errors
 from pyrunc import lightos as os  # os minus its import cost: see lightos.py
 from pyrunc.cgroup_freezer import read_small
-from pyrunc.errors import PyruncError
 
 
 def exclusive(paths: dict[str, str], created: list[str]) -> bool:
@@ -53,5 +53,5 @@ def remove_dirs(created: list[str], timeout: float = 5.0) -> None:
             except OSError as exc:
                 import errno  # only here: `import errno` costs ~0.2 M instructions
                 if exc.errno != errno.EBUSY or time.monotonic() > deadline:
-                    raise PyruncError(f"cannot remove cgroup {directory}: {exc.strerror}") from None
+                    raise errors.PyruncError(f"cannot remove cgroup {directory}: {exc.strerror}") from None
                 time.sleep(0.005)

@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import sys
 
-from pyrunc import OCI_VERSION, __version__
+from pyrunc import OCI_VERSION, __version__, errors
 from pyrunc import lightos as os  # os minus its import cost: see lightos.py
-from pyrunc.errors import PyruncError
 
 TYPE_CHECKING = False  # typing costs a short command more than its own code
 if TYPE_CHECKING:
@@ -126,23 +125,23 @@ def parse_flags(argv: list[str], flags: Flags, stop_at_positional: bool) -> tupl
                 i += 1
                 continue
         if name not in flags:
-            raise PyruncError(f"flag provided but not defined: {name}")
+            raise errors.PyruncError(f"flag provided but not defined: {name}")
         dest, kind = flags[name]
         if kind == "bool":
             if eq and value.lower() not in ("true", "false", "1", "0"):
-                raise PyruncError(f"invalid boolean value {value!r} for {name}")
+                raise errors.PyruncError(f"invalid boolean value {value!r} for {name}")
             out[dest] = (value.lower() in ("true", "1")) if eq else True
         else:
             if not eq:
                 i += 1
                 if i >= len(argv):
-                    raise PyruncError(f"flag needs an argument: {name}")
+                    raise errors.PyruncError(f"flag needs an argument: {name}")
                 value = argv[i]
             if kind == "int":
                 try:
                     out[dest] = int(value)
                 except ValueError:
-                    raise PyruncError(f"invalid value {value!r} for flag {name}") from None
+                    raise errors.PyruncError(f"invalid value {value!r} for flag {name}") from None
             elif kind == "list":
                 out.setdefault(dest, []).append(value)
             else:
@@ -185,17 +184,20 @@ def default_root() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from pyrunc.log import Log
     argv = sys.argv[1:] if argv is None else argv
     try:
         gopts, rest = parse_flags(argv, GLOBAL_FLAGS, stop_at_positional=True)
-        if gopts.log:
-            Log.path = os.path.abspath(gopts.log)
-        if gopts.log_format:
-            if gopts.log_format not in ("text", "json"):
-                raise PyruncError(f"invalid log-format: {gopts.log_format}")
-            Log.fmt = gopts.log_format
-        Log.debug_enabled = bool(gopts.debug)
+        if gopts.log or gopts.log_format or gopts.debug:
+            # log.py only when asked for (or for an error, below): its class and code are
+            # ~0.1 M instructions a successful short command does not need.
+            from pyrunc.log import Log
+            if gopts.log:
+                Log.path = os.path.abspath(gopts.log)
+            if gopts.log_format:
+                if gopts.log_format not in ("text", "json"):
+                    raise errors.PyruncError(f"invalid log-format: {gopts.log_format}")
+                Log.fmt = gopts.log_format
+            Log.debug_enabled = bool(gopts.debug)
         if gopts.version:
             sys.stdout.write(version_text())
             return 0
@@ -203,36 +205,38 @@ def main(argv: list[str] | None = None) -> int:
             sys.stdout.write(usage())
             if gopts.help:
                 return 0
-            raise PyruncError("no command given (the usage above lists them)")
+            raise errors.PyruncError("no command given (the usage above lists them)")
         command, cargs = rest[0], rest[1:]
         if command not in COMMANDS:
-            raise PyruncError(f"no such command: {command}")
+            raise errors.PyruncError(f"no such command: {command}")
         flags, _, _ = COMMANDS[command]
         if "--help" in cargs[:1] or "-h" in cargs[:1] or (command != "exec" and "--help" in cargs):
             sys.stdout.write(usage(command))
             return 0
         if gopts.rootless not in (None, "", "auto", "1", "t", "T", "TRUE", "true", "True",
                                   "0", "f", "F", "FALSE", "false", "False"):
-            raise PyruncError(f"--rootless: invalid value {gopts.rootless!r} (want true, false "
+            raise errors.PyruncError(f"--rootless: invalid value {gopts.rootless!r} (want true, false "
                               "or auto)")
         if gopts.systemd_cgroup:
-            raise PyruncError("systemd not running on this host, cannot use systemd cgroups "
+            raise errors.PyruncError("systemd not running on this host, cannot use systemd cgroups "
                               "manager (--systemd-cgroup)")
         opts, pos = parse_flags(cargs, flags, stop_at_positional=(command in ("exec", "ps")))
         opts["rootless_cgroups"] = gopts.rootless  # None: auto (rootless when not root)
         root = os.path.abspath(gopts.root) if gopts.root else default_root()
         from pyrunc import commands
         return commands.dispatch(command, root, opts, pos)
-    except PyruncError as exc:
+    except errors.PyruncError as exc:
+        from pyrunc.log import Log
         Log.error(str(exc))
         return 1
     except KeyboardInterrupt:
         return 130
     except OSError as exc:
-        from pyrunc.init import describe
-        Log.error(describe(exc))
+        from pyrunc.log import Log
+        Log.error(errors.describe(exc))  # not init.py's copy: that loaded the create path
         return 1
     except Exception as exc:  # noqa: BLE001 - a user sees one line, never a traceback
+        from pyrunc.log import Log
         if Log.debug_enabled:
             import traceback
             traceback.print_exc()

@@ -5,15 +5,15 @@ from __future__ import annotations
 import sys
 from posix import environ as _environ  # bytes keys; os.environ would import os (lightos.py)
 
+from pyrunc import errors
 from pyrunc import lightos as os  # os minus its import cost: see lightos.py
-from pyrunc.errors import NotSupported, PyruncError
 
 
 def _one_id(command: str, pos: list[str], extra: int = 0) -> str:
     if not pos:
-        raise PyruncError(f'"{command}" requires a container id (pyrunc {command} --help)')
+        raise errors.PyruncError(f'"{command}" requires a container id (pyrunc {command} --help)')
     if len(pos) > 1 + extra:
-        raise PyruncError(f'"{command}" got unexpected arguments: {" ".join(pos[1 + extra:])}')
+        raise errors.PyruncError(f'"{command}" got unexpected arguments: {" ".join(pos[1 + extra:])}')
     return pos[0]
 
 
@@ -25,8 +25,8 @@ def dispatch(command: str, root: str, opts: dict, pos: list[str]) -> int:
     if command in ("create", "run"):
         return create_or_run(command, root, opts, pos)
     if command == "start":
-        from pyrunc import lifecycle
-        lifecycle.start(root, _one_id(command, pos))
+        from pyrunc import lifecycle_start
+        lifecycle_start.start(root, _one_id(command, pos))
         return 0
     if command == "kill":
         from pyrunc import lifecycle
@@ -35,8 +35,8 @@ def dispatch(command: str, root: str, opts: dict, pos: list[str]) -> int:
         lifecycle.kill(root, cid, sig, bool(opts.get("all")))
         return 0
     if command == "delete":
-        from pyrunc import lifecycle
-        lifecycle.delete(root, _one_id(command, pos), bool(opts.get("force")))
+        from pyrunc import lifecycle_delete
+        lifecycle_delete.delete(root, _one_id(command, pos), bool(opts.get("force")))
         return 0
     if command == "list":
         return list_command(root, opts)
@@ -50,7 +50,7 @@ def dispatch(command: str, root: str, opts: dict, pos: list[str]) -> int:
     if command == "exec":
         from pyrunc import execute
         if not pos:
-            raise PyruncError('"exec" requires a container id (pyrunc exec --help)')
+            raise errors.PyruncError('"exec" requires a container id (pyrunc exec --help)')
         return execute.exec_command(root, pos[0], pos[1:], opts)
     if command in ("pause", "resume"):
         from pyrunc import lifecycle
@@ -69,9 +69,9 @@ def dispatch(command: str, root: str, opts: dict, pos: list[str]) -> int:
         sys.stdout.write(jsonlite.dumps_indent(features.features(), "    ") + "\n")
         return 0
     if command == "checkpoint":
-        raise PyruncError("checkpoint needs CRIU, which does not work on this host; "
+        raise errors.PyruncError("checkpoint needs CRIU, which does not work on this host; "
                           "pyrunc does not implement checkpoint/restore")
-    raise NotSupported(f"{command}: not supported yet")
+    raise errors.NotSupported(f"{command}: not supported yet")
 
 
 def create_or_run(command: str, root: str, opts: dict, pos: list[str]) -> int:
@@ -83,7 +83,7 @@ def create_or_run(command: str, root: str, opts: dict, pos: list[str]) -> int:
         no_new_keyring=bool(opts.get("no_new_keyring")),
         preserve_fds=int(opts.get("preserve_fds") or 0), command=command)
     if copts.preserve_fds < 0:
-        raise PyruncError("--preserve-fds must not be negative")
+        raise errors.PyruncError("--preserve-fds must not be negative")
     copts.rootless_cgroups = opts.get("rootless_cgroups")
     copts.listen_fds = socket_activation_fds()
     copts.preserve_fds += copts.listen_fds
@@ -132,7 +132,7 @@ def list_command(root: str, opts: dict) -> int:
         for r in rows:
             sys.stdout.write("   ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() + "\n")
     else:
-        raise PyruncError(f"invalid format option: {fmt}")
+        raise errors.PyruncError(f"invalid format option: {fmt}")
     return 0
 
 
@@ -141,26 +141,26 @@ def ps_command(root: str, opts: dict, pos: list[str]) -> int:
     so nothing else may be printed); `--format table`: ps(1) with the extra args, our rows only."""
     from pyrunc import lifecycle
     if not pos:
-        raise PyruncError('"ps" requires a container id (pyrunc ps --help)')
+        raise errors.PyruncError('"ps" requires a container id (pyrunc ps --help)')
     pids = lifecycle.container_pids(root, pos[0])
     fmt = opts.get("format") or "table"
     if fmt == "json":
         sys.stdout.write("[" + ",".join(str(p) for p in pids) + "]\n")
         return 0
     if fmt != "table":
-        raise PyruncError(f"invalid format option: {fmt}")
+        raise errors.PyruncError(f"invalid format option: {fmt}")
     import subprocess
     ps_args = pos[1:] or ["-ef"]
     try:
         out = subprocess.run(["ps", *ps_args], capture_output=True, check=True).stdout.decode()
     except (OSError, subprocess.CalledProcessError) as exc:
-        raise PyruncError(f"ps {' '.join(ps_args)}: {exc}") from None
+        raise errors.PyruncError(f"ps {' '.join(ps_args)}: {exc}") from None
     lines = out.splitlines()
     if not lines:
         return 0
     header = lines[0].split()
     if "PID" not in header:
-        raise PyruncError("ps output has no PID column; pass options that print one")
+        raise errors.PyruncError("ps output has no PID column; pass options that print one")
     column = header.index("PID")
     wanted = set(pids)
     sys.stdout.write(lines[0] + "\n")

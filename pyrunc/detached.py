@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import sys
 
-from pyrunc import create, lifecycle, linux, state
+from pyrunc import create, lifecycle_start, linux, state
 from pyrunc.errors import PyruncError
 
 
@@ -75,7 +75,7 @@ def _become_shim(root: str, container_id: str, opts: create.CreateOptions, start
         ctr.save()
         ctr.unlock()
         if start:
-            lifecycle.start(root, container_id)
+            lifecycle_start.start(root, container_id)
         os.write(report_w, b"ok")
         os.close(report_w)
         null = os.open("/dev/null", os.O_WRONLY)

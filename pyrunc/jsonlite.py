@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import _json
 
+from pyrunc import errors  # JSONError (a ValueError), made on first use: see errors.py
+
 TYPE_CHECKING = False  # typing costs milliseconds to import
 if TYPE_CHECKING:
     from typing import Any
@@ -41,10 +43,6 @@ _spaced = _json.make_encoder(None, None, _esc, None, ": ", ", ", False, False,  
                              True)
 
 
-class JSONError(ValueError):
-    """Malformed JSON, with the character offset where reading stopped."""
-
-
 def loads(data: bytes | str) -> Any:
     text = data.decode() if isinstance(data, bytes) else data
     start = 0
@@ -56,14 +54,14 @@ def loads(data: bytes | str) -> Any:
         # The C scanner reports most syntax errors by importing json.decoder, which it only
         # looks up among loaded modules (SystemError otherwise). On this error path the
         # import is free to pay: let json itself phrase the problem.
-        raise JSONError(_explain(text)) from None
+        raise errors.JSONError(_explain(text)) from None
     except RecursionError:
-        raise JSONError("nested too deeply") from None
+        raise errors.JSONError("nested too deeply") from None
     finally:
         _context.memo.clear()
     rest = text[end:].strip(_WS)
     if rest:
-        raise JSONError(f"extra data at line {text.count(chr(10), 0, end) + 1}")
+        raise errors.JSONError(f"extra data at line {text.count(chr(10), 0, end) + 1}")
     return obj
 
 

@@ -14,7 +14,7 @@ import errno
 
 from pyrunc import capabilities, linux, saferoot, sync, terminal
 from pyrunc import lightos as os  # os minus its import cost: see lightos.py
-from pyrunc.errors import runc_wording
+from pyrunc.errors import describe  # used here, and by init, execchild and execute from here
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -153,16 +153,6 @@ NS_FLAGS = {
 }
 # setns order: the user namespace first (it owns the others), mount last (it changes our root).
 NS_JOIN_ORDER = ("user", "cgroup", "ipc", "uts", "network", "pid", "time", "mount")
-
-
-def describe(exc: BaseException) -> str:
-    """One line for an exception, with no imports (we may be past pivot_root)."""
-    if isinstance(exc, OSError):
-        text = runc_wording(exc.strerror or str(exc))
-        if exc.filename:
-            return f"{exc.filename}: {text}"
-        return text
-    return str(exc) or type(exc).__name__
 
 
 def report(sock: sync.Socket, exc: BaseException) -> None:

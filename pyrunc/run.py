@@ -18,7 +18,8 @@ def _after_fork() -> None:
     """What run needs once the container exists, imported while its init builds the rootfs on
     the other core (create calls this after the fork) rather than before that fork; and the
     signal handlers, which then only wait for the pid to forward to."""
-    import pyrunc.lifecycle  # noqa: F401
+    import pyrunc.lifecycle_delete
+    import pyrunc.lifecycle_start  # noqa: F401
     from pyrunc import supervise
     _forward_to.append(supervise.hold_signals())
 
@@ -31,7 +32,7 @@ def run(root: str, container_id: str, opts: create.CreateOptions, detach: bool, 
     opts.keep_pty = True
     opts.after_fork = _after_fork
     ctr = create.create(root, container_id, opts)
-    from pyrunc import lifecycle
+    from pyrunc import lifecycle_delete, lifecycle_start
     from pyrunc.supervise import forward_signals, wait_for
     pid = ctr.pid
     try:
@@ -41,7 +42,7 @@ def run(root: str, container_id: str, opts: create.CreateOptions, detach: bool, 
             forward_signals(pid)
         # The Container create returned goes on to start and delete: its state is create's
         # own, so neither reads state.json again, and config.json is read once (hooks).
-        proxy = lifecycle.start(root, container_id, wait_ready=False, ctr=ctr)
+        proxy = lifecycle_start.start(root, container_id, wait_ready=False, ctr=ctr)
         # start has read start.err, where nothing writes once the program runs: removed now,
         # while the container runs, not by the delete its exit waits for (an unlink and an
         # inode eviction of this host's ext4 fewer after the exit).
@@ -59,8 +60,8 @@ def run(root: str, container_id: str, opts: create.CreateOptions, detach: bool, 
         if proxy is not None:
             proxy.join()
     except BaseException:
-        lifecycle.delete(root, container_id, force=True, ctr=ctr)
+        lifecycle_delete.delete(root, container_id, force=True, ctr=ctr)
         raise
     if not keep:
-        lifecycle.delete(root, container_id, force=True, ctr=ctr)
+        lifecycle_delete.delete(root, container_id, force=True, ctr=ctr)
     return status

@@ -8,18 +8,20 @@ fifo (present until `start`) and the freezer.
 from __future__ import annotations
 
 import _signal
-import fcntl
 import posix as _posix
 import time
 
-from pyrunc import OCI_VERSION, jsonlite
+from pyrunc import OCI_VERSION, errors, jsonlite
 from pyrunc import lightos as os  # os minus its import cost: see lightos.py
-from pyrunc.errors import ContainerExists, ContainerNotFound, PyruncError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from pyrunc.exceptions import CorruptState  # noqa: F401 - state.CorruptState; __getattr__ at run time
 
 STATE_FILE = "state.json"
 CONFIG_FILE = "config.json"
 FIFO = "exec.fifo"
-START_ERROR = "start.err"  # why the init died between create and execve (see lifecycle.start)
+START_ERROR = "start.err"  # why the init died between create and execve (see lifecycle_start.start)
 
 # Fault injection for tests/test_faults.py: PYRUNC_TEST_PAUSE=<command>:<point> makes the pyrunc
 # process that reaches that point stop itself (SIGSTOP), so a test can SIGKILL it exactly there.
@@ -41,7 +43,7 @@ _ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ01234
 def check_id(container_id: str) -> None:
     if (not container_id or container_id in (".", "..") or len(container_id) > 1024
             or not set(container_id) <= _ID_CHARS):
-        raise PyruncError(f"invalid container id {container_id!r}: use letters, digits and _+-. only")
+        raise errors.PyruncError(f"invalid container id {container_id!r}: use letters, digits and _+-. only")
 
 
 def write_atomic(path: str, data: bytes, mode: int = 0o600) -> None:
@@ -126,11 +128,12 @@ def proc_start_time(pid: int) -> tuple[int, str] | None:
     return int(fields[19]), fields[0].decode()
 
 
-class CorruptState(PyruncError):
-    """state.json exists but cannot be what we wrote: `delete --force` still cleans up."""
-
-    def __init__(self, path: str) -> None:
-        super().__init__(f"state file {path} is corrupt (`delete --force` removes the container)")
+def __getattr__(name: str) -> type:
+    """state.CorruptState: state.json exists but cannot be what we wrote (`delete --force` still
+    cleans up); the class is made on first use, as errors.py's are."""
+    if name == "CorruptState":
+        return errors.CorruptState
+    raise AttributeError(f"module 'pyrunc.state' has no attribute {name!r}")
 
 
 def _well_formed(data: object) -> bool:
@@ -170,23 +173,24 @@ class Container:
         try:
             os.mkdir(self.dir, 0o711)
         except FileExistsError:
-            raise ContainerExists(self.id) from None
+            raise errors.ContainerExists(self.id) from None
         except FileNotFoundError:
             _makedirs(self.root, 0o711)
             try:
                 os.mkdir(self.dir, 0o711)
             except FileExistsError:
-                raise ContainerExists(self.id) from None
+                raise errors.ContainerExists(self.id) from None
         try:
             self.lock()
         except FileNotFoundError:
             # A `delete --force` took the empty directory for a dead create's leftover between
             # our mkdir and our flock.
-            raise PyruncError(f"container {self.id} was deleted while being created") from None
+            raise errors.PyruncError(f"container {self.id} was deleted while being created") from None
 
     def lock(self) -> None:
         if self._lock_fd >= 0:
             return  # ours already (`run` hands one Container from create to start and delete)
+        import fcntl  # here: a C extension found by the path finder (~0.2 M), which `state` never needs
         fd = os.open(self.dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         fcntl.flock(fd, fcntl.LOCK_EX)
         if os.fstat(fd).st_nlink == 0:
@@ -233,22 +237,22 @@ class Container:
             try:
                 self.lock()
             except FileNotFoundError:
-                raise ContainerNotFound(self.id) from None
+                raise errors.ContainerNotFound(self.id) from None
         try:
             with open(self.path(STATE_FILE), "rb") as f:
                 self.data = jsonlite.loads(f.read())
         except FileNotFoundError:
             if lock:
                 self.unlock()
-            raise ContainerNotFound(self.id) from None
+            raise errors.ContainerNotFound(self.id) from None
         except ValueError:
             if lock:
                 self.unlock()
-            raise CorruptState(self.path(STATE_FILE)) from None
+            raise errors.CorruptState(self.path(STATE_FILE)) from None
         if not _well_formed(self.data):
             if lock:
                 self.unlock()
-            raise CorruptState(self.path(STATE_FILE))
+            raise errors.CorruptState(self.path(STATE_FILE))
         return self
 
     def save(self) -> None:
@@ -278,6 +282,7 @@ class Container:
         except FileNotFoundError:
             return False
         try:
+            import fcntl  # see lock()
             fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
             return False
         except BlockingIOError:

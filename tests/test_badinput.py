@@ -40,13 +40,16 @@ from pyrunc import (
     detached,
     execute,
     lifecycle,
+    lifecycle_delete,
+    lifecycle_start,
     run,
     state,
 )
 from pyrunc.cgroups import CgroupManager
 from pyrunc.errors import PyruncError
 
-PRELOADED = (commands, detached, execute, lifecycle, run)  # imported once here, not in each fork
+PRELOADED = (commands, detached, execute, lifecycle, lifecycle_delete, lifecycle_start,
+             run)  # imported once here, not in each fork
 
 FULL = os.environ.get("PYRUNC_LOAD") == "full"
 IN_PROCESS = 6000 if FULL else 1500

@@ -100,3 +100,70 @@ def test_short_commands_leave_cgroups_py_alone(pyrunc, bundle) -> None:
     r = traced("delete", cid)
     assert "pyrunc.cgroup_cleanup" in r.stderr and "pyrunc.cgroups" not in r.stderr, r.stderr
     assert pyrunc("state", cid).returncode != 0
+
+
+def _importtime(root: str, *args: str) -> subprocess.CompletedProcess:
+    """A pyrunc command under -X importtime (stderr lists every module it imported)."""
+    launcher = (f"import sys; sys.path[:0] = [{str(REPO)!r}, '/usr/local/lib/pyrunc/vendor']; "
+                "from pyrunc.cli import main; sys.exit(main())")
+    return subprocess.run(["/usr/bin/python3", "-X", "importtime", "-I", "-S", "-c", launcher,
+                           "--root", root, *args], capture_output=True, text=True, check=False)
+
+
+def _imported(trace: str) -> set[str]:
+    return {line.rpartition("|")[2].strip() for line in trace.splitlines() if "|" in line}
+
+
+@pytest.mark.kernel
+def test_short_commands_load_only_their_own_code(pyrunc, bundle) -> None:
+    """A successful state, list or kill makes no exception class (exceptions.py; each class
+    costs ~70 K instructions) and loads neither log.py nor start's or delete's code, nor fcntl
+    for state and list (they take no lock); start and delete load only their own module."""
+    bundle.edit()["process"]["args"] = ["sleep", "60"]
+    bundle.write()
+    cid = pyrunc.new_id()
+    quiet = {"capture_output": False, "stdin": subprocess.DEVNULL, "stdout": subprocess.DEVNULL,
+             "stderr": subprocess.DEVNULL}   # the container keeps its stdio: no pipes to wait on
+    pyrunc("create", "--bundle", str(bundle.path), cid, check=True, **quiet)
+    root = str(pyrunc.root)
+    r = _importtime(root, "start", cid)
+    assert r.returncode == 0, r.stderr
+    mods = _imported(r.stderr)
+    assert "pyrunc.lifecycle_start" in mods and "pyrunc.lifecycle_delete" not in mods, mods
+    never = {"pyrunc.exceptions", "pyrunc.log", "pyrunc.lifecycle_start",
+             "pyrunc.lifecycle_delete", "pyrunc.init", "pyrunc.create"}
+    for args in (("state", cid), ("list",), ("kill", cid, "0")):
+        r = _importtime(root, *args)
+        assert r.returncode == 0, r.stderr
+        mods = _imported(r.stderr)
+        assert "pyrunc.lifecycle" in mods  # the trace is there
+        assert never.isdisjoint(mods), sorted(never & mods)
+        assert args[0] == "kill" or "fcntl" not in mods
+    assert '"running"' in _importtime(root, "state", cid).stdout
+    assert _importtime(root, "kill", cid, "KILL").returncode == 0
+    for _ in range(500):
+        if pyrunc.state(cid)["status"] == "stopped":
+            break
+        time.sleep(0.01)
+    r = _importtime(root, "delete", cid)
+    assert r.returncode == 0, r.stderr
+    mods = _imported(r.stderr)
+    assert "pyrunc.lifecycle_delete" in mods and "pyrunc.lifecycle_start" not in mods, mods
+    assert {"pyrunc.exceptions", "pyrunc.log"}.isdisjoint(mods), mods
+    assert pyrunc("state", cid).returncode != 0
+
+
+def test_an_os_error_is_one_line_without_the_create_path(tmp_path) -> None:
+    """An OSError reaching the CLI (here `list` of a --root that is a file) is one line naming
+    the file, exit 1; errors.describe phrases it, no longer init.py's copy, which loaded the
+    whole create path (~10 M instructions: what a `kill` under valgrind, which lacks pidfd_open,
+    paid for its ENOSYS)."""
+    root = tmp_path / "file"
+    root.write_text("")
+    r = _importtime(str(root), "list")
+    assert r.returncode == 1
+    out = [line for line in r.stderr.splitlines() if not line.startswith("import time:")]
+    assert out == [f"pyrunc: {root}: not a directory"], out
+    mods = _imported(r.stderr)
+    assert "pyrunc.cli" in mods and "pyrunc.log" in mods  # the trace is there
+    assert {"pyrunc.init", "pyrunc.create", "pyrunc.process"}.isdisjoint(mods), mods

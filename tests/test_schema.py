@@ -523,8 +523,8 @@ def test_imports_nothing_heavy() -> None:
     code = ("import json, re, os; before = set(sys.modules); import pyrunc.schema; "
             "print(' '.join(sorted(set(sys.modules) - before)))")
     new = set(_fresh_python(code).split())
-    assert new <= {"pyrunc", "pyrunc.errors", "pyrunc.schema", "pyrunc.jsonlite", "_json", "pyrunc.lightos",
-                   "__future__"}, new
+    assert new <= {"pyrunc", "pyrunc.errors", "pyrunc.exceptions", "pyrunc.schema", "pyrunc.jsonlite", "_json",
+                   "pyrunc.lightos", "__future__"}, new
 
 
 @pytest.mark.parametrize("text", ["", "r", "rwm", "mwr", "x", "rw ", "RW", "r\n", "rrrrw"])
