@@ -34,7 +34,7 @@ _CORE = ["pyrunc.cli", "pyrunc.commands"]
 # for the limits, lifecycle and supervise for run): the finder serves those from the bundle then,
 # while the init works on the other core (see run._after_fork), instead of before that fork.
 _CREATE = [*_CORE, "pyrunc.create", "pyrunc.config", "pyrunc.schema", "pyrunc.capabilities",
-           "pyrunc.seccomp", "pyrunc.lsm", "pyrunc.log", "pyrunc.exceptions"]
+           "pyrunc.seccomp", "pyrunc.lsm", "pyrunc.log", "pyrunc.exceptions", "pyrunc.create_cmd"]
 # command -> the modules it imports in any case (its lazy imports included); "" = anything else.
 ENTRIES: dict[str, list[str]] = {
     "": _CORE,
@@ -44,12 +44,15 @@ ENTRIES: dict[str, list[str]] = {
     "exec": [*_CORE, "pyrunc.execute", "pyrunc.supervise", "pyrunc.log",
              "pyrunc.exceptions"],   # errors.py's classes: the modules above import them
     **{cmd: [*_CORE, "pyrunc.lifecycle", "pyrunc.log", "pyrunc.cgroups", "pyrunc.exceptions"]
-       for cmd in ("pause", "resume", "ps", "logs")},
+       for cmd in ("pause", "resume", "logs")},
+    "ps": [*_CORE, "pyrunc.lifecycle", "pyrunc.log", "pyrunc.cgroups", "pyrunc.exceptions",
+           "pyrunc.listing"],
     # The paused check only (cgroup_freezer.py), and for a stopped container's delete
     # cgroup_cleanup.py: cgroups.py, when needed (kill --all, a process left), comes from the finder.
     # No log.py: cli.main imports it for --log, --log-format, --debug or an error only.
     **{cmd: [*_CORE, "pyrunc.lifecycle", "pyrunc.cgroup_freezer"]
-       for cmd in ("state", "kill", "list")},
+       for cmd in ("state", "kill")},
+    "list": [*_CORE, "pyrunc.lifecycle", "pyrunc.cgroup_freezer", "pyrunc.listing"],
     "delete": [*_CORE, "pyrunc.lifecycle_delete", "pyrunc.cgroup_freezer", "pyrunc.cgroup_cleanup"],
     "start": [*_CORE, "pyrunc.lifecycle_start"],   # no cgroups (lifecycle.cgroups_of)
 }

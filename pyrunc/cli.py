@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 
-from pyrunc import OCI_VERSION, __version__, errors
+from pyrunc import errors
 from pyrunc import lightos as os  # os minus its import cost: see lightos.py
 
 TYPE_CHECKING = False  # typing costs a short command more than its own code
@@ -150,33 +150,6 @@ def parse_flags(argv: list[str], flags: Flags, stop_at_positional: bool) -> tupl
     return out, rest
 
 
-def usage(command: str | None = None) -> str:
-    if command:
-        flags, pos, desc = COMMANDS[command]
-        names = sorted({k for k in flags if k.startswith("--")})
-        lines = [f"NAME:\n   pyrunc {command} - {desc}", f"\nUSAGE:\n   pyrunc {command} [command options] {pos}".rstrip()]
-        if names:
-            lines.append("\nOPTIONS:")
-            for n in names:
-                lines.append(f"   {n}" + ("" if flags[n][1] == "bool" else " value"))
-        return "\n".join(lines) + "\n"
-    lines = ["NAME:\n   pyrunc - an OCI runtime-spec container runtime with runc's command line",
-             "\nUSAGE:\n   pyrunc [global options] command [command options] [arguments...]",
-             "\nCOMMANDS:"]
-    lines += [f"   {name:<11}{desc}" for name, (_, _, desc) in COMMANDS.items()]
-    lines.append("\nGLOBAL OPTIONS:")
-    lines += [f"   {n}" for n in GLOBAL_FLAGS if n.startswith("--")]
-    return "\n".join(lines) + "\n"
-
-
-def version_text() -> str:
-    try:
-        from pyrunc._build import COMMIT  # written by `make install`
-    except ImportError:
-        COMMIT = "unknown"
-    return f"pyrunc version {__version__}\ncommit: {COMMIT}\nspec: {OCI_VERSION}\n"
-
-
 def default_root() -> str:
     if os.geteuid() != 0 and os.environ.get("XDG_RUNTIME_DIR"):
         return os.path.join(os.environ["XDG_RUNTIME_DIR"], "pyrunc")
@@ -199,9 +172,11 @@ def main(argv: list[str] | None = None) -> int:
                 Log.fmt = gopts.log_format
             Log.debug_enabled = bool(gopts.debug)
         if gopts.version:
+            from pyrunc.cli_help import version_text
             sys.stdout.write(version_text())
             return 0
         if not rest or gopts.help:
+            from pyrunc.cli_help import usage
             sys.stdout.write(usage())
             if gopts.help:
                 return 0
@@ -211,6 +186,7 @@ def main(argv: list[str] | None = None) -> int:
             raise errors.PyruncError(f"no such command: {command}")
         flags, _, _ = COMMANDS[command]
         if "--help" in cargs[:1] or "-h" in cargs[:1] or (command != "exec" and "--help" in cargs):
+            from pyrunc.cli_help import usage
             sys.stdout.write(usage(command))
             return 0
         if gopts.rootless not in (None, "", "auto", "1", "t", "T", "TRUE", "true", "True",

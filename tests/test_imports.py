@@ -130,8 +130,10 @@ def test_short_commands_load_only_their_own_code(pyrunc, bundle) -> None:
     assert r.returncode == 0, r.stderr
     mods = _imported(r.stderr)
     assert "pyrunc.lifecycle_start" in mods and "pyrunc.lifecycle_delete" not in mods, mods
+    assert {"pyrunc.exceptions", "pyrunc.log", "pyrunc.listing", "pyrunc.cli_help"}.isdisjoint(mods), mods
     never = {"pyrunc.exceptions", "pyrunc.log", "pyrunc.lifecycle_start",
-             "pyrunc.lifecycle_delete", "pyrunc.init", "pyrunc.create"}
+             "pyrunc.lifecycle_delete", "pyrunc.init", "pyrunc.create", "pyrunc.create_cmd",
+             "pyrunc.cli_help"}
     for args in (("state", cid), ("list",), ("kill", cid, "0")):
         r = _importtime(root, *args)
         assert r.returncode == 0, r.stderr
@@ -139,6 +141,7 @@ def test_short_commands_load_only_their_own_code(pyrunc, bundle) -> None:
         assert "pyrunc.lifecycle" in mods  # the trace is there
         assert never.isdisjoint(mods), sorted(never & mods)
         assert args[0] == "kill" or "fcntl" not in mods
+        assert ("pyrunc.listing" in mods) == (args[0] == "list"), args
     assert '"running"' in _importtime(root, "state", cid).stdout
     assert _importtime(root, "kill", cid, "KILL").returncode == 0
     for _ in range(500):
@@ -149,7 +152,7 @@ def test_short_commands_load_only_their_own_code(pyrunc, bundle) -> None:
     assert r.returncode == 0, r.stderr
     mods = _imported(r.stderr)
     assert "pyrunc.lifecycle_delete" in mods and "pyrunc.lifecycle_start" not in mods, mods
-    assert {"pyrunc.exceptions", "pyrunc.log"}.isdisjoint(mods), mods
+    assert {"pyrunc.exceptions", "pyrunc.log", "pyrunc.listing", "pyrunc.create_cmd"}.isdisjoint(mods), mods
     assert pyrunc("state", cid).returncode != 0
 
 
