@@ -8,6 +8,7 @@ fifo (present until `start`) and the freezer.
 from __future__ import annotations
 
 import _signal
+import fcntl
 import posix as _posix
 import time
 
@@ -215,7 +216,6 @@ class Container:
     def lock(self) -> None:
         if self._lock_fd >= 0:
             return  # ours already (`run` hands one Container from create to start and delete)
-        import fcntl  # here: a C extension found by the path finder (~0.2 M), which `state` never needs
         fd = os.open(self.dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         fcntl.flock(fd, fcntl.LOCK_EX)
         if os.fstat(fd).st_nlink == 0:
@@ -305,7 +305,6 @@ class Container:
         except FileNotFoundError:
             return False
         try:
-            import fcntl  # see lock()
             fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
             return False
         except BlockingIOError:
