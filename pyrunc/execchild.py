@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import _signal as signal  # not `signal`: it imports enum
 
-from pyrunc import cgroup_join, exeguard, linux, lsm, procfs, sync, terminal, userns
+from pyrunc import cgroup_join, exeguard, linux, lsm, procfs, sync, userns
 from pyrunc import lightos as os  # os minus its import cost: see lightos.py
 from pyrunc.process import (
     NS_JOIN_ORDER,
@@ -75,6 +75,12 @@ def prepare(plan: ExecPlan) -> None:
     exeguard.py requires) and the held host procfs. Both fds are close-on-exec, survive the
     child's close_parent_fds, and are closed here after the fork (release)."""
     plan.joins = [kind for kind in NS_JOIN_ORDER if _differs(plan.init_pid, kind)]
+    if plan.process.get("terminal"):
+        from pyrunc import terminal  # noqa: F401  # the child's (_terminal): loaded now, if at all
+    # What the child would otherwise look up for itself, each costing it copied pages: the posix
+    # names its setup uses (lightos.py) and the libc functions only it calls (dlsym).
+    os.bind_container_names()
+    linux.resolve("capset", "prlimit")
     plan.exe_fd = exeguard.create()
     # Every /proc write of the exec'd process goes through it, and the seccomp notify
     # listener is told the process's host pid from it.
@@ -129,6 +135,13 @@ def _seccomp():
     """pyrunc.seccomp, imported by the CLI to compile the filter: a look-up in sys.modules."""
     from pyrunc import seccomp
     return seccomp
+
+
+def _terminal():
+    """pyrunc.terminal, imported by prepare for a process with a terminal only: a look-up in
+    sys.modules (exec without -t loads none of its code)."""
+    from pyrunc import terminal
+    return terminal
 
 
 def _differs(init_pid: int, kind: str) -> bool:
@@ -206,7 +219,7 @@ def child_main(plan: ExecPlan, sock: sync.Socket) -> NoReturn:
         if plan.exe_fd < 0 and sock.fileno() < 3 + plan.preserve_fds:
             sock.close()
         if peer >= 0:
-            terminal.make_controlling(peer)
+            _terminal().make_controlling(peer)
         close_inherited_fds(plan.preserve_fds)
         for sig in (signal.SIGPIPE, signal.SIGXFSZ):
             signal.signal(sig, signal.SIG_DFL)

@@ -51,11 +51,12 @@ def __getattr__(name: str) -> object:
     return value
 
 
-# The names create's parent and its init use besides (~40 __getattr__ calls in one `run`).
+# The names create's parent and its init use besides (~40 __getattr__ calls in one `run`); exec's
+# child too (execchild.prepare binds them before its fork).
 _CONTAINER_NAMES = (
     "MFD_ALLOW_SEALING", "MFD_CLOEXEC", "O_CREAT", "O_NOFOLLOW", "O_PATH", "O_RDWR", "O_TRUNC",
-    "WEXITSTATUS", "WIFEXITED", "X_OK", "chdir", "chown", "fchdir", "fchmod", "fspath", "getpid",
-    "makedev", "memfd_create", "mkdir", "mkfifo", "mknod", "readlink", "rename",
+    "WEXITSTATUS", "WIFEXITED", "X_OK", "chdir", "chown", "execve", "fchdir", "fchmod", "fspath",
+    "getpid", "makedev", "memfd_create", "mkdir", "mkfifo", "mknod", "readlink", "rename",
     "set_inheritable", "setgroups", "setresgid", "setresuid", "setsid", "stat", "strerror",
     "symlink", "umask", "uname", "waitpid")
 

@@ -66,6 +66,13 @@ _libc.__getattr__ = _libc_function
 _syscall = _LongFunction(("syscall", _libc))  # type: ignore[arg-type]  # as in _Libc
 
 
+def resolve(*names: str) -> None:
+    """Look these libc functions up now: before a fork, for a child that calls them (exec's),
+    each later look-up (dlsym) in that child faults in the symbol tables and copies pages."""
+    for name in names:
+        getattr(_libc, name)
+
+
 class _HoldingGil(_ctypes.CFuncPtr):
     """A function called without releasing the GIL (what PyDLL makes): the interpreter's own
     fork hooks, and a clone between them, during which no other thread may run Python."""

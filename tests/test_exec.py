@@ -143,6 +143,7 @@ def make_rootfs_extras(rootfs: Path) -> None:
     """A user with a home only the container's /etc/passwd knows, and programs to find by PATH."""
     with open(rootfs / "etc" / "passwd", "a") as f:
         f.write("tester:x:1234:1234:tester:/home/tester:/bin/sh\n")
+        f.write("six:x:2345:2345::/home/six\n")   # no shell field: the home is still the 6th
     for directory, name in (("opt/bin", "hello"), ("usr/local/bin", "onlydefault")):
         (rootfs / directory).mkdir(parents=True, exist_ok=True)
         script = rootfs / directory / name
@@ -540,6 +541,7 @@ def test_home_comes_from_the_containers_passwd(ctr):
     assert ctr.out("sh", "-c", 'echo "$HOME"') == "/root\n"
     assert ctr.out("sh", "-c", 'echo "$HOME"', flags=("-u", "1234:1234")) == "/home/tester\n"
     assert ctr.out("sh", "-c", 'echo "$HOME"', flags=("-u", "4321")) == "/\n"
+    assert ctr.out("sh", "-c", 'echo "$HOME"', flags=("-u", "2345")) == "/home/six\n"
     # An explicit HOME wins.
     assert ctr.out("sh", "-c", 'echo "$HOME"', flags=("-u", "1234", "-e", "HOME=/x")) == "/x\n"
 

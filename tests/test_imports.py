@@ -92,6 +92,7 @@ def test_short_commands_leave_cgroups_py_alone(pyrunc, bundle) -> None:
                        text=True, check=False)
     assert r.returncode == 0 and "pyrunc.execute" in r.stderr, r.stderr
     assert "pyrunc.cgroups" not in r.stderr, r.stderr
+    assert "pyrunc.terminal" not in r.stderr, r.stderr   # without -t: no pty code at all
     assert "pyrunc.cgroups" not in traced("kill", cid, "KILL").stderr
     for _ in range(500):
         if pyrunc.state(cid)["status"] == "stopped":
