@@ -65,6 +65,9 @@ class ExecPlan:
         self.exe_fd = -1     # the exec trampoline (exeguard.py), made before entering the userns
         self.joins: list[str] = []   # the namespace types the container does not share with us
         self.born_in_v2 = False      # forked into the cgroup2 directory (cgroup_join.fork)
+        # process.capabilities as numbers, parsed (and checked) by the CLI: not again in the
+        # child, where every object it touches costs a copied page.
+        self.caps: dict[str, list[int]] | None = None
 
 
 def prepare(plan: ExecPlan) -> None:
@@ -209,7 +212,7 @@ def child_main(plan: ExecPlan, sock: sync.Socket) -> NoReturn:
         if proc.get("terminal"):
             os.setsid()  # an exec'd process gets its own session to own the terminal
             peer = hand_out_pty(proc, sock, console=False)
-        exe, env = prepare_process(proc, plan.seccomp is not None)
+        exe, env = prepare_process(proc, plan.seccomp is not None, plan.caps)
         sync.send(sock, "ready")
         ready = True
         # The socket stays open until the program's execve (the trampoline sets it close-on-exec
@@ -232,7 +235,7 @@ def child_main(plan: ExecPlan, sock: sync.Socket) -> NoReturn:
         if plan.seccomp is not None:
             _seccomp().load(plan.seccomp, notify_state)  # last: then only a capset and execve
         keep = (sock.fileno(),) if sock.fileno() >= 0 else ()
-        exeguard.execute(plan.exe_fd, exe, proc, env, keep, plan.seccomp)
+        exeguard.execute(plan.exe_fd, exe, proc, env, keep, plan.seccomp, caps=plan.caps)
     except BaseException as exc:  # noqa: BLE001
         if ready:
             os.write(2, f"pyrunc: exec: {describe(exc)}\n".encode())

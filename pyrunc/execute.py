@@ -118,7 +118,7 @@ def exec_command(root: str, container_id: str, args: list[str], opts: dict) -> i
         proc = process_from_file(opts["process"])
     else:
         proc = process_from_flags(ctr_cfg.get("process") or {}, args, opts)
-    capabilities.parse(proc.get("capabilities"), "exec process: /capabilities")
+    caps = capabilities.parse(proc.get("capabilities"), "exec process: /capabilities")
     lsm.check(proc, None, "exec process: ")
     detach = bool(opts.get("detach"))
     if proc.get("terminal") and not opts.get("console_socket") and detach:
@@ -128,6 +128,7 @@ def exec_command(root: str, container_id: str, args: list[str], opts: dict) -> i
     preserve = int(opts.get("preserve_fds") or 0)
     check_preserved_fds(preserve)
     plan = execchild.ExecPlan(ctr.pid, proc, cgroup_dirs(ctr, opts.get("cgroup") or []), preserve)
+    plan.caps = caps
     seccomp_cfg = (ctr_cfg.get("linux") or {}).get("seccomp")
     if seccomp_cfg:
         from pyrunc import seccomp

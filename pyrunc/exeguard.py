@@ -372,14 +372,17 @@ def allows(sc: dict | None, name: str) -> bool:
 
 
 def execute(memfd: int, exe: str, proc: dict, env: dict[str, str], keep: tuple[int, ...],
-            flt: Filter | None, wait: bool = False) -> NoReturn:
+            flt: Filter | None, wait: bool = False,
+            caps: dict[str, list[int]] | None = None) -> NoReturn:
     """The final exec of `exe` with proc["args"], through the trampoline in `memfd`. keep: fds
     (the first one gets the errno if the program's execve fails) the trampoline closes at it;
     flt: the seccomp filter just loaded, if any; wait: the trampoline was made to wait for
-    `start` first (create(wait_fd), can_wait). Raises OSError naming `exe` if the trampoline
-    itself cannot be exec'd (the program's execve would have failed the same way)."""
+    `start` first (create(wait_fd), can_wait); caps: proc's capabilities.parse, if the caller
+    has it. Raises OSError naming `exe` if the trampoline itself cannot be exec'd (the
+    program's execve would have failed the same way)."""
     from pyrunc.process import seccomp_needs_admin
-    caps = capabilities.parse(proc.get("capabilities"))
+    if caps is None:
+        caps = capabilities.parse(proc.get("capabilities"))
     admin = flt is not None and seccomp_needs_admin(proc, caps)
     if memfd < 0:
         if admin:

@@ -33,15 +33,18 @@ def seccomp_needs_admin(proc: dict, caps: dict[str, list[int]]) -> bool:
     return not proc.get("noNewPrivileges") and CAP_SYS_ADMIN not in caps["effective"]
 
 
-def prepare_process(proc: dict, seccomp: bool = False) -> tuple[str, dict[str, str]]:
+def prepare_process(proc: dict, seccomp: bool = False,
+                    caps: dict[str, list[int]] | None = None) -> tuple[str, dict[str, str]]:
     """Limits, identity and cwd, then the executable looked up as the container user will run it.
-    seccomp: a filter will be loaded before execve (see seccomp_needs_admin)."""
+    seccomp: a filter will be loaded before execve (see seccomp_needs_admin); caps: the
+    process's capabilities.parse, if the caller made it before fork (exec's CLI validates them)."""
     for limit in proc.get("rlimits") or []:
         set_rlimit(limit)
     # oomScoreAdj: written by the intermediate (init.set_oom_score_adj), inherited through fork.
     user = proc.get("user") or {}
     uid, gid = int(user.get("uid", 0)), int(user.get("gid", 0))
-    caps = capabilities.parse(proc.get("capabilities"))
+    if caps is None:
+        caps = capabilities.parse(proc.get("capabilities"))
     capabilities.drop_bounding(caps)
     capabilities.keep_caps(True)  # or setresuid to non-root would empty every set
     try:
