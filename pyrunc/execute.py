@@ -7,7 +7,17 @@ with the process's status; --detach returns once it runs, leaving it to the call
 
 from __future__ import annotations
 
-from pyrunc import capabilities, cgroup_join, execchild, jsonlite, linux, lsm, state, sync
+from pyrunc import (
+    capabilities,
+    cgroup_join,
+    execchild,
+    jsonlite,
+    linux,
+    lsm,
+    state,
+    supervise,
+    sync,
+)
 from pyrunc import lightos as os  # os minus its import cost: see lightos.py
 from pyrunc.errors import InvalidState, PyruncError
 from pyrunc.process import describe
@@ -206,6 +216,12 @@ def _spawn(plan: execchild.ExecPlan, proc: dict, opts: dict, detach: bool) -> in
             execchild.leave_pid_ns(own_pid_ns)
         child_sock.close()
         execchild.release(plan)
+        if not detach:
+            # The ~60 sigactions now, while the child sets itself up on the other core, rather
+            # than after its execve; and a signal is forwarded as soon as the process's pid is
+            # known (until then it does what it did), so none that comes once the program runs
+            # can still find the CLI without its handlers and end it instead.
+            forward_to = supervise.hold_signals()
         try:
             if own_pid_ns >= 0:
                 exec_pid = pid
@@ -214,6 +230,8 @@ def _spawn(plan: execchild.ExecPlan, proc: dict, opts: dict, detach: bool) -> in
                     exec_pid = int(sync.recv(parent_sock, "pid", "exec")["pid"])
                 finally:
                     os.waitpid(pid, 0)
+            if not detach:
+                forward_to(exec_pid)
             state.pause_point("exec:after-fork")
             if proc.get("terminal"):
                 master = sync.recv_with_fds(parent_sock, "pty", "exec")[1][0]
@@ -242,8 +260,6 @@ def _spawn(plan: execchild.ExecPlan, proc: dict, opts: dict, detach: bool) -> in
     if detach:
         return 0
     state.pause_point("exec:waiting")
-    from pyrunc import supervise
-    supervise.forward_signals(exec_pid)
     if master >= 0:
         from pyrunc import relay
         return relay.relay_until_exit(master, exec_pid)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -193,6 +194,29 @@ def test_output_and_exit_code_pass_through(ctr):
 def test_killed_by_a_signal_gives_128_plus_n(ctr):
     assert ctr.run("sh", "-c", "kill -9 $$").returncode == 128 + 9
     assert ctr.run("sh", "-c", "kill -15 $$").returncode == 128 + 15
+    assert ctr.status() == "running"
+
+
+def test_foreground_exec_forwards_signals(ctr, tmp_path):
+    """A signal to a foreground exec reaches its process: the CLI forwards from the moment it
+    knows the pid, so a signal sent once the program runs never finds it without handlers."""
+    out, err = tmp_path / "fwd.out", tmp_path / "fwd.err"
+    script = "trap 'exit 42' USR1; echo ready; while true; do sleep 0.1; done"
+    with open(out, "wb") as o, open(err, "wb") as e:
+        proc = subprocess.Popen([ctr.rt.binary, "--root", str(ctr.rt.root), "exec", ctr.id,
+                                 "sh", "-c", script], stdin=subprocess.DEVNULL, stdout=o, stderr=e)
+    try:
+        deadline = time.monotonic() + 30
+        while b"ready" not in out.read_bytes() and proc.poll() is None \
+                and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert b"ready" in out.read_bytes(), err.read_bytes()
+        proc.send_signal(signal.SIGUSR1)
+        assert proc.wait(30) == 42, err.read_bytes()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
     assert ctr.status() == "running"
 
 
