@@ -179,10 +179,16 @@ def load_extension(name):
         module = _imp.create_dynamic(spec)
     except ImportError:
         return
-    module.__spec__, module.__loader__ = spec, spec.loader
+    _install(name, module, spec, spec.loader, _imp.exec_dynamic)
+
+
+def _install(name, module, spec, loader, execute):
+    """What the import system does with a module it has created: into sys.modules, then run
+    its initialisation (execute), out again if that fails."""
+    module.__spec__, module.__loader__ = spec, loader
     sys.modules[name] = module
     try:
-        _imp.exec_dynamic(module)
+        execute(module)
     except BaseException:
         del sys.modules[name]
         raise
@@ -210,14 +216,7 @@ def load_builtin(name):
     if name in sys.modules or not _imp.is_builtin(name):
         return
     spec = _ModuleSpec(name, _BuiltinImporter, origin="built-in")
-    module = _imp.create_builtin(spec)
-    module.__spec__, module.__loader__ = spec, _BuiltinImporter
-    sys.modules[name] = module
-    try:
-        _imp.exec_builtin(module)
-    except BaseException:
-        del sys.modules[name]
-        raise
+    _install(name, _imp.create_builtin(spec), spec, _BuiltinImporter, _imp.exec_builtin)
 
 
 def _preload_pack(entry):

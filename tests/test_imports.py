@@ -57,50 +57,15 @@ def test_a_real_run_without_net_devices_never_imports_pyroute2(pyrunc, bundle) -
     assert "pyroute2" not in r.stderr and "pyrunc.netdev" not in r.stderr
 
 
-@pytest.mark.kernel
-def test_short_commands_leave_cgroups_py_alone(pyrunc, bundle) -> None:
-    """state and list (the paused check: cgroup_freezer.py), kill without --all, exec, and
-    delete of an exited container whose cgroup2 directory is empty (cgroup_cleanup.py) never load
-    cgroups.py (~1 M instructions a call); pause still reports "paused" without it."""
-    launcher = (f"import sys; sys.path[:0] = [{str(REPO)!r}, '/usr/local/lib/pyrunc/vendor']; "
-                "from pyrunc.cli import main; sys.exit(main())")
-
-    def traced(*args: str) -> subprocess.CompletedProcess:
-        r = subprocess.run(["/usr/bin/python3", "-X", "importtime", "-I", "-S", "-c", launcher,
-                            "--root", str(pyrunc.root), *args], capture_output=True, text=True,
-                           check=False)
-        assert r.returncode == 0, r.stderr
-        assert "pyrunc.lifecycle" in r.stderr  # the trace is there
-        return r
-
+def _created_sleeper(pyrunc, bundle) -> str:
+    """A created container whose process will sleep; its id."""
     bundle.edit()["process"]["args"] = ["sleep", "60"]
     bundle.write()
     cid = pyrunc.new_id()
     quiet = {"capture_output": False, "stdin": subprocess.DEVNULL, "stdout": subprocess.DEVNULL,
              "stderr": subprocess.DEVNULL}   # the container keeps its stdio: no pipes to wait on
     pyrunc("create", "--bundle", str(bundle.path), cid, check=True, **quiet)
-    pyrunc("start", cid, check=True)
-    pyrunc("pause", cid, check=True)
-    for args in (("state", cid), ("list",)):
-        r = traced(*args)
-        assert "paused" in r.stdout and "pyrunc.cgroups" not in r.stderr, r.stderr
-    pyrunc("resume", cid, check=True)
-    assert '"running"' in traced("state", cid).stdout
-    # exec neither: its process joins the cgroups by cgroup_join.py alone.
-    r = subprocess.run(["/usr/bin/python3", "-X", "importtime", "-I", "-S", "-c", launcher,
-                        "--root", str(pyrunc.root), "exec", cid, "true"], capture_output=True,
-                       text=True, check=False)
-    assert r.returncode == 0 and "pyrunc.execute" in r.stderr, r.stderr
-    assert "pyrunc.cgroups" not in r.stderr, r.stderr
-    assert "pyrunc.terminal" not in r.stderr, r.stderr   # without -t: no pty code at all
-    assert "pyrunc.cgroups" not in traced("kill", cid, "KILL").stderr
-    for _ in range(500):
-        if pyrunc.state(cid)["status"] == "stopped":
-            break
-        time.sleep(0.01)
-    r = traced("delete", cid)
-    assert "pyrunc.cgroup_cleanup" in r.stderr and "pyrunc.cgroups" not in r.stderr, r.stderr
-    assert pyrunc("state", cid).returncode != 0
+    return cid
 
 
 def _importtime(root: str, *args: str) -> subprocess.CompletedProcess:
@@ -116,16 +81,45 @@ def _imported(trace: str) -> set[str]:
 
 
 @pytest.mark.kernel
+def test_short_commands_leave_cgroups_py_alone(pyrunc, bundle) -> None:
+    """state and list (the paused check: cgroup_freezer.py), kill without --all, exec, and
+    delete of an exited container whose cgroup2 directory is empty (cgroup_cleanup.py) never load
+    cgroups.py (~1 M instructions a call); pause still reports "paused" without it."""
+    def traced(*args: str) -> subprocess.CompletedProcess:
+        r = _importtime(str(pyrunc.root), *args)
+        assert r.returncode == 0, r.stderr
+        assert "pyrunc.lifecycle" in r.stderr  # the trace is there
+        return r
+
+    cid = _created_sleeper(pyrunc, bundle)
+    pyrunc("start", cid, check=True)
+    pyrunc("pause", cid, check=True)
+    for args in (("state", cid), ("list",)):
+        r = traced(*args)
+        assert "paused" in r.stdout and "pyrunc.cgroups" not in r.stderr, r.stderr
+    pyrunc("resume", cid, check=True)
+    assert '"running"' in traced("state", cid).stdout
+    # exec neither: its process joins the cgroups by cgroup_join.py alone.
+    r = _importtime(str(pyrunc.root), "exec", cid, "true")
+    assert r.returncode == 0 and "pyrunc.execute" in r.stderr, r.stderr
+    assert "pyrunc.cgroups" not in r.stderr, r.stderr
+    assert "pyrunc.terminal" not in r.stderr, r.stderr   # without -t: no pty code at all
+    assert "pyrunc.cgroups" not in traced("kill", cid, "KILL").stderr
+    for _ in range(500):
+        if pyrunc.state(cid)["status"] == "stopped":
+            break
+        time.sleep(0.01)
+    r = traced("delete", cid)
+    assert "pyrunc.cgroup_cleanup" in r.stderr and "pyrunc.cgroups" not in r.stderr, r.stderr
+    assert pyrunc("state", cid).returncode != 0
+
+
+@pytest.mark.kernel
 def test_short_commands_load_only_their_own_code(pyrunc, bundle) -> None:
     """A successful state, list or kill makes no exception class (exceptions.py; each class
     costs ~70 K instructions) and loads neither log.py nor start's or delete's code; start and
     delete load only their own module."""
-    bundle.edit()["process"]["args"] = ["sleep", "60"]
-    bundle.write()
-    cid = pyrunc.new_id()
-    quiet = {"capture_output": False, "stdin": subprocess.DEVNULL, "stdout": subprocess.DEVNULL,
-             "stderr": subprocess.DEVNULL}   # the container keeps its stdio: no pipes to wait on
-    pyrunc("create", "--bundle", str(bundle.path), cid, check=True, **quiet)
+    cid = _created_sleeper(pyrunc, bundle)
     root = str(pyrunc.root)
     r = _importtime(root, "start", cid)
     assert r.returncode == 0, r.stderr
