@@ -36,9 +36,9 @@ _ModuleSpec = type(sys.__spec__)
 _Module = type(sys)
 _VALUE_FLAGS = ("--root", "--log", "--log-format", "--criu", "--rootless")
 _EXTENSIONS = ("_json",)   # the C extensions every command imports (jsonlite)
-# ... and the one create, run and exec import (linux.py): by path, after the keeper started (the
-# path finder would list lib-dynload first: ~0.25 M instructions before create's fork).
-_PREWARMED_EXTENSIONS = ("_ctypes",)
+# ... and the one create, run and exec import (linux.py): by path (the path finder would list
+# lib-dynload first: ~0.25 M instructions before create's fork).
+_LINUX_EXTENSIONS = ("_ctypes",)
 
 
 # The bundle's meta-path finder and loader: a namespace of functions, not a class (creating a
@@ -275,9 +275,8 @@ def load_bundle(libdir):
         ours = [p for p in sys.path if p == libdir or p.startswith(libdir + "/")]
         sys.path[:] = [p for p in sys.path if p not in ours] + ours
         command = command_name(sys.argv[1:])
-        if command in ("create", "run", "exec"):   # _bundle.PREWARMED
-            _preload_pack(orders["prewarm"])   # cgroup_keeper alone: builtins only, ~60 lines
-            for name in _PREWARMED_EXTENSIONS:
+        if command in ("create", "run", "exec"):
+            for name in _LINUX_EXTENSIONS:
                 load_extension(name)
         for name in _EXTENSIONS:
             load_extension(name)

@@ -38,7 +38,6 @@ _CREATE = [*_CORE, "pyrunc.create", "pyrunc.config", "pyrunc.schema", "pyrunc.ca
 # command -> the modules it imports in any case (its lazy imports included); "" = anything else.
 ENTRIES: dict[str, list[str]] = {
     "": _CORE,
-    "prewarm": ["pyrunc.cgroup_keeper"],   # what _boot.py needs first for create, run and exec
     "create": [*_CREATE, "pyrunc.cgroups"],
     "run": [*_CREATE, "pyrunc.cgroups", "pyrunc.run"],
     "exec": [*_CORE, "pyrunc.execute", "pyrunc.supervise", "pyrunc.log",
@@ -56,7 +55,6 @@ ENTRIES: dict[str, list[str]] = {
     "delete": [*_CORE, "pyrunc.lifecycle_delete", "pyrunc.cgroup_freezer", "pyrunc.cgroup_cleanup"],
     "start": [*_CORE, "pyrunc.lifecycle_start"],   # no cgroups (lifecycle.cgroups_of)
 }
-PREWARMED = ("create", "run", "exec")   # as in _boot.load_bundle: "prewarm" is preloaded first
 _FUTURE = "from __future__ import annotations"
 _ANNOTATIONS_FLAG = 0x1000000  # __future__.annotations.compiler_flag (CO_FUTURE_ANNOTATIONS)
 
@@ -180,14 +178,11 @@ def build(libdir: str, final_libdir: str) -> str:
     index = {name: add(marshal.dumps(codes[name])) for name in sorted(codes)}
     # One blob per distinct preload list: marshal writes an object met twice (a name, a
     # filename) once and refers to it after, and one load instead of ten is ~0.35 M
-    # instructions less for `state`. The prewarm modules are loaded first: not again.
+    # instructions less for `state`.
     orders = {}
     packs: dict[tuple[str, ...], tuple[int, int]] = {}
-    prewarm = preload_order(ENTRIES["prewarm"], deps)
     for cmd, entries in ENTRIES.items():
         order = preload_order(entries, deps)
-        if cmd in PREWARMED:
-            order = [n for n in order if n not in prewarm]
         key = tuple(order)
         if key not in packs:
             needed = tuple(dict.fromkeys(b for n in order for b in builtins[n]))

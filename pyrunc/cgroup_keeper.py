@@ -1,10 +1,11 @@
 """The cgroup "keeper" thread, and the two /proc files it needs to find our own cgroup.procs.
 
-A module of its own, importing only builtins (posix, _thread, time, sys), so that the launcher
-can start the keeper as its first step for create, run and exec, before it unmarshals and runs
-anything else (cgroups.py's body and its imports are ~1 M instructions, ~0.4 ms): the kernel's
-wait the keeper hides starts that much sooner. cgroups.py uses what is here (mounts,
-own_cgroups, read_all) and re-exports the keeper's calls; this is their only implementation.
+Only the intermediate's paths (user namespaces, rootless, a joined pid or time namespace, exec
+without root) still move a process by a cgroup.procs write and start the keeper, once create or
+exec knows it will come; the direct paths join without that wait (cgroup_join.py). A module of
+its own, importing only builtins (posix, _thread, time, sys): what exec, state and the others
+need of it (mounts, own_cgroups, read_all, the keeper's fd) comes without cgroups.py's ~1 M
+instructions. cgroups.py re-exports it; this is its only implementation.
 """
 
 from __future__ import annotations
@@ -99,12 +100,11 @@ def prewarm_migration() -> int:
     while we import and parse, then one every 5 ms keeps the rwsem on its fast path for our
     mkdirs and writes. A thread, not a child: a child forked at start-up shares our memory
     copy-on-write, and every page we then touch during our imports faults and is copied
-    (~400 faults, 3-7 ms of CPU per call, measured on exec). The launcher starts it before
-    anything else (_boot.load_bundle); without the launcher it starts at the first call, once.
+    (~400 faults, 3-7 ms of CPU per call, measured on exec). Started at most once per process.
     Returns its generation while it runs (for reap_prewarm), or 0.
     """
     if _keeper[0]:
-        return _keeper[0]     # the launcher's, handed over
+        return _keeper[0]     # one runs already
     limit = posix.sysconf("SC_OPEN_MAX")
     if limit < _KEEP_MIN_FDS:
         return 0   # it shares our fd table: under a tiny RLIMIT_NOFILE, our own opens come first
