@@ -19,8 +19,8 @@ from pyrunc.cgroup_freezer import freezer_of, layout_of, state_layout
 from pyrunc.cgroup_freezer import frozen as _frozen
 from pyrunc.cgroup_freezer import read_small as _read_small
 
-# The keeper thread (prewarm_migration) and what it reads live in cgroup_keeper.py, which the
-# launcher runs before anything else; re-exported here for create.py and execute.py.
+# The keeper thread (prewarm_migration) and what it reads live in cgroup_keeper.py (builtins
+# only, so that the short commands and exec need not load this module); re-exported here.
 from pyrunc.cgroup_keeper import (  # noqa: F401
     KEEPER_FD,
     close_keeper_fd,

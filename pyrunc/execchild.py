@@ -108,8 +108,8 @@ def join_pid_ns(plan: ExecPlan) -> int:
     Returns an fd of our own pid namespace for leave_pid_ns, or -1 where the child must
     be the intermediate of the two-fork path: a caller without root (joining a pid namespace
     needs CAP_SYS_ADMIN in our own user namespace), or a container with its own time namespace
-    (time_for_children can only be set by a single-threaded process; we run the cgroup keeper
-    thread). DESIGN.md section 6: the child is non-dumpable from its first instruction, since
+    (time_for_children can only be set by a single-threaded process: the intermediate, here;
+    the CLI on this path no longer runs a keeper thread, so it could now, untried). DESIGN.md section 6: the child is non-dumpable from its first instruction, since
     a dumpable copy of us in the container's pid namespace could be ptraced from inside."""
     if os.geteuid() != 0 or "time" in plan.joins:
         return -1
