@@ -58,6 +58,12 @@ def _installed(tmp_path: Path) -> Path:
     return lib
 
 
+def _python(code: str) -> str:
+    """stdout of code run by the launcher's interpreter under -I -S (failing the test if it fails)."""
+    return subprocess.run(["/usr/bin/python3", "-I", "-S", "-c", code], capture_output=True,
+                          text=True, check=True).stdout
+
+
 def _boot(lib: Path, *argv: str) -> list[str]:
     """Run _boot.load_bundle for argv in a fresh -I -S interpreter: the modules it loaded."""
     code = (f"import sys; sys.path[:0] = [{str(lib)!r}]; sys.argv = ['pyrunc', *{list(argv)!r}]; "
@@ -65,8 +71,7 @@ def _boot(lib: Path, *argv: str) -> list[str]:
             "import pyrunc.cli; "
             "print(ok, ' '.join(sorted(m for m in sys.modules if m.startswith('pyrunc') or m == 'os')),"
             " pyrunc.cli.__file__, (lambda l: getattr(l, '__name__', type(l).__name__))(pyrunc.cli.__spec__.loader))")
-    out = subprocess.run(["/usr/bin/python3", "-I", "-S", "-c", code], capture_output=True,
-                         text=True, check=True).stdout.split()
+    out = _python(code).split()
     return out
 
 
@@ -87,8 +92,7 @@ def test_lazy_imports_come_from_the_bundle(tmp_path: Path) -> None:
     code = (f"import sys; sys.path[:0] = [{str(lib)!r}]; from pyrunc import _boot; "
             f"_boot.load_bundle({str(lib)!r}); from pyrunc import specgen; print(specgen.default_spec()['ociVersion'])")
     assert out[0] == "True"
-    assert subprocess.run(["/usr/bin/python3", "-I", "-S", "-c", code], capture_output=True,
-                          text=True, check=True).stdout.strip()
+    assert _python(code).strip()
 
 
 def _schema_from_boot(lib: Path) -> tuple[dict, bool]:
@@ -98,8 +102,7 @@ def _schema_from_boot(lib: Path) -> tuple[dict, bool]:
             "import builtins; opened = []; real = builtins.open; "
             "builtins.open = lambda f, *a, **k: opened.append(f) or real(f, *a, **k); "
             "print(json.dumps([schema.load_schema('config'), bool(opened)]))")
-    out = subprocess.run(["/usr/bin/python3", "-I", "-S", "-c", code], capture_output=True,
-                         text=True, check=True).stdout
+    out = _python(code)
     doc, opened = json.loads(out)
     return doc, opened
 
@@ -183,8 +186,7 @@ def test_builtin_modules_are_made_directly_and_tables_only_when_asked(tmp_path: 
             "import pyrunc.specgen; "
             "print(fcntl.__loader__ is B, fcntl.__spec__.origin, callable(fcntl.flock), lazy, "
             "'pyrunc.specgen' in _boot.BundleFinder.index, '_json_not_builtin' in sys.modules)")
-    out = subprocess.run(["/usr/bin/python3", "-I", "-S", "-c", code], capture_output=True,
-                         text=True, check=True).stdout.split()
+    out = _python(code).split()
     assert out == ["True", "built-in", "True", "True", "True", "False"]
     head = (lib / "pyrunc.bundle").read_bytes()
     orders, _tables = marshal.loads(head[8:8 + int.from_bytes(head[4:8], "little")])
@@ -201,8 +203,7 @@ def test_short_commands_never_import_os() -> None:
     code = (f"import sys; sys.path[:0] = [{str(REPO)!r}]; "
             "import pyrunc.cli, pyrunc.commands, pyrunc.lifecycle, pyrunc.state, pyrunc.log; "
             "print(' '.join(sorted(sys.modules)))")
-    out = subprocess.run(["/usr/bin/python3", "-I", "-S", "-c", code], capture_output=True,
-                         text=True, check=True).stdout.split()
+    out = _python(code).split()
     assert "os" not in out and "_collections_abc" not in out
 
 
@@ -213,8 +214,7 @@ def test_create_path_never_imports_os() -> None:
             "import pyrunc.cli, pyrunc.commands, pyrunc.create, pyrunc.run, pyrunc.config, "
             "pyrunc.schema, pyrunc.init, pyrunc.log; "
             "print(' '.join(sorted(sys.modules)))")
-    out = subprocess.run(["/usr/bin/python3", "-I", "-S", "-c", code], capture_output=True,
-                         text=True, check=True).stdout.split()
+    out = _python(code).split()
     assert "pyrunc.init" in out
     assert not set(out) & {"os", "_collections_abc", "posixpath"}, out
 
@@ -234,8 +234,7 @@ def test_exec_path_imports_neither_os_nor_ctypes() -> None:
     code = (f"import sys; sys.path[:0] = [{str(REPO)!r}]; "
             "import pyrunc.cli, pyrunc.commands, pyrunc.execute, pyrunc.init, pyrunc.supervise; "
             "print(' '.join(sorted(sys.modules)))")
-    out = subprocess.run(["/usr/bin/python3", "-I", "-S", "-c", code], capture_output=True,
-                         text=True, check=True).stdout.split()
+    out = _python(code).split()
     assert "pyrunc.init" in out and "_ctypes" in out
     assert not set(out) & {"os", "_collections_abc", "ctypes", "resource", "_prctl"}, out
 
