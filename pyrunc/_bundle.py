@@ -40,8 +40,11 @@ ENTRIES: dict[str, list[str]] = {
     "": _CORE,
     "create": [*_CREATE, "pyrunc.cgroups"],
     "run": [*_CREATE, "pyrunc.cgroups", "pyrunc.run"],
-    "exec": [*_CORE, "pyrunc.execute", "pyrunc.supervise", "pyrunc.log",
-             "pyrunc.exceptions"],   # errors.py's classes: the modules above import them
+    # exceptions first: errors.py's classes, which the modules below import at their top (later
+    # in the pack, the first of them would load it through the finder, index and all); and the
+    # paused check (state.status): the finder would open the bundle again for it.
+    "exec": ["pyrunc.exceptions", *_CORE, "pyrunc.execute", "pyrunc.supervise", "pyrunc.log",
+             "pyrunc.cgroup_freezer"],
     **{cmd: [*_CORE, "pyrunc.lifecycle", "pyrunc.log", "pyrunc.cgroups", "pyrunc.exceptions"]
        for cmd in ("pause", "resume", "logs")},
     "ps": [*_CORE, "pyrunc.lifecycle", "pyrunc.log", "pyrunc.cgroups", "pyrunc.exceptions",

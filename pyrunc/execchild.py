@@ -2,10 +2,11 @@
 container (execute.py is the CLI's side).
 
     pyrunc exec ─setns(pid) for its children only─fork─► the process: oom_score_adj,
-      │ non-dumpable, fds dropped, trampoline, setns (user first, mount last), process
-      │ born in the container's cgroup2 directory, joins the v1 ones (cgroup_join.py),
-      │ setup, "ready", execve through the trampoline
-    or, where the CLI cannot set its pid_for_children (not root, a time namespace):
+      │ non-dumpable, fds dropped, trampoline, born in the container's cgroup2 directory,
+      │ joins the v1 ones (cgroup_join.py), then every namespace in one setns on a pidfd of
+      │ the init (else one by one: user first, mount last), setup, "ready", execve through
+      │ the trampoline
+    or, where the CLI cannot set its pid_for_children (not root):
     pyrunc exec ─fork─► intermediate: cgroups, joins as above, ─fork─► the process; reports
       its pid
 
@@ -22,9 +23,10 @@ from __future__ import annotations
 
 import _signal as signal  # not `signal`: it imports enum
 
-from pyrunc import cgroup_join, exeguard, linux, lsm, procfs, sync, userns
+from pyrunc import cgroup_join, exeguard, linux, lsm, procfs, sync
 from pyrunc import lightos as os  # os minus its import cost: see lightos.py
 from pyrunc.process import (
+    NS_FLAGS,
     NS_JOIN_ORDER,
     close_inherited_fds,
     close_parent_fds,
@@ -63,6 +65,7 @@ class ExecPlan:
         self.oci_version = ""
         self.host_proc = -1  # the host's /proc, for our host pid (the notify listener's state)
         self.exe_fd = -1     # the exec trampoline (exeguard.py), made before entering the userns
+        self.pidfd = -1      # of the container's init: every namespace joined in one setns
         self.joins: list[str] = []   # the namespace types the container does not share with us
         self.born_in_v2 = False      # forked into the cgroup2 directory (cgroup_join.fork)
         # process.capabilities as numbers, parsed (and checked) by the CLI: not again in the
@@ -80,6 +83,8 @@ def prepare(plan: ExecPlan) -> None:
     plan.joins = [kind for kind in NS_JOIN_ORDER if _differs(plan.init_pid, kind)]
     if plan.process.get("terminal"):
         from pyrunc import terminal  # noqa: F401  # the child's (_terminal): loaded now, if at all
+    if "user" in plan.joins:
+        from pyrunc import userns  # noqa: F401  # the child's (_userns): only for a user namespace
     # What the child would otherwise look up for itself, each costing it copied pages: the posix
     # names its setup uses (lightos.py) and the libc functions only it calls (dlsym).
     os.bind_container_names()
@@ -88,6 +93,17 @@ def prepare(plan: ExecPlan) -> None:
     # Every /proc write of the exec'd process goes through it, and the seccomp notify
     # listener is told the process's host pid from it.
     plan.host_proc = procfs.hold_proc()
+    plan.pidfd = _pidfd(plan.init_pid)
+
+
+def _pidfd(pid: int) -> int:
+    """A pidfd of the init (close-on-exec), or -1 (a kernel without pidfd_open, a pid gone:
+    the joins by path then say what is wrong). setns on it with several CLONE_NEW* flags
+    (Linux 5.8) enters them all in one call, atomically: nothing changes if one is refused."""
+    try:
+        return os.pidfd_open(pid)
+    except OSError:
+        return -1
 
 
 def release(plan: ExecPlan) -> None:
@@ -96,6 +112,9 @@ def release(plan: ExecPlan) -> None:
     if plan.exe_fd >= 0:
         os.close(plan.exe_fd)
         plan.exe_fd = -1
+    if plan.pidfd >= 0:
+        os.close(plan.pidfd)
+        plan.pidfd = -1
     procfs.drop_proc()
     plan.host_proc = -1
 
@@ -107,15 +126,18 @@ def join_pid_ns(plan: ExecPlan) -> int:
 
     Returns an fd of our own pid namespace for leave_pid_ns, or -1 where the child must
     be the intermediate of the two-fork path: a caller without root (joining a pid namespace
-    needs CAP_SYS_ADMIN in our own user namespace), or a container with its own time namespace
-    (time_for_children can only be set by a single-threaded process: the intermediate, here;
-    the CLI on this path no longer runs a keeper thread, so it could now, untried). DESIGN.md section 6: the child is non-dumpable from its first instruction, since
-    a dumpable copy of us in the container's pid namespace could be ptraced from inside."""
-    if os.geteuid() != 0 or "time" in plan.joins:
+    needs CAP_SYS_ADMIN in our own user namespace). A time namespace needs no intermediate:
+    the child, single-threaded, joins it for itself (setns switches its own clocks, Linux
+    5.8), as it joins the others. DESIGN.md section 6: the child is non-dumpable from its
+    first instruction, since a dumpable copy of us in the container's pid namespace could be
+    ptraced from inside."""
+    if os.geteuid() != 0:
         return -1
     own = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
     try:
-        if "pid" in plan.joins:
+        if "pid" in plan.joins and plan.pidfd >= 0:
+            linux.setns(plan.pidfd, linux.CLONE_NEWPID)
+        elif "pid" in plan.joins:
             join_namespace("pid", f"/proc/{plan.init_pid}/ns/pid")
         linux.prctl(linux.PR_SET_DUMPABLE, 0)
     except OSError:
@@ -138,6 +160,13 @@ def _seccomp():
     """pyrunc.seccomp, imported by the CLI to compile the filter: a look-up in sys.modules."""
     from pyrunc import seccomp
     return seccomp
+
+
+def _userns():
+    """pyrunc.userns, imported by prepare for a container with its own user namespace only: a
+    look-up in sys.modules."""
+    from pyrunc import userns
+    return userns
 
 
 def _terminal():
@@ -163,17 +192,39 @@ def _enter(plan: ExecPlan, sock: sync.Socket, born_in_pid_ns: bool) -> None:
     the one-fork path we were born in its pid namespace, and in its cgroup2 directory)."""
     set_oom_score_adj(plan.process.get("oomScoreAdj"))
     linux.prctl(linux.PR_SET_DUMPABLE, 0)
-    close_parent_fds(plan.preserve_fds, sock.fileno(), plan.exe_fd, plan.host_proc)
+    close_parent_fds(plan.preserve_fds, sock.fileno(), plan.exe_fd, plan.host_proc, plan.pidfd)
     if plan.seccomp is not None and plan.seccomp.notify:
         _seccomp().connect_listener(plan.seccomp)  # host paths: before entering the mount ns
     # Before the user and cgroup namespaces; single-threaded, so without a grace period.
     cgroup_join.join_self(plan.cgroup_dirs, plan.born_in_v2)
-    for kind in plan.joins:   # in NS_JOIN_ORDER
-        if kind == "pid" and born_in_pid_ns:
-            continue
+    joins = [kind for kind in plan.joins if kind != "pid" or not born_in_pid_ns]
+    if plan.pidfd >= 0:
+        if joins and _join_all(plan.pidfd, joins):
+            joins = []
+            if "user" in plan.joins:
+                _userns().become_root()
+        os.close(plan.pidfd)
+        plan.pidfd = -1
+    for kind in joins:   # in NS_JOIN_ORDER
         join_namespace(kind, f"/proc/{plan.init_pid}/ns/{PROC_NS_NAMES[kind]}")
         if kind == "user":
-            userns.become_root()
+            _userns().become_root()
+
+
+def _join_all(pidfd: int, kinds: list[str]) -> bool:
+    """Enter every namespace of `kinds` of the process pidfd names in one setns (the kernel
+    takes the user namespace first, and sets root and cwd for a mount namespace as a join by
+    path does): one syscall instead of an open, a setns and a close per kind, each of which
+    costs this freshly forked copy of the CLI its copied pages. False if refused: then nothing
+    changed, and the joins one by one name the namespace at fault."""
+    flags = 0
+    for kind in kinds:
+        flags |= NS_FLAGS[kind]
+    try:
+        linux.setns(pidfd, flags)
+    except OSError:
+        return False
+    return True
 
 
 def direct_main(plan: ExecPlan, sock: sync.Socket) -> NoReturn:

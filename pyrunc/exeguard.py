@@ -380,10 +380,12 @@ def execute(memfd: int, exe: str, proc: dict, env: dict[str, str], keep: tuple[i
     `start` first (create(wait_fd), can_wait); caps: proc's capabilities.parse, if the caller
     has it. Raises OSError naming `exe` if the trampoline itself cannot be exec'd (the
     program's execve would have failed the same way)."""
-    from pyrunc.process import seccomp_needs_admin
     if caps is None:
         caps = capabilities.parse(proc.get("capabilities"))
-    admin = flt is not None and seccomp_needs_admin(proc, caps)
+    admin = False
+    if flt is not None:   # no import statement otherwise: each costs a forked child copied pages
+        from pyrunc.process import seccomp_needs_admin
+        admin = seccomp_needs_admin(proc, caps)
     if memfd < 0:
         if admin:
             capabilities.apply_sets(caps, ambient=False)
