@@ -13,6 +13,7 @@ import time
 
 from pyrunc import errors, jsonlite, state
 from pyrunc import lightos as os  # os minus its import cost: see lightos.py
+from pyrunc.state import locked, writable  # noqa: F401 - delete's, from here (start: state.py's)
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -24,27 +25,6 @@ def cgroups_of(ctr: state.Container) -> CgroupManager:
     needs it, and its code is a fifth of what the short commands load (~0.3 ms)."""
     from pyrunc.cgroups import CgroupManager
     return CgroupManager.from_state(ctr.data.get("cgroup", {}))
-
-
-def locked(root: str, container_id: str, ctr: state.Container | None) -> state.Container:
-    """The container, locked: loaded from its state dir, or (`run`) the one create returned,
-    whose state create wrote itself and nothing rewrites, taken again after create's unlock."""
-    if ctr is None:
-        return state.Container(root, container_id).load(lock=True)
-    try:
-        ctr.lock()
-    except FileNotFoundError:  # a `delete --force` got in between
-        raise errors.ContainerNotFound(container_id) from None
-    return ctr
-
-
-def writable(ctr: state.Container) -> None:
-    """start and delete change the state dir: on a read-only one, fail before touching the
-    container (a start that opened the fifo and could not go on would end the init)."""
-    if not os.access(ctr.dir, os.W_OK):
-        raise errors.PyruncError(f"{ctr.dir}: read-only file system: cannot change the container's state"
-                          if os.statvfs(ctr.dir).f_flag & os.ST_RDONLY else
-                          f"{ctr.dir}: permission denied")
 
 
 def run_late_hooks(ctr: state.Container, kind: str, status: str) -> None:

@@ -76,6 +76,29 @@ def test_all_hooks_run_in_order_with_state_on_stdin(pyrunc, bundle, tmp_path):
         assert states[kind]["bundle"] == str(bundle.path)
 
 
+def test_start_hook_member_spelled_with_an_escape_runs(pyrunc, bundle, tmp_path):
+    """start parses config.json for poststart only when its bytes can hold that member
+    (state.Container.may_have): "\\u0070oststart" is the same name and must run."""
+    cfg = bundle.edit()
+    cfg["process"]["args"] = ["sleep", "30"]
+    cfg["hooks"] = {"poststart": [_recorder(tmp_path, "late")]}  # no other "poststart" bytes
+    bundle.write()
+    path = bundle.path / "config.json"
+    text = path.read_text()
+    assert text.count('"poststart"') == 1
+    path.write_text(text.replace('"poststart"', '"\\u0070oststart"'))
+    cid = pyrunc.new_id()
+    pyrunc("create", "--bundle", str(bundle.path), cid, check=True, capture_output=False,
+           stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    pid = pyrunc.state(cid)["pid"]
+    stored = (pyrunc.root / cid / "config.json").read_bytes()
+    assert b"poststart" not in stored and b"\\u0070oststart" in stored  # what start reads
+    pyrunc("start", cid, check=True)
+    pyrunc("delete", "--force", cid, check=True)
+    [(kind, _, state)] = _lines(tmp_path)
+    assert kind == "late" and state["status"] == "running" and state["pid"] == pid
+
+
 @pytest.mark.parametrize("kind", ["prestart", "createRuntime", "createContainer"])
 def test_failing_create_time_hook_fails_create_and_cleans_up(pyrunc, bundle, kind, tmp_path):
     # runtime-spec lifecycle: the container is destroyed (step 12), then the poststop hooks

@@ -125,7 +125,9 @@ def test_short_commands_load_only_their_own_code(pyrunc, bundle) -> None:
     assert r.returncode == 0, r.stderr
     mods = _imported(r.stderr)
     assert "pyrunc.lifecycle_start" in mods and "pyrunc.lifecycle_delete" not in mods, mods
-    assert {"pyrunc.exceptions", "pyrunc.log", "pyrunc.listing", "pyrunc.cli_help"}.isdisjoint(mods), mods
+    # lifecycle.py (run_late_hooks) only for a config that may have poststart hooks
+    assert {"pyrunc.exceptions", "pyrunc.log", "pyrunc.listing", "pyrunc.cli_help",
+            "pyrunc.lifecycle"}.isdisjoint(mods), mods
     never = {"pyrunc.exceptions", "pyrunc.log", "pyrunc.lifecycle_start",
              "pyrunc.lifecycle_delete", "pyrunc.init", "pyrunc.create", "pyrunc.create_cmd",
              "pyrunc.cli_help"}
