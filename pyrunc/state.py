@@ -191,6 +191,7 @@ class Container:
         self._lock_fd = -1
         self.pty_master = -1     # set by create for a foreground `run` with a terminal
         self._config: dict | None = None
+        self._config_raw: bytes | None = None  # config.json's bytes, as may_have read them
 
     # -- lifecycle of the directory -------------------------------------------------------
     def create_dir(self) -> None:
@@ -287,11 +288,12 @@ class Container:
         lookup parses it only then (~60 us saved for the usual config without hooks). A JSON
         member name equal to name is either these bytes or spelled with a \\u escape, so a
         False is exact. True when it cannot tell (config() already read, or unreadable: config()
-        then reports as before)."""
+        then reports as before). The bytes are kept for config(): `run`'s delete parses them
+        for poststop without reading the file again."""
         if self._config is not None:
             return True
         try:
-            raw = read_file(self.path(CONFIG_FILE))
+            raw = self._config_raw = read_file(self.path(CONFIG_FILE))
         except OSError:
             return True
         return name.encode() in raw or b"\\u" in raw
@@ -300,7 +302,8 @@ class Container:
         """config.json as create stored it, read once per Container (delete and `run` ask up
         to three times); callers only read it."""
         if self._config is None:
-            self._config = jsonlite.loads(read_file(self.path(CONFIG_FILE)))
+            raw = self._config_raw
+            self._config = jsonlite.loads(read_file(self.path(CONFIG_FILE)) if raw is None else raw)
         return self._config
 
     # -- status ---------------------------------------------------------------------------

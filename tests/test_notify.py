@@ -337,5 +337,5 @@ def test_start_without_notify_socket_stays_on_the_light_path(pyrunc, bundle):
     assert r.returncode == 0, r.stderr
     imported = {line.rsplit("|", 1)[1].strip() for line in r.stderr.splitlines()
                 if line.startswith("import time:")}
-    assert "pyrunc.lifecycle" in imported  # the trace is there
+    assert "pyrunc.lifecycle_start" in imported  # the trace is there
     assert "pyrunc.notify" not in imported and "os" not in imported, sorted(imported)
