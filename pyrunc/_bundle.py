@@ -39,7 +39,8 @@ _CREATE = [*_CORE, "pyrunc.create", "pyrunc.config", "pyrunc.schema", "pyrunc.ca
 ENTRIES: dict[str, list[str]] = {
     "": _CORE,
     "create": [*_CREATE, "pyrunc.cgroups"],
-    "run": [*_CREATE, "pyrunc.cgroups", "pyrunc.run"],
+    # No log.py for run: engines create (with --log), a user's run logs only an error.
+    "run": [*(m for m in _CREATE if m != "pyrunc.log"), "pyrunc.cgroups", "pyrunc.run"],
     # exceptions first: errors.py's classes, which the modules below import at their top (later
     # in the pack, the first of them would load it through the finder, index and all); and the
     # paused check (state.status): the finder would open the bundle again for it.
@@ -58,6 +59,7 @@ ENTRIES: dict[str, list[str]] = {
     "delete": [*_CORE, "pyrunc.lifecycle_delete", "pyrunc.cgroup_freezer", "pyrunc.cgroup_cleanup"],
     "start": [*_CORE, "pyrunc.lifecycle_start"],   # no cgroups (lifecycle.cgroups_of)
 }
+_LAZY_DEPENDENCY = "pyrunc.exceptions"   # see preload_order
 _FUTURE = "from __future__ import annotations"
 _ANNOTATIONS_FLAG = 0x1000000  # __future__.annotations.compiler_flag (CO_FUTURE_ANNOTATIONS)
 
@@ -81,6 +83,7 @@ def compile_module(path: str, filename: str) -> CodeType:
             flags = _ANNOTATIONS_FLAG
     tree = ast.parse("\n".join(lines), filename)
     strip_docstrings(tree)
+    strip_annotations(tree)
     return compile(tree, filename, "exec", flags=flags, dont_inherit=True)
 
 
@@ -99,6 +102,34 @@ def strip_docstrings(tree: ast.Module) -> None:
                 del body[0]
             else:
                 body[0] = ast.copy_location(ast.Pass(), body[0])
+
+
+def strip_annotations(tree: ast.Module) -> None:
+    """Drop the type hints of functions, and those of module and class variables (`x: T = v`
+    becomes `x = v`; a bare `x: T` nothing), as the type checker alone reads them: each
+    annotated function carries a tuple of strings through marshal and MAKE_FUNCTION, and a
+    class or module with annotated names builds an __annotations__ dict. For `run`'s pack
+    that is ~17 KB and ~0.5 M instructions of unmarshal; nothing here reads __annotations__
+    (tests/test_startup.py checks the source for that)."""
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            node.returns = None
+            args = node.args
+            for arg in (*args.posonlyargs, *args.args, *args.kwonlyargs, args.vararg, args.kwarg):
+                if arg is not None:
+                    arg.annotation = None
+        for field in ("body", "orelse", "finalbody"):
+            body = getattr(node, field, None)
+            if isinstance(body, list):
+                body[:] = [_unannotated(stmt) for stmt in body]
+
+
+def _unannotated(stmt: ast.stmt) -> ast.stmt:
+    if not isinstance(stmt, ast.AnnAssign):
+        return stmt
+    if stmt.value is None:      # a declaration only: at module or class level it binds nothing
+        return ast.copy_location(ast.Pass(), stmt)
+    return ast.copy_location(ast.Assign(targets=[stmt.target], value=stmt.value), stmt)
 
 
 def top_level_imports(path: str, others: list[str] | None = None) -> list[str]:
@@ -138,7 +169,10 @@ def top_level_imports(path: str, others: list[str] | None = None) -> list[str]:
 
 
 def preload_order(entries: list[str], deps: dict[str, list[str]]) -> list[str]:
-    """Depth-first, dependencies before their importers; the package itself first."""
+    """Depth-first, dependencies before their importers; the package itself first, then
+    exceptions.py when listed: errors.py imports it on its first class lookup, which the
+    first `from pyrunc.errors import X` among the preloaded modules does, and preloaded after
+    them it would come through the finder (the index unmarshal'ed, importlib's whole path)."""
     order: list[str] = []
     seen: set[str] = set()
 
@@ -150,7 +184,7 @@ def preload_order(entries: list[str], deps: dict[str, list[str]]) -> list[str]:
             walk(dep)
         order.append(name)
     walk("pyrunc")
-    for name in entries:
+    for name in sorted(entries, key=lambda n: n != _LAZY_DEPENDENCY):
         walk(name)
     return order
 

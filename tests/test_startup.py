@@ -174,6 +174,32 @@ def test_bundle_code_has_no_docstrings_but_the_same_line_numbers(tmp_path: Path)
     assert not any(isinstance(c, str) and len(c) > 200 for c in state.co_consts)
 
 
+def test_bundle_code_has_no_annotations_but_the_same_values(tmp_path: Path) -> None:
+    """Type hints are left out of the bundle's code (only a type checker reads them); an
+    annotated assignment keeps its value, a bare declaration binds nothing, as before."""
+    src = tmp_path / "m.py"
+    src.write_text("from __future__ import annotations\n\nLIMIT: int = 3\nDECLARED: str\n\n\n"
+                   "class C:\n    size: int = 2\n    name: str\n\n"
+                   "    def f(self, a: int, *rest: str, k: bool = True, **kw: float) -> list[int]:\n"
+                   "        local: int = a + self.size\n        return [local, LIMIT]\n")
+    code = _bundle.compile_module(str(src), str(src))
+    ns: dict = {"__name__": "m"}
+    exec(code, ns)  # noqa: S102  (our own code, compiled as the bundle does)
+    assert ns["LIMIT"] == 3 and "DECLARED" not in ns and "__annotations__" not in ns
+    assert ns["C"].size == 2 and not hasattr(ns["C"], "name")
+    assert "__annotations__" not in ns["C"].__dict__
+    assert ns["C"].f.__annotations__ == {} and ns["C"]().f(1) == [3, 3]
+    assert ns["C"].f.__code__.co_firstlineno == 11        # the same line numbers
+
+
+def test_nothing_reads_annotations_at_run_time() -> None:
+    """What makes dropping them from the bundle safe (see _bundle.strip_annotations)."""
+    for path in sorted((REPO / "pyrunc").glob("*.py")):
+        text = path.read_text()
+        for word in ("__annotations__", "get_type_hints", "inspect.signature", "dataclass"):
+            assert word not in text or path.name == "_bundle.py", f"{path.name}: {word}"
+
+
 def test_builtin_modules_are_made_directly_and_tables_only_when_asked(tmp_path: Path) -> None:
     """The built-in modules a command's pack imports (fcntl for state, on an interpreter that
     has it built in) are created before the pack, as BuiltinImporter would; the index of lazy
