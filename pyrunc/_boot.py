@@ -12,7 +12,8 @@ every call (~0.5 ms for twenty lines). What it adds to a plain `from pyrunc.cli 
   the same bundle. Correctness never depends on the preload lists: a module missing from them
   is imported through the finder when first needed, one preloaded needlessly costs its body.
   A bundle that is absent, or was built by another interpreter (magic number), is ignored.
-- Parsed JSON too: the schema files' parsed form (schema.load_schema asks BundleFinder.prebuilt).
+- Parsed JSON too: the schema files' parsed form (schema.load_schema asks BundleFinder.prebuilt),
+  in the pack of a command that reads one in any case (create's and run's config schema).
 - With the bundle in place, the standard library's directories go first on sys.path: every
   import of a stdlib module then stops at its own directory instead of stat'ing ours first
   (nothing in LIBDIR or its vendor/ has a stdlib module's name; pyrunc comes from the bundle).
@@ -49,16 +50,17 @@ BundleFinder.base = 0       # offset of the code blobs in it
 BundleFinder.index = None   # module name -> (offset from base, length) of its marshal'ed code
 BundleFinder.fd = -1        # open while preloading; lazy imports reopen the file
 BundleFinder.data = {}      # spec file name -> (offset, length, size, mtime_ns) of its parsed form
-BundleFinder.tables = None  # (offset, length) of (index, data): loaded on their first use (_tables)
+BundleFinder.parsed = {}    # spec file name -> its parsed form, from the command's pack
+BundleFinder.tables = None  # (offset, length) of the index: loaded on its first use (_tables)
 
 
 def _tables():
-    """The index and data, unmarshal'ed when first asked for: a short command that imports
-    nothing lazily and reads no schema never needs them (~50 names, ~60 K instructions)."""
+    """The index, unmarshal'ed when first asked for: a command that imports nothing lazily
+    never needs it (~80 names, ~60 K instructions)."""
     if BundleFinder.index is None:
         if BundleFinder.tables is None:
             return {}
-        BundleFinder.index, BundleFinder.data = _load(*BundleFinder.tables)
+        BundleFinder.index = _load(*BundleFinder.tables)
     return BundleFinder.index
 
 
@@ -112,10 +114,6 @@ def _load(offset, length):
 def _prebuilt(filename, path):
     """The parsed form of spec/<filename> stored at install, or None: not in the bundle, or the
     file at path no longer has the size and mtime it had then (edited since: parse it)."""
-    try:
-        _tables()
-    except OSError:
-        return None
     entry = BundleFinder.data.get(filename)
     if entry is None:
         return None
@@ -125,6 +123,9 @@ def _prebuilt(filename, path):
         return None
     if (st.st_size, st.st_mtime_ns) != entry[2:]:
         return None
+    parsed = BundleFinder.parsed.pop(filename, None)   # schema.py keeps what it gets
+    if parsed is not None:
+        return parsed
     try:
         return _load(entry[0], entry[1])
     except OSError:
@@ -226,7 +227,8 @@ def _preload_pack(entry):
     pack = _mapped_loads(offset, length) if length > _MAP_AT_LEAST else None
     if pack is None:
         pack = marshal.loads(posix.pread(BundleFinder.fd, length, BundleFinder.base + offset))
-    names, builtins, codes = pack
+    names, builtins, codes, parsed = pack
+    BundleFinder.parsed = parsed
     for name in builtins:
         load_builtin(name)
     for name, code in zip(names, codes):
@@ -268,7 +270,7 @@ def load_bundle(libdir):
         if head[:4] != MAGIC_NUMBER:
             return False
         size = int.from_bytes(head[4:8], "little")
-        orders, BundleFinder.tables = marshal.loads(posix.pread(fd, size, 8))
+        orders, BundleFinder.tables, BundleFinder.data = marshal.loads(posix.pread(fd, size, 8))
         BundleFinder.path, BundleFinder.base = path, 8 + size
         BundleFinder.fd = fd
         sys.meta_path.insert(0, BundleFinder)

@@ -2,16 +2,17 @@
 writes the tree in DIR, which it then renames to LIBDIR: the paths the code objects carry).
 
 Layout: the interpreter's magic number; the length of the head (4 bytes, little-endian); the
-head, a marshal'ed (orders, tables); then the blobs, each unmarshal'ed only if used (see
+head, a marshal'ed (orders, tables, data); then the blobs, each unmarshal'ed only if used (see
 _boot.py for why); offsets are from the end of the head. orders maps each command to the
 (offset, length) of its pack: one blob holding (the modules to preload, in dependency order;
 the interpreter's built-in modules (sys.builtin_module_names: gc, fcntl, _socket, ... on
 Debian's static build) they import at top level, which _boot.py creates first; their code, a
-tuple). tables is the (offset, length) of (index, data), which _boot.py loads only when a lazy
-import or a schema asks: index maps each pyrunc module to the (offset, length) of its
-marshal'ed code, data each spec/*.json file to (offset, length, the file's size, its mtime in
-ns) of its parsed form, marshal'ed (schema.load_schema: a marshal load is half the cost of
-parsing the JSON, and the size and mtime tell a file edited since).
+tuple; the parsed spec files the command reads in any case (SPECS), by file name). tables is
+the (offset, length) of the index, which _boot.py loads only when a lazy import asks: it maps
+each pyrunc module to the (offset, length) of its marshal'ed code. data maps each spec/*.json
+file to (offset, length, the file's size, its mtime in ns) of its parsed form, marshal'ed
+(schema.load_schema: a marshal load is half the cost of parsing the JSON, and the size and
+mtime tell a file edited since).
 It must be built by the interpreter the launcher runs: _boot.py ignores a bundle whose magic
 number is not its own, and imports from disk instead.
 
@@ -60,6 +61,10 @@ ENTRIES: dict[str, list[str]] = {
     "start": [*_CORE, "pyrunc.lifecycle_start"],   # no cgroups (lifecycle.cgroups_of)
 }
 _LAZY_DEPENDENCY = "pyrunc.exceptions"   # see preload_order
+# command -> the spec files it parses in any case (config.load_bundle validates config.json):
+# carried in its pack, they cost no second open and read of the bundle before the init's fork.
+SPECS: dict[str, tuple[str, ...]] = {"create": ("config-schema.json",),
+                                     "run": ("config-schema.json",)}
 _FUTURE = "from __future__ import annotations"
 _ANNOTATIONS_FLAG = 0x1000000  # __future__.annotations.compiler_flag (CO_FUTURE_ANNOTATIONS)
 
@@ -213,6 +218,16 @@ def build(libdir: str, final_libdir: str) -> str:
         return offset - len(blob), len(blob)
 
     index = {name: add(marshal.dumps(codes[name])) for name in sorted(codes)}
+    docs = {}
+    data = {}
+    spec_dir = os.path.join(libdir, "spec")
+    for filename in sorted(os.listdir(spec_dir)) if os.path.isdir(spec_dir) else ():
+        if filename.endswith(".json"):
+            path = os.path.join(spec_dir, filename)
+            with open(path, "rb") as spec_file:
+                docs[filename] = json.load(spec_file)
+            st = os.stat(path)
+            data[filename] = (*add(marshal.dumps(docs[filename])), st.st_size, st.st_mtime_ns)
     # One blob per distinct preload list: marshal writes an object met twice (a name, a
     # filename) once and refers to it after, and one load instead of ten is ~0.35 M
     # instructions less for `state`.
@@ -220,21 +235,15 @@ def build(libdir: str, final_libdir: str) -> str:
     packs: dict[tuple[str, ...], tuple[int, int]] = {}
     for cmd, entries in ENTRIES.items():
         order = preload_order(entries, deps)
-        key = tuple(order)
+        specs = tuple(f for f in SPECS.get(cmd, ()) if f in docs)
+        key = (*order, *specs)
         if key not in packs:
             needed = tuple(dict.fromkeys(b for n in order for b in builtins[n]))
-            packs[key] = add(marshal.dumps((key, needed, tuple(codes[n] for n in order))))
+            pack = (tuple(order), needed, tuple(codes[n] for n in order),
+                    {f: docs[f] for f in specs})
+            packs[key] = add(marshal.dumps(pack))
         orders[cmd] = packs[key]
-    data = {}
-    spec_dir = os.path.join(libdir, "spec")
-    for filename in sorted(os.listdir(spec_dir)) if os.path.isdir(spec_dir) else ():
-        if filename.endswith(".json"):
-            path = os.path.join(spec_dir, filename)
-            with open(path, "rb") as spec_file:
-                doc = json.load(spec_file)
-            st = os.stat(path)
-            data[filename] = (*add(marshal.dumps(doc)), st.st_size, st.st_mtime_ns)
-    head = marshal.dumps((orders, add(marshal.dumps((index, data)))))
+    head = marshal.dumps((orders, add(marshal.dumps(index)), data))
     out = os.path.join(libdir, "pyrunc.bundle")
     with open(out + ".tmp", "wb") as f:
         f.write(MAGIC_NUMBER + len(head).to_bytes(4, "little") + head)

@@ -95,16 +95,27 @@ def test_lazy_imports_come_from_the_bundle(tmp_path: Path) -> None:
     assert _python(code).strip()
 
 
-def _schema_from_boot(lib: Path) -> tuple[dict, bool]:
+def _schema_from_boot(lib: Path, command: str = "create") -> tuple[dict, bool]:
     """schema.load_schema("config") after _boot.load_bundle, and whether the JSON file was read."""
-    code = (f"import sys, json; sys.path[:0] = [{str(lib)!r}]; sys.argv = ['pyrunc', 'create', 'c1']; "
+    code = (f"import sys, json; sys.path[:0] = [{str(lib)!r}]; sys.argv = ['pyrunc', {command!r}, 'c1']; "
             f"from pyrunc import _boot; _boot.load_bundle({str(lib)!r}); from pyrunc import schema; "
-            "import builtins; opened = []; real = builtins.open; "
+            "import builtins, posix; opened = []; real = builtins.open; "
             "builtins.open = lambda f, *a, **k: opened.append(f) or real(f, *a, **k); "
-            "print(json.dumps([schema.load_schema('config'), bool(opened)]))")
+            "real_open = posix.open; bundle = []; "
+            "posix.open = lambda f, *a: bundle.append(f) or real_open(f, *a); "
+            "doc = schema.load_schema('config'); "
+            "print(json.dumps([doc, bool(opened), bool(bundle)]))")
     out = _python(code)
-    doc, opened = json.loads(out)
+    doc, opened, reread = json.loads(out)
+    # create and run carry the parsed schema in their pack: no second read of the bundle
+    assert reread == (not opened and command not in ("create", "run")), (command, reread)
     return doc, opened
+
+
+def test_a_command_without_the_schema_in_its_pack_reads_it_from_the_bundle(tmp_path: Path) -> None:
+    lib = _installed(tmp_path)
+    doc, opened = _schema_from_boot(lib, "exec")
+    assert doc == json.loads((lib / "spec" / "config-schema.json").read_bytes()) and not opened
 
 
 def test_schemas_come_parsed_from_the_bundle_unless_edited_since(tmp_path: Path) -> None:
@@ -215,10 +226,10 @@ def test_builtin_modules_are_made_directly_and_tables_only_when_asked(tmp_path: 
     out = _python(code).split()
     assert out == ["True", "built-in", "True", "True", "True", "False"]
     head = (lib / "pyrunc.bundle").read_bytes()
-    orders, _tables = marshal.loads(head[8:8 + int.from_bytes(head[4:8], "little")])
+    orders, _index, _data = marshal.loads(head[8:8 + int.from_bytes(head[4:8], "little")])
     offset, length = orders["state"]
     base = 8 + int.from_bytes(head[4:8], "little")
-    names, builtins, codes = marshal.loads(head[base + offset:base + offset + length])
+    names, builtins, codes, parsed = marshal.loads(head[base + offset:base + offset + length])
     assert "pyrunc.state" in names and len(codes) == len(names)
     if "fcntl" in sys.builtin_module_names:   # our venv's interpreter may differ from /usr/bin's
         assert "fcntl" in builtins
