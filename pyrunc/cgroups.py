@@ -133,10 +133,13 @@ class CgroupManager:
     def to_state(self) -> dict:
         return {"layout": self.layout, "paths": self.paths, "created": self.created}
 
-    def missing_dirs(self) -> list[str]:
-        """What create() is about to make, for a state written before it makes anything."""
+    def missing_dirs(self, only: str | None = None, skip: str | None = None) -> list[str]:
+        """What create() is about to make, for a state written before it makes anything (in
+        the hierarchies create's `only` and `skip` would pick)."""
         out = []
-        for path in self.paths.values():
+        for key, path in self.paths.items():
+            if key == skip or only is not None and key != only:
+                continue
             probe = path
             while not os.path.isdir(probe):
                 out.append(probe)

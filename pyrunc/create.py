@@ -161,6 +161,13 @@ def setup_cgroups(cg: CgroupManager, cfg: dict, new: set[str]) -> None:
     apply_limits(cg, cfg)
 
 
+def record_v1_dirs(ctr: state.Container, cg: CgroupManager) -> None:
+    """The first state names the cgroup2 directories of a direct init only (made before its
+    fork): the rest goes in now, before any of them is made."""
+    ctr.data["cgroup"]["created"] = ctr.data["cgroup"]["created"] + cg.missing_dirs(skip="")
+    ctr.save()
+
+
 def make_cgroups(cg: CgroupManager, new: set[str], skip: str | None = None) -> None:
     """The directories (but the hierarchy keyed `skip`, made already)."""
     cg.create(skip=skip)
@@ -315,23 +322,26 @@ def _create(root: str, container_id: str, opts: CreateOptions) -> state.Containe
         if posix.environ.get(b"NOTIFY_SOCKET"):  # os.environ would import os (lightos.py)
             from pyrunc import notify
             notify.setup_create(ctr.dir, cfg)
-        # A first state, before any cgroup exists but naming the directories about to be made,
-        # so that if this process dies from here on, `delete --force` still knows which cgroups
-        # to empty and remove (status reads "creating", then "stopped").
-        ctr.data = {"ociVersion": cfg.get("ociVersion", OCI_VERSION), "id": container_id, "pid": 0,
-                    "creating": True, "bundle": bundle, "rootfs": rootfs_dir, "owner": "",
-                    "cgroup": {"paths": cg.paths, "created": cg.missing_dirs()}}
-        ctr.save()
         fifo = ctr.path(state.FIFO)
-        os.mkfifo(fifo, 0o600)
-        if host_mounts:
-            from pyrunc import hostmounts
-            before = hostmounts.below(rootfs_dir)
         plan = init.InitPlan(cfg, rootfs_dir, bundle, fifo, cg, opts.no_pivot, opts.preserve_fds,
                              join, new, None if opts.no_new_keyring else container_id)
         plan.container_id = container_id
         plan.seccomp = seccomp_filter
         direct = init.can_fork_directly(plan) and not cg.rootless
+        # A first state, before any cgroup exists but naming the directories about to be made,
+        # so that if this process dies from here on, `delete --force` still knows which cgroups
+        # to empty and remove (status reads "creating", then "stopped"). The direct path makes
+        # only the cgroup2 one before the init's fork: the others are looked up and recorded
+        # after it (record_v1_dirs), ~20 stats of cgroupfs while the init works.
+        ctr.data = {"ociVersion": cfg.get("ociVersion", OCI_VERSION), "id": container_id, "pid": 0,
+                    "creating": True, "bundle": bundle, "rootfs": rootfs_dir, "owner": "",
+                    "cgroup": {"paths": cg.paths,
+                               "created": cg.missing_dirs(only="" if direct else None)}}
+        ctr.save()
+        os.mkfifo(fifo, 0o600)
+        if host_mounts:
+            from pyrunc import hostmounts
+            before = hostmounts.below(rootfs_dir)
         if not direct:
             # The intermediate's path moves the init by a cgroup.procs write, after the grace
             # period the keeper starts waiting for now (cgroup_keeper.py).
@@ -354,6 +364,7 @@ def _create(root: str, container_id: str, opts: CreateOptions) -> state.Containe
                 finally:
                     if v2_fd >= 0:
                         os.close(v2_fd)
+                record_v1_dirs(ctr, cg)
                 make_cgroups(cg, new, skip="")
                 apply_limits(cg, cfg)
                 send_cgroups(parent_sock)
