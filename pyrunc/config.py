@@ -121,8 +121,9 @@ def check_semantics(cfg: dict) -> None:
         from pyrunc.log import Log
         Log.warning(f"config.json: /process/capabilities: {', '.join(capabilities.NOT_GRANTABLE)} "
                     "not in the runtime's own bounding set: left out")
-    from pyrunc import seccomp
-    seccomp.check(linux.get("seccomp"))
+    if linux.get("seccomp"):   # seccomp.check has nothing to do otherwise: no import
+        from pyrunc import seccomp
+        seccomp.check(linux["seccomp"])
     if linux.get("netDevices"):
         from pyrunc import netdev
         netdev.check(cfg)

@@ -327,6 +327,12 @@ def _create(root: str, container_id: str, opts: CreateOptions) -> state.Containe
                              join, new, None if opts.no_new_keyring else container_id)
         plan.container_id = container_id
         plan.seccomp = seccomp_filter
+        # What the init runs after pivot_root comes from sys.modules, never the bundle: the
+        # modules only some configs use are imported here, for those (init._module).
+        if plan.create_hooks:
+            from pyrunc import hooks  # noqa: F401
+        if use_tty:
+            from pyrunc import terminal  # noqa: F401
         direct = init.can_fork_directly(plan) and not cg.rootless
         # A first state, before any cgroup exists but naming the directories about to be made,
         # so that if this process dies from here on, `delete --force` still knows which cgroups

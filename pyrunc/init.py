@@ -20,20 +20,9 @@ import _struct as struct  # not `struct`: it only re-exports _struct (~0.25 M in
 import errno
 import fcntl
 import select
+import sys
 
-from pyrunc import (
-    exeguard,
-    hooks,
-    linux,
-    lsm,
-    mounts,
-    rootfs,
-    saferoot,
-    seccomp,
-    sync,
-    terminal,
-    userns,
-)
+from pyrunc import exeguard, linux, lsm, mounts, rootfs, saferoot, sync, userns
 from pyrunc import lightos as os  # os minus its import cost: see lightos.py
 from pyrunc.cgroups import CgroupManager
 from pyrunc.process import (
@@ -53,7 +42,9 @@ from pyrunc.state import START_ERROR
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import NoReturn
+    from typing import Any, NoReturn
+
+    from pyrunc import seccomp
 
 # Signals whose default action ends a process: a created container (PID 1, blocked waiting for
 # `start`) must still die from them, and PID 1 only gets the signals it has handlers for.
@@ -281,16 +272,17 @@ def init_main(plan: InitPlan, sock: sync.Socket) -> NoReturn:
             sync.send(sock, "create-hooks")
             reply = sync.recv(sock, "continue", "createRuntime hooks")
             created_state = reply["created"]
-            hooks.run_hooks("createContainer", (cfg.get("hooks") or {}).get("createContainer")
-                            or [], reply["state"])
+            _module("hooks").run_hooks("createContainer",
+                                       (cfg.get("hooks") or {}).get("createContainer") or [],
+                                       reply["state"])
         fifo_fd = plan.fifo_fd  # the intermediate opened it on the host
         start_err = plan.start_err_fd
         # So does the seccomp listener's socket; our host pid is read from the host's /proc.
         notify_state = b""
         if plan.seccomp is not None and plan.seccomp.notify:
-            seccomp.connect_listener(plan.seccomp)
+            _module("seccomp").connect_listener(plan.seccomp)
             host_pid = int(os.readlink("self", dir_fd=rootfs.hold_proc()))
-            notify_state = seccomp.process_state(
+            notify_state = _module("seccomp").process_state(
                 plan.seccomp, plan.container_id, host_pid, plan.bundle,
                 cfg.get("annotations") or {}, "creating", cfg.get("ociVersion", ""))
         rootfs.pivot(ctx, plan.no_pivot)
@@ -322,7 +314,7 @@ def init_main(plan: InitPlan, sock: sync.Socket) -> NoReturn:
         if peer >= 0:
             # Before the wait, as runc does: the create's stdout/stderr pipes must not outlive
             # create, or containerd's shim (which reads them to EOF) never sees create end.
-            terminal.make_controlling(peer)
+            _module("terminal").make_controlling(peer)
         if not plan.trampoline_waits:
             wait_for_start(fifo_fd)
         # fifo_fd stays open (close-on-exec): its closing at execve tells `start` we are there.
@@ -331,17 +323,18 @@ def init_main(plan: InitPlan, sock: sync.Socket) -> NoReturn:
             # Hooks run as before our handlers existed; without hooks, they stay until the
             # execve, which resets every caught signal to its default action anyway.
             default_signals()
-            hooks.run_hooks("startContainer", start_hooks, created_state)
+            _module("hooks").run_hooks("startContainer", start_hooks, created_state)
         close_inherited_fds(plan.preserve_fds)
         for sig in (signal.SIGPIPE, signal.SIGXFSZ):  # Python ignores these; exec would keep it
             signal.signal(sig, signal.SIG_DFL)
         lsm.apply(proc, rootfs.write_proc)
-        seccomp.load(plan.seccomp, notify_state)  # last: then only a capset and execve
+        if plan.seccomp is not None:
+            _module("seccomp").load(plan.seccomp, notify_state)  # last: then a capset, execve
         # Through the trampoline: the fifo closes, and start.err gets the errno of a failed
         # execve, only at the program's execve.
         exeguard.execute(plan.exe_fd, exe, proc, env, (start_err, fifo_fd), plan.seccomp,
                          plan.trampoline_waits)
-    except hooks.HookError as exc:
+    except getattr(sys.modules.get("pyrunc.hooks"), "HookError", ()) as exc:  # () matches none
         if ready:
             _report_after_ready(start_err, str(exc))
         else:
@@ -355,6 +348,13 @@ def init_main(plan: InitPlan, sock: sync.Socket) -> NoReturn:
             _report(sock, exc)
     finally:
         os._exit(code)
+
+
+def _module(name: str) -> Any:
+    """hooks, seccomp or terminal: create imports each before the fork when the config uses it
+    (a plain config, none), so the init finds it in sys.modules; the bundle, where the finder
+    would look, is out of reach after pivot_root."""
+    return sys.modules[f"pyrunc.{name}"]
 
 
 def _report_after_ready(start_err: int, msg: str) -> None:
