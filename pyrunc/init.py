@@ -266,7 +266,8 @@ def init_main(plan: InitPlan, sock: sync.Socket) -> NoReturn:
         rootfs.prepare(ctx)
         await_cgroups(plan, sock)
         cwd = proc.get("cwd") or "/"
-        os.close(saferoot.mkdir_all(ctx.rootfd, cwd))
+        if saferoot.split(cwd):  # the root exists: nothing to make or check
+            os.close(saferoot.mkdir_all(ctx.rootfd, cwd))
         created_state: dict = {}
         if plan.create_hooks:
             sync.send(sock, "create-hooks")

@@ -69,8 +69,10 @@ def prepare(ctx: RootfsContext) -> None:
     # refuses a shared old root.
     if "mount" in ctx.own_ns:
         private = prop in ("private", "rprivate", "unbindable", "runbindable")
+        # Recursive from "/": no mount of this namespace is shared afterwards (a shared one
+        # becomes a slave, or private without peers), the rootfs' parent mount included, which
+        # is all pivot_root(2) asks of it: no /proc/self/mountinfo to read for that.
         linux.mount(None, "/", None, L.MS_REC | (L.MS_PRIVATE if private else L.MS_SLAVE))
-        _make_parent_private(ctx.rootfs)
         ctx.rootfd = bind_rootfs_onto_itself()
     else:
         # The host's mount namespace (hostmounts.py): its propagation is not ours to change,
@@ -105,28 +107,6 @@ def bind_rootfs_onto_itself() -> int:
         os.close(mfd)
         raise
     return mfd
-
-
-def _make_parent_private(path: str) -> None:
-    """pivot_root(2) refuses a new root whose parent mount is shared: make that mount private."""
-    best = ""
-    shared = False
-    # posix reads, not open(): no buffered text layer (its fstat, ioctl and lseek) in the init.
-    fd = os.open("/proc/self/mountinfo", os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        chunks = []
-        while chunk := os.read(fd, 65536):
-            chunks.append(chunk)
-    finally:
-        os.close(fd)
-    for line in b"".join(chunks).decode().splitlines():
-        fields = line.split()
-        mnt = fields[4]
-        if (path == mnt or path.startswith(mnt.rstrip("/") + "/")) and len(mnt) >= len(best):
-            best = mnt
-            shared = any(x.startswith("shared:") for x in fields[6:fields.index("-")])
-    if best and shared:
-        linux.mount(None, best, None, L.MS_PRIVATE)
 
 
 def mount_entry(ctx: RootfsContext, plan: mounts.MountPlan) -> None:
@@ -168,23 +148,15 @@ def mount_cgroups(ctx: RootfsContext, plan: mounts.MountPlan) -> None:
             plan.bind, plan.recursive, plan.source = True, True, ctx.cgroup_paths[""]
             mounts.mount_into_root(plan, ctx.rootfd, ctx.rootfs)
         return
-    keep_ro = plan.attr_set & L.MOUNT_ATTR_RDONLY
     tmpfs = mounts.MountPlan(plan.destination, "tmpfs", "tmpfs",
                              attr_set=(plan.attr_set & ~L.MOUNT_ATTR_RDONLY),
                              data=[("mode", "755")])
     top = mounts.mount_into_root(tmpfs, ctx.rootfd, ctx.rootfs, keep=True)
+    clone = L.OPEN_TREE_CLONE | L.OPEN_TREE_CLOEXEC
+    attach = L.MOVE_MOUNT_F_EMPTY_PATH | L.MOVE_MOUNT_T_EMPTY_PATH
     try:
         for key, host_dir in sorted(ctx.cgroup_paths.items()):
             name = "unified" if key == "" else key.replace("name=", "")
-            sub = mounts.MountPlan(plan.destination.rstrip("/") + "/" + name, "cgroup",
-                                   "cgroup2" if key == "" else "cgroup", attr_set=plan.attr_set,
-                                   attr_clr=plan.attr_clr)
-            if own_ns:
-                for opt in key.split(",") if key else []:
-                    k, sep, v = opt.partition("=")
-                    sub.data.append((k, v if sep else None))
-            else:
-                sub.bind, sub.recursive, sub.source = True, False, host_dir
             # Each hierarchy's directory is made in, and resolved inside, the tmpfs just
             # mounted (through its own mount fd, not a path): empty, and ours alone.
             try:
@@ -193,14 +165,29 @@ def mount_cgroups(ctx: RootfsContext, plan: mounts.MountPlan) -> None:
                 pass
             target = saferoot.open_in_root(top, name, os.O_PATH | os.O_DIRECTORY)
             try:
-                if sub.bind:
-                    mounts.attach_bind(sub, target)
-                else:
+                if own_ns:
+                    sub = mounts.MountPlan(plan.destination.rstrip("/") + "/" + name, "cgroup",
+                                           "cgroup2" if key == "" else "cgroup")
+                    for opt in key.split(",") if key else []:
+                        k, sep, v = opt.partition("=")
+                        sub.data.append((k, v if sep else None))
                     mounts.attach_filesystem(sub, target)
+                else:
+                    # A plain clone of the host's directory (not recursive): its attributes
+                    # come with everyone's, below.
+                    mfd = linux.open_tree(-100, host_dir, clone)
+                    try:
+                        linux.move_mount(mfd, "", target, "", attach)
+                    finally:
+                        os.close(mfd)
             finally:
                 os.close(target)
-        if keep_ro:
-            linux.mount_setattr(top, "", L.AT_EMPTY_PATH, L.MOUNT_ATTR_RDONLY)
+        if plan.attr_set or plan.attr_clr:
+            # The configured attributes (ro, nosuid, ...) on the tmpfs and every hierarchy at
+            # once, now that all are attached: one call rather than one per mount. Nothing
+            # else is mounted there, and the container does not exist yet.
+            linux.mount_setattr(top, "", L.AT_EMPTY_PATH | L.AT_RECURSIVE, plan.attr_set,
+                                plan.attr_clr)
     finally:
         os.close(top)
 
