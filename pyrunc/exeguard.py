@@ -289,20 +289,49 @@ def _elf(machine: int, code: bytes) -> bytes:
     return header + load + stack + code
 
 
+# (machine, waits) -> the image, with fd 0 where the waiting one names the fifo: built once,
+# by prebuild() in create's parent, so that its init only copies it and writes its fifo's fd
+# in (in a freshly forked child, every page the build would touch is copied first).
+_BUILT: dict[tuple[str, bool], bytes | None] = {}
+_WAIT_FD_OFFSET = 64 + 56 * 2 + _WAIT_FD_AT   # in the image: after the ELF and program headers
+
+
+def prebuild(wait: bool) -> None:
+    """Build the image create's init will ask for (image(fifo fd), or image()) now, before fork."""
+    machine = os.uname().machine
+    if (machine, wait) not in _BUILT:
+        _BUILT[machine, wait] = _build(machine, wait)
+
+
+def _build(machine: str, wait: bool) -> bytes | None:
+    found = _MACHINES.get(machine)
+    if not found:
+        return None
+    e_machine, code = found
+    if wait:
+        image = bytearray(_X86_64_WAIT)
+        skip = sum(1 << signal for signal in _WAIT_SKIPS)
+        image[_WAIT_SKIP_AT:_WAIT_SKIP_AT + 8] = skip.to_bytes(8, "little")
+        code = bytes(image) + code
+    return _elf(e_machine, code)
+
+
 def image(wait_fd: int = -1) -> bytes | None:
     """The trampoline for this machine, or None where we have none (see features()); with
     wait_fd, the one that first waits for `start` on that fifo (can_wait: x86_64 only)."""
-    found = _MACHINES.get(os.uname().machine)
-    if not found:
-        return None
-    machine, code = found
-    if wait_fd >= 0:
-        wait = bytearray(_X86_64_WAIT)
-        wait[_WAIT_FD_AT:_WAIT_FD_AT + 4] = wait_fd.to_bytes(4, "little")
-        skip = sum(1 << signal for signal in _WAIT_SKIPS)
-        wait[_WAIT_SKIP_AT:_WAIT_SKIP_AT + 8] = skip.to_bytes(8, "little")
-        code = bytes(wait) + code
-    return _elf(machine, code)
+    wait = wait_fd >= 0
+    if _BUILT:   # prebuilt (create's init): no uname either, the parent's machine is ours
+        machine = next(iter(_BUILT))[0]
+    else:
+        machine = os.uname().machine
+    built = _BUILT.get((machine, wait))
+    if built is None and (machine, wait) not in _BUILT:
+        built = _build(machine, wait)
+    if built is None or not wait:
+        return built
+    patched = bytearray(built)
+    patched[_WAIT_FD_OFFSET:_WAIT_FD_OFFSET + 4] = wait_fd.to_bytes(4, "little")
+    return bytes(patched)
 
 
 def can_wait(cfg: dict) -> bool:

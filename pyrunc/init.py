@@ -46,6 +46,10 @@ if TYPE_CHECKING:
 
     from pyrunc import seccomp
 
+# The libc functions the init calls that nothing before its fork did: looked up now, in the
+# parent, as a look-up (dlsym) in the forked child faults in symbol tables and copies pages.
+linux.resolve("fstatfs", "mount", "umount2", "capset", "prlimit")
+
 # Signals whose default action ends a process: a created container (PID 1, blocked waiting for
 # `start`) must still die from them, and PID 1 only gets the signals it has handlers for.
 _FATAL = [s for s in signal.valid_signals() if s not in (
@@ -86,6 +90,7 @@ class InitPlan:
         # The trampoline waits for `start` instead of us (exeguard.can_wait): between create
         # and start the init is then a ~10 KB program rather than this interpreter.
         self.trampoline_waits = exeguard.can_wait(cfg)
+        exeguard.prebuild(self.trampoline_waits)
         user_join = [path for kind, path in self.join if kind == "user"]
         self.user_path = user_join[0] if user_join else None
         self.in_userns = "user" in self.new or self.user_path is not None
