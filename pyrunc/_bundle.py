@@ -44,11 +44,10 @@ ENTRIES: dict[str, list[str]] = {
     "create": [*_CREATE, "pyrunc.cgroups"],
     # No log.py for run: engines create (with --log), a user's run logs only an error.
     "run": [*(m for m in _CREATE if m != "pyrunc.log"), "pyrunc.cgroups", "pyrunc.run"],
-    # exceptions first: errors.py's classes, which the modules below import at their top (later
-    # in the pack, the first of them would load it through the finder, index and all); and the
-    # paused check (state.status): the finder would open the bundle again for it.
-    "exec": ["pyrunc.exceptions", *_CORE, "pyrunc.execute", "pyrunc.supervise", "pyrunc.log",
-             "pyrunc.cgroup_freezer"],
+    # No exceptions.py: errors.py makes its classes on first use, and a successful exec raises
+    # none (its modules name them errors.X at the raise sites). cgroup_freezer: the paused check
+    # (state.status), for which the finder would open the bundle again.
+    "exec": [*_CORE, "pyrunc.execute", "pyrunc.supervise", "pyrunc.log", "pyrunc.cgroup_freezer"],
     **{cmd: [*_CORE, "pyrunc.lifecycle", "pyrunc.log", "pyrunc.cgroups", "pyrunc.exceptions"]
        for cmd in ("pause", "resume", "logs")},
     "ps": [*_CORE, "pyrunc.lifecycle", "pyrunc.log", "pyrunc.cgroups", "pyrunc.exceptions",

@@ -8,12 +8,14 @@ do not.
 
 from __future__ import annotations
 
-from pyrunc import linux
+from pyrunc import (
+    errors,  # its classes are made on first use: errors.X at the raise sites
+    linux,
+)
 
 # A /proc file through posix, without io's layers; the launcher has loaded it for create, run
 # and exec (the keeper reads its /proc files with it).
 from pyrunc.cgroup_keeper import read_all as _read
-from pyrunc.errors import ConfigError
 
 # Kernel numbering (include/uapi/linux/capability.h).
 CAPS = ("CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER", "FSETID", "KILL", "SETGID",
@@ -57,7 +59,7 @@ def parse(caps: dict | None, where: str = "config.json: /process/capabilities") 
         numbers = []
         for i, name in enumerate(caps.get(kind) or []):
             if name not in NUMBER:
-                raise ConfigError(f"{where}/{kind}/{i}: unknown capability {name!r}")
+                raise errors.ConfigError(f"{where}/{kind}/{i}: unknown capability {name!r}")
             if NUMBER[name] <= top:
                 numbers.append(NUMBER[name])
         out[kind] = sorted(set(numbers))

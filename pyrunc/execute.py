@@ -11,6 +11,7 @@ from pyrunc import (
     capabilities,
     cgroup_join,
     cgroup_keeper,
+    errors,  # its classes are made on first use: errors.X at the raise sites
     execchild,
     jsonlite,
     linux,
@@ -20,7 +21,6 @@ from pyrunc import (
     sync,
 )
 from pyrunc import lightos as os  # os minus its import cost: see lightos.py
-from pyrunc.errors import InvalidState, PyruncError
 from pyrunc.process import describe
 
 
@@ -29,19 +29,19 @@ def process_from_file(path: str) -> dict:
     label = f"--process {path}"
     proc = parse_json(read_file(path, label), label)
     if not isinstance(proc, dict):
-        raise PyruncError(f"{label}: expected a JSON object (a process)")
+        raise errors.PyruncError(f"{label}: expected a JSON object (a process)")
     from pyrunc import schema
     schema.validate({"ociVersion": "1.0.0", "root": {"path": "/"}, "process": proc}, "config",
                     path)
     if not proc.get("args"):
-        raise PyruncError(f"--process {path}: /process/args: must name the program to run")
+        raise errors.PyruncError(f"--process {path}: /process/args: must name the program to run")
     return proc
 
 
 def process_from_flags(base: dict, args: list[str], opts: dict) -> dict:
     """runc's rule: start from the container's process, then apply each flag."""
     if not args:
-        raise PyruncError("exec: args cannot be empty (give a command, or --process FILE)")
+        raise errors.PyruncError("exec: args cannot be empty (give a command, or --process FILE)")
     proc = jsonlite.clone(base)  # base is parsed JSON: no copy module (~1 ms to import)
     proc["args"] = args
     proc["terminal"] = bool(opts.get("tty"))
@@ -57,13 +57,13 @@ def process_from_flags(base: dict, args: list[str], opts: dict) -> dict:
     if opts.get("user"):
         uid, _, gid = opts["user"].partition(":")
         if not uid.isdigit() or (gid and not gid.isdigit()):
-            raise PyruncError(f"--user {opts['user']!r}: expected uid[:gid] as numbers")
+            raise errors.PyruncError(f"--user {opts['user']!r}: expected uid[:gid] as numbers")
         user["uid"] = int(uid)
         if gid:
             user["gid"] = int(gid)  # runc: without ":gid" the process keeps the config's gid
     for gid in opts.get("additional_gids") or []:
         if not gid.isdigit():
-            raise PyruncError(f"--additional-gids {gid!r}: not a number")
+            raise errors.PyruncError(f"--additional-gids {gid!r}: not a number")
         user.setdefault("additionalGids", []).append(int(gid))
     proc["user"] = user
     if opts.get("cap"):
@@ -95,7 +95,7 @@ def cgroup_dirs(ctr: state.Container, wanted: list[str]) -> dict[str, str]:
             if not sep or key in ctrls.split(",") or (key == "" and "unified" in ctrls.split(",")):
                 candidate = os.path.join(path, sub.lstrip("/"))
                 if not os.path.isdir(candidate):
-                    raise PyruncError(f"--cgroup {item}: {candidate} does not exist")
+                    raise errors.PyruncError(f"--cgroup {item}: {candidate} does not exist")
                 paths[key] = candidate
     return paths
 
@@ -112,7 +112,7 @@ def check_preserved_fds(count: int) -> None:
                 raise OSError(9, "not a file the caller passed")
             os.fstat(fd)
         except OSError as exc:
-            raise PyruncError(f"--preserve-fds {count}: fd {fd} is not open "
+            raise errors.PyruncError(f"--preserve-fds {count}: fd {fd} is not open "
                               f"({(exc.strerror or '').lower()}): the caller must pass every fd "
                               f"from 3 to {2 + count}") from None
 
@@ -121,9 +121,10 @@ def exec_command(root: str, container_id: str, args: list[str], opts: dict) -> i
     ctr = state.Container(root, container_id).load()
     status = ctr.status()
     if status == "stopped":
-        raise InvalidState("cannot exec in a stopped container")
+        raise errors.InvalidState("cannot exec in a stopped container")
     if status == "paused" and not opts.get("ignore_paused"):
-        raise InvalidState("cannot exec in a paused container (use --ignore-paused to override)")
+        raise errors.InvalidState("cannot exec in a paused container "
+                                  "(use --ignore-paused to override)")
     ctr_cfg = ctr.config()
     if opts.get("process"):
         proc = process_from_file(opts["process"])
@@ -133,9 +134,11 @@ def exec_command(root: str, container_id: str, args: list[str], opts: dict) -> i
     lsm.check(proc, None, "exec process: ")
     detach = bool(opts.get("detach"))
     if proc.get("terminal") and not opts.get("console_socket") and detach:
-        raise PyruncError("cannot allocate tty if pyrunc will detach without setting console socket")
+        raise errors.PyruncError("cannot allocate tty if pyrunc will detach without setting "
+                                 "console socket")
     if opts.get("console_socket") and not proc.get("terminal"):
-        raise PyruncError("--console-socket given but the process has no terminal (use --tty)")
+        raise errors.PyruncError("--console-socket given but the process has no terminal "
+                                 "(use --tty)")
     preserve = int(opts.get("preserve_fds") or 0)
     check_preserved_fds(preserve)
     plan = execchild.ExecPlan(ctr.pid, proc, cgroup_dirs(ctr, opts.get("cgroup") or []), preserve)
@@ -183,7 +186,7 @@ def _spawn(plan: execchild.ExecPlan, proc: dict, opts: dict, detach: bool) -> in
             execchild.prepare(plan)
         except OSError as exc:
             execchild.release(plan)
-            raise PyruncError(f"exec failed: unable to start container process: "
+            raise errors.PyruncError(f"exec failed: unable to start container process: "
                               f"{describe(exc)}") from None
         own_pid_ns = execchild.join_pid_ns(plan)
         v2_fd = -1
@@ -198,7 +201,7 @@ def _spawn(plan: execchild.ExecPlan, proc: dict, opts: dict, detach: bool) -> in
             if own_pid_ns >= 0:
                 execchild.leave_pid_ns(own_pid_ns)
             execchild.release(plan)
-            raise PyruncError(f"exec failed: unable to start container process: fork: "
+            raise errors.PyruncError(f"exec failed: unable to start container process: fork: "
                               f"{exc.strerror}") from None
         finally:
             if v2_fd >= 0:
@@ -246,10 +249,11 @@ def _spawn(plan: execchild.ExecPlan, proc: dict, opts: dict, detach: bool) -> in
                 os.write(2, f"pyrunc: exec: {failed}\n".encode())
             from pyrunc.cgroup_keeper import stop_keeper
             stop_keeper()   # joined: no more cgroup writes, even if the process runs for hours
-        except PyruncError as exc:
+        except errors.PyruncError as exc:
             if own_pid_ns >= 0:
                 _reap_failed(pid)   # our own child: its pid cannot have been reused
-            raise PyruncError(f"exec failed: unable to start container process: {exc}") from None
+            raise errors.PyruncError(f"exec failed: unable to start container process: "
+                                     f"{exc}") from None
     finally:
         parent_sock.close()
     if opts.get("pid_file"):

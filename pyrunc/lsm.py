@@ -15,8 +15,8 @@ expects. An empty string asks for nothing, as with runc.
 
 from __future__ import annotations
 
+from pyrunc import errors  # its classes are made on first use: errors.X at the raise sites
 from pyrunc import lightos as os  # os minus its import cost: see lightos.py
-from pyrunc.errors import ConfigError, NotSupported
 
 
 def apparmor_enabled() -> bool:
@@ -38,19 +38,19 @@ def selinux_enabled() -> bool:
 def check(proc: dict, linux_cfg: dict | None, where: str = "config.json: /process") -> None:
     """Refuse a label this host cannot apply (see the module docstring)."""
     if proc.get("apparmorProfile") and not apparmor_enabled():
-        raise ConfigError(f"{where}/apparmorProfile: {proc['apparmorProfile']!r} asked for, but "
-                          "AppArmor is not enabled on this host")
+        raise errors.ConfigError(f"{where}/apparmorProfile: {proc['apparmorProfile']!r} asked "
+                                 "for, but AppArmor is not enabled on this host")
     if proc.get("selinuxLabel") and not selinux_enabled():
-        raise ConfigError(f"{where}/selinuxLabel: {proc['selinuxLabel']!r} asked for, but "
-                          "SELinux is disabled or not supported on this host")
+        raise errors.ConfigError(f"{where}/selinuxLabel: {proc['selinuxLabel']!r} asked for, "
+                                 "but SELinux is disabled or not supported on this host")
     if linux_cfg and linux_cfg.get("mountLabel"):
         if not selinux_enabled():
             from pyrunc.log import Log
             Log.warning(f"config.json: /linux/mountLabel: {linux_cfg['mountLabel']!r} ignored: "
                         "SELinux is disabled or not supported on this host")
             return
-        raise NotSupported("config.json: /linux/mountLabel: labelled mounts are not supported "
-                           "yet")
+        raise errors.NotSupported("config.json: /linux/mountLabel: labelled mounts are not "
+                                  "supported yet")
 
 
 def apply(proc: dict, write_proc) -> None:

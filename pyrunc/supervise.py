@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import _signal as signal  # not `signal`: it imports enum
 
+from pyrunc import errors  # its classes are made on first use: errors.X at the raise sites
 from pyrunc import lightos as os  # os minus its import cost: see lightos.py
-from pyrunc.errors import PyruncError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -76,7 +76,7 @@ def wait_for(pid: int) -> int:
         try:
             got, status = os.waitpid(-1, 0)
         except ChildProcessError:
-            raise PyruncError("lost track of the container's init process") from None
+            raise errors.PyruncError("lost track of the container's init process") from None
         if got == pid:
             return exit_code(status)
 

@@ -9,9 +9,11 @@ from __future__ import annotations
 import _socket
 import _struct as struct  # not `struct`: it only re-exports _struct (~0.25 M instructions)
 
-from pyrunc import jsonlite
+from pyrunc import (
+    errors,  # its classes are made on first use: errors.X at the raise sites
+    jsonlite,
+)
 from pyrunc import lightos as os  # os minus its import cost: see lightos.py
-from pyrunc.errors import PyruncError
 
 MAX = 65536
 
@@ -42,12 +44,12 @@ def send(sock: Socket, kind: str, fds: list[int] | None = None, **fields: object
 
 def _decode(data: bytes, expect: str, what: str) -> dict:
     if not data:
-        raise PyruncError(f"{what}: the container process exited before reporting")
+        raise errors.PyruncError(f"{what}: the container process exited before reporting")
     msg = jsonlite.loads(data)
     if msg.get("type") == "error":
-        raise PyruncError(msg.get("msg", "unknown error in the container process"))
+        raise errors.PyruncError(msg.get("msg", "unknown error in the container process"))
     if msg.get("type") != expect:
-        raise PyruncError(f"{what}: unexpected message {msg.get('type')!r}")
+        raise errors.PyruncError(f"{what}: unexpected message {msg.get('type')!r}")
     return msg
 
 
@@ -96,4 +98,4 @@ def raise_reported_error(sock: Socket) -> None:
             return
         msg = jsonlite.loads(data)
         if msg.get("type") == "error":
-            raise PyruncError(msg.get("msg", "unknown error in the container process"))
+            raise errors.PyruncError(msg.get("msg", "unknown error in the container process"))
