@@ -239,9 +239,8 @@ def test_runs_in_the_containers_namespaces(ctr):
 
 
 def test_runs_in_a_time_namespace_too(pyrunc, bundle, tmp_path):
-    """A container with its own time namespace: exec forks through an intermediate there (the
-    CLI, running its cgroup keeper thread, cannot set time_for_children; see init.py), and the
-    process still gets every namespace and the clock offsets."""
+    """A container with its own time namespace: exec's one child joins it for itself, with the
+    others (execchild._join_all), and the process gets every namespace and the clock offsets."""
     cfg = base_config(["sleep", "100000"])
     cfg["linux"]["namespaces"].append({"type": "time"})
     cfg["linux"]["timeOffsets"] = {"boottime": {"secs": 86400 * 10, "nanosecs": 0}}
