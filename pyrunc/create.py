@@ -33,11 +33,18 @@ class CreateOptions:
         self.preserve_fds = preserve_fds
         self.command = command
         self.keep_pty = keep_pty    # foreground `run`: we relay the pty ourselves
+        # Foreground `run`: the Container comes back still locked, for its start right after
+        # (no window for another command between the two, and no unlock and lock again).
+        self.keep_lock = False
         self.listen_fds = 0         # socket-activation fds among preserve_fds (LISTEN_FDS)
         self.rootless_cgroups: str | None = None  # --rootless: true, false, auto (None)
         # Called once the init is forked and in its cgroups, before we wait for it: the caller's
         # imports for after create (run's), on our core while the init works on the other.
         self.after_fork: Callable[[], None] | None = None
+        # Called (with keep_lock) once the init said "ready" and the final state is in place,
+        # while the init ends its last steps (create still waits for them and reports their
+        # errors): `run` begins its start there (run._start_now).
+        self.on_created: Callable[[state.Container], None] | None = None
 
 
 def namespace_plan(cfg: dict) -> tuple[list[tuple[str, str]], set[str]]:
@@ -189,11 +196,13 @@ def apply_limits(cg: CgroupManager, cfg: dict) -> None:
     state.pause_point("create:after-cgroups")
 
 
-def send_cgroups(sock: sync.Socket) -> None:
-    """Tell a direct init its cgroups exist (init.await_cgroups); if it failed meanwhile, the
-    send fails and its own report says why."""
+def send_cgroups(sock: sync.Socket, go: bool = False) -> None:
+    """Tell a direct init its cgroups exist (init.await_cgroups), and with `go` its "go" at
+    once: see _create. If it failed meanwhile, the send fails and its own report says why."""
     try:
         sync.send(sock, "cgroups")
+        if go:
+            sync.send(sock, "go")
     except OSError:
         sync.raise_reported_error(sock)
         raise
@@ -217,8 +226,9 @@ def final_state(cfg: dict, container_id: str, init_pid: int, init_start: int, bu
     }
 
 
-def replace_state(staged: str, path: str) -> None:
-    """Put the staged final state in place of the "creating" one, atomically for readers.
+def replace_state(staged: str, path: str) -> str:
+    """Put the staged final state in place of the "creating" one, atomically for readers;
+    return where the "creating" one is now, for the caller to unlink ("": nowhere).
 
     An exchange, then an unlink of the old one, rather than a rename over it: ext4 (this host's
     /run and /tmp) starts writing back a file renamed over another at once (auto_da_alloc), and
@@ -228,11 +238,35 @@ def replace_state(staged: str, path: str) -> None:
         linux.renameat2(staged, path, linux.RENAME_EXCHANGE)
     except OSError:
         state.commit(staged, path)
-        return
-    try:
-        os.unlink(staged)   # now the "creating" state; delete would remove it anyway
-    except OSError:
-        pass
+        return ""
+    return staged
+
+
+def finalize_state(ctr: state.Container, final: dict, staged: str, rootfs_dir: str,
+                   before: set[tuple[str, str]] | None) -> str:
+    """The state once the init is ready: the staged one put in place, or (no mount namespace)
+    written with the host mounts the init made. Returns what replace_state does."""
+    ctr.data = final
+    if before is None:
+        return replace_state(staged, ctr.path(state.STATE_FILE))
+    from pyrunc import hostmounts
+    ctr.data["host_mounts"] = hostmounts.created_since(rootfs_dir, before)
+    ctr.save()
+    return ""
+
+
+def start_failure(command: str, exc: PyruncError) -> PyruncError:
+    """An error the init reported on its way to waiting for `start`."""
+    return PyruncError(f"pyrunc {command} failed: unable to start container process: {exc}")
+
+
+def drop_file(path: str) -> None:
+    """Unlink what nobody reads any more (a delete would remove it anyway)."""
+    if path:
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
 
 
 def fork_init(plan: init.InitPlan, parent_sock: sync.Socket, child_sock: sync.Socket,
@@ -316,9 +350,11 @@ def _create(root: str, container_id: str, opts: CreateOptions) -> state.Containe
     hooks_began = False  # from here on a failure goes on at the lifecycle's step 12: poststop
     before: set[tuple[str, str]] | None = None  # host mounts below the rootfs, if no mount ns
     direct = False
+    early_go = False
     try:
         state.pause_point("create:after-dir")
         state.write_atomic(ctr.path(state.CONFIG_FILE), raw)
+        ctr.config_written(raw)
         if posix.environ.get(b"NOTIFY_SOCKET"):  # os.environ would import os (lightos.py)
             from pyrunc import notify
             notify.setup_create(ctr.dir, cfg)
@@ -373,7 +409,14 @@ def _create(root: str, container_id: str, opts: CreateOptions) -> state.Containe
                 record_v1_dirs(ctr, cg)
                 make_cgroups(cg, new, skip="")
                 apply_limits(cg, cfg)
-                send_cgroups(parent_sock)
+                # "go" with "cgroups" when nothing else is to be said before it (no create
+                # hooks): the init then goes on from "ready" to the trampoline without a round
+                # trip to us (~0.2 ms of run's critical path). It waits for "go" so that a
+                # parent that dies first cannot leave it waiting for a start out of reach of
+                # delete; a direct init is in all its cgroups from "cgroups" on, so
+                # `delete --force` reaches it anyway. A failure of ours still kills it below.
+                early_go = not plan.create_hooks
+                send_cgroups(parent_sock, go=early_go)
             else:
                 pid = os.fork()
                 if pid == 0:
@@ -424,27 +467,37 @@ def _create(root: str, container_id: str, opts: CreateOptions) -> state.Containe
                 staged = "" if before is not None else \
                     state.stage(ctr.path(state.STATE_FILE), jsonlite.dumps(final).encode())
                 sync.recv(parent_sock, "ready", "create")
-                sync.send(parent_sock, "go")
-                if plan.trampoline_waits:
-                    # Until it is the trampoline waiting for `start` (init.py): its last
-                    # steps' error, if any, is ours.
-                    sync.raise_reported_error(parent_sock)
+                if not early_go:
+                    sync.send(parent_sock, "go")
             except PyruncError as exc:
-                raise PyruncError(f"pyrunc {opts.command} failed: unable to start container "
-                                  f"process: {exc}") from None
+                raise start_failure(opts.command, exc) from None
+            if opts.on_created is not None:
+                # `run`: the state final and the start byte written now, while the init's
+                # last steps and its exec of the trampoline go on (~0.5-1 ms), so that the
+                # trampoline finds the byte there; create still returns only once the init
+                # got there, and its errors on the way are still create's (below). The
+                # start itself checks that the init lives (status()), as create does below.
+                state.pause_point("create:after-ready")
+                old_state = finalize_state(ctr, final, staged, rootfs_dir, before)
+                state.pause_point("create:after-state")
+                opts.on_created(ctr)
+            if plan.trampoline_waits:
+                # Until it is the trampoline waiting for `start` (init.py): its last steps'
+                # error, if any, is ours.
+                try:
+                    sync.raise_reported_error(parent_sock)
+                except PyruncError as exc:
+                    raise start_failure(opts.command, exc) from None
         finally:
             parent_sock.close()
-        state.pause_point("create:after-ready")
-        info = state.proc_start_time(init_pid)
-        if info is None or born is None or info[0] != born[0]:
-            raise PyruncError("the container's init process died during create")
-        ctr.data = final
-        if before is not None:
-            ctr.data["host_mounts"] = hostmounts.created_since(rootfs_dir, before)
-            ctr.save()
-        else:
-            replace_state(staged, ctr.path(state.STATE_FILE))
-        state.pause_point("create:after-state")
+        if opts.on_created is None:
+            state.pause_point("create:after-ready")
+            info = state.proc_start_time(init_pid)
+            if info is None or born is None or info[0] != born[0]:
+                raise PyruncError("the container's init process died during create")
+            old_state = finalize_state(ctr, final, staged, rootfs_dir, before)
+            state.pause_point("create:after-state")
+        drop_file(old_state)
         if master >= 0 and opts.console_socket:
             from pyrunc import terminal
             terminal.send_to_socket(opts.console_socket, master)
@@ -456,7 +509,8 @@ def _create(root: str, container_id: str, opts: CreateOptions) -> state.Containe
         if mover is not None:
             mover.close()  # the devices are the container's now
             mover = None
-        ctr.unlock()
+        if not opts.keep_lock:
+            ctr.unlock()
         return ctr
     except BaseException:
         if master >= 0:

@@ -20,6 +20,14 @@ def start(root: str, container_id: str, wait_ready: bool = True,
     """Let the init execve the user program. With NOTIFY_SOCKET (notify.py), return only once
     the container said READY=1 (or died); with wait_ready False, return the proxy for `run`."""
     ctr = locked(root, container_id, ctr)
+    fd, proxy = release(ctr)
+    return finish(ctr, fd, proxy, wait_ready)
+
+
+def release(ctr: state.Container) -> tuple[int, Proxy | None]:
+    """start's first half, on a locked container: check that it can start, then write the byte
+    the waiting init reads. Returns the fifo (open: finish waits on it) and the NOTIFY_SOCKET
+    proxy, if any. `run` calls it from within create, as soon as the state is final."""
     status = ctr.status()
     if status == "stopped":
         raise errors.InvalidState("cannot start a container that has stopped")
@@ -55,9 +63,20 @@ def start(root: str, container_id: str, wait_ready: bool = True,
         os.unlink(ctr.path(state.FIFO))
         state.pause_point("start:after-unlink")
         os.write(fd, b"0")
-        # While the init wakes up and execs (on the other CPU, usually): whether there can
-        # be poststart hooks at all, which reads config.json but parses it only if so.
-        hooks = ctr.may_have("poststart")
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd, proxy
+
+
+def finish(ctr: state.Container, fd: int, proxy: Proxy | None,
+           wait_ready: bool = True) -> Proxy | None:
+    """start's second half, once release wrote: wait until the program runs (closing the
+    fifo), report why it did not, run the poststart hooks and unlock."""
+    # While the init wakes up and execs (on the other CPU, usually): whether there can be
+    # poststart hooks at all, which reads config.json but parses it only if so.
+    hooks = ctr.may_have("poststart")
+    try:
         wait_for_exec(fd)
     finally:
         os.close(fd)
