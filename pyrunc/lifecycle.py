@@ -29,6 +29,8 @@ def cgroups_of(ctr: state.Container) -> CgroupManager:
 
 def run_late_hooks(ctr: state.Container, kind: str, status: str) -> None:
     """poststart and poststop: a failure is a warning and the lifecycle goes on (runtime-spec)."""
+    if not ctr.may_have(kind):
+        return  # none configured, and config.json left unparsed (delete after run's exit)
     try:
         cfg = ctr.config()
     except (OSError, ValueError):

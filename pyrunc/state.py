@@ -288,15 +288,22 @@ class Container:
         lookup parses it only then (~60 us saved for the usual config without hooks). A JSON
         member name equal to name is either these bytes or spelled with a \\u escape, so a
         False is exact. True when it cannot tell (config() already read, or unreadable: config()
-        then reports as before). The bytes are kept for config(): `run`'s delete parses them
-        for poststop without reading the file again."""
+        then reports as before). The bytes are kept for config() and the next may_have (`run`
+        asks for poststart, then its delete for poststop)."""
         if self._config is not None:
             return True
-        try:
-            raw = self._config_raw = read_file(self.path(CONFIG_FILE))
-        except OSError:
-            return True
+        raw = self._config_raw
+        if raw is None:
+            try:
+                raw = self._config_raw = read_file(self.path(CONFIG_FILE))
+            except OSError:
+                return True
         return name.encode() in raw or b"\\u" in raw
+
+    def config_written(self, raw: bytes) -> None:
+        """The bytes create wrote to config.json: `run` then reads the file for neither its
+        start nor its delete."""
+        self._config_raw = raw
 
     def config(self) -> dict:
         """config.json as create stored it, read once per Container (delete and `run` ask up
