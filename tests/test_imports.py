@@ -149,6 +149,9 @@ def test_short_commands_load_only_their_own_code(pyrunc, bundle) -> None:
     mods = _imported(r.stderr)
     assert "pyrunc.lifecycle_delete" in mods and "pyrunc.lifecycle_start" not in mods, mods
     assert {"pyrunc.exceptions", "pyrunc.log", "pyrunc.listing", "pyrunc.create_cmd"}.isdisjoint(mods), mods
+    # A stopped container without a shim or poststop hooks: no kill code (delete_live.py) and
+    # no lifecycle.py (run_late_hooks) either.
+    assert {"pyrunc.lifecycle", "pyrunc.delete_live"}.isdisjoint(mods), mods
     assert pyrunc("state", cid).returncode != 0
 
 
