@@ -40,6 +40,35 @@ def surely_empty(paths: dict[str, str]) -> bool:
     return not populated(unified) if unified else False
 
 
+def remove_if_empty(created: list[str], unified: str | None) -> bool:
+    """remove_dirs for a stopped container, with rmdir as its own emptiness check: its usual
+    delete then reads no cgroup.events (a kernfs open and read, ~50 us). The cgroup2 directory
+    (unified) goes first: refused with EBUSY, a process (or a child cgroup) is left there, and
+    False says so with nothing removed, for the caller to look for stragglers and kill them
+    before remove_dirs, as it would have without this pass. A later EBUSY (the cgroup2
+    directory, or the first tried, was empty: nothing to kill, as populated() would have said)
+    is waited out as remove_dirs does. True when every directory is gone."""
+    order = sorted(created, key=len, reverse=True)
+    if unified in order:  # the leaf of its hierarchy: no directory of ours below it
+        order.remove(unified)
+        order.insert(0, unified)
+    removed = False
+    for i, directory in enumerate(order):
+        try:
+            os.rmdir(directory)
+            removed = True
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            if exc.errno != 16:  # EBUSY (errno not imported: see remove_dirs)
+                raise errors.PyruncError(f"cannot remove cgroup {directory}: {exc.strerror}") from None
+            if not removed:
+                return False
+            remove_dirs(order[i:])
+            return True
+    return True
+
+
 def remove_dirs(created: list[str], timeout: float = 5.0) -> None:
     """rmdir what we created, deepest first; EBUSY while killed tasks are still exiting."""
     deadline = time.monotonic() + timeout

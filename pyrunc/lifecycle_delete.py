@@ -33,18 +33,24 @@ def delete(root: str, container_id: str, force: bool = False,
         from pyrunc.delete_live import stop_shim
         stop_shim(ctr)
     # A stopped container's cgroups with nothing left in them need no CgroupManager (nor
-    # cgroups.py): see cgroup_cleanup.py. kill_all(SIGKILL) would make the same check first.
+    # cgroups.py): see cgroup_cleanup.py. Its usual case, all of them empty, is one rmdir each:
+    # only a directory the kernel refuses (EBUSY) leads to the look for stragglers (a container
+    # sharing the host's pid ns) and their kill; kill_all(SIGKILL) makes the same check first.
     cgroup = ctr.data.get("cgroup", {})
     paths, created = dict(cgroup.get("paths", {})), list(cgroup.get("created", []))
     if status != "stopped":
         from pyrunc.delete_live import kill_and_wait
         kill_and_wait(ctr)
-    elif ((cgroup_cleanup.exclusive(paths, created) or not own_pid_namespace(ctr))
-          and not cgroup_cleanup.surely_empty(paths)):
-        from pyrunc.lifecycle import cgroups_of
-        cgroups_of(ctr).kill_all()  # stragglers (a container sharing the host's pid ns)
+        removed = False
+    else:
+        removed = cgroup_cleanup.remove_if_empty(created, paths.get(""))
+        if not removed and ((cgroup_cleanup.exclusive(paths, created) or not own_pid_namespace(ctr))
+                            and not cgroup_cleanup.surely_empty(paths)):
+            from pyrunc.lifecycle import cgroups_of
+            cgroups_of(ctr).kill_all()
     state.pause_point("delete:after-kill")
-    cgroup_cleanup.remove_dirs(created)
+    if not removed:
+        cgroup_cleanup.remove_dirs(created)
     if ctr.data.get("host_mounts"):  # a container without a mount namespace: hostmounts.py
         from pyrunc import hostmounts
         hostmounts.undo(ctr.data.get("rootfs", ""), ctr.data["host_mounts"])

@@ -199,6 +199,42 @@ def test_delete_after_exit_removes_cgroups(pyrunc, created):
         assert not (Path(mountpoint) / top).exists()
 
 
+def test_delete_after_exit_kills_what_the_init_left(pyrunc, bundle):
+    """A container in the host's pid namespace whose init exits while a child of it lives on:
+    `delete` of the stopped container (whose rmdir is refused while the child is there) kills
+    that process and then removes every cgroup directory."""
+    top = f"{pyrunc.prefix}-strays"
+    cfg = bundle.edit()
+    cfg["process"]["args"] = ["sh", "-c", "sleep 1000 </dev/null >/dev/null 2>&1 & exit 0"]
+    cfg["linux"]["namespaces"] = [ns for ns in cfg["linux"]["namespaces"] if ns["type"] != "pid"]
+    cfg["linux"]["cgroupsPath"] = f"/{top}/s"
+    bundle.write()
+    cid = pyrunc.new_id()
+    rt = [pyrunc.binary, "--root", str(pyrunc.root)]
+    try:
+        assert create(rt, bundle, cid).returncode == 0
+        pyrunc("start", cid, check=True)
+        deadline = time.monotonic() + 10
+        while pyrunc.state(cid)["status"] != "stopped":
+            assert time.monotonic() < deadline, "container did not stop"
+            time.sleep(0.01)
+        procs = Path(hierarchies()[""]) / top / "s" / "cgroup.procs"
+        strays = [int(p) for p in procs.read_text().split()]
+        assert strays, "the init's child should still be in the container's cgroup"
+        r = pyrunc("delete", cid)
+        assert r.returncode == 0, r.stderr
+        for pid in strays:
+            try:
+                stat = Path(f"/proc/{pid}/stat").read_text()
+            except FileNotFoundError:
+                continue
+            assert stat.rsplit(")", 1)[1].split()[0] in ("Z", "X"), f"{pid} survived the delete"
+        for mountpoint in hierarchies().values():
+            assert not (Path(mountpoint) / top).exists(), f"{mountpoint}/{top} left"
+    finally:
+        pyrunc("delete", "--force", cid)
+
+
 @pytest.mark.parametrize("path", ["/{p}-a/../{p}-b", "../{p}-up", "{p}-c/../../x", "/{p}/.."])
 def test_dotdot_in_cgroups_path_refused(pyrunc, bundle, path):
     write_config(bundle, path.format(p=pyrunc.prefix))
