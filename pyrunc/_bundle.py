@@ -58,7 +58,7 @@ ENTRIES: dict[str, list[str]] = {
     **{cmd: [*_CORE, "pyrunc.lifecycle", "pyrunc.cgroup_freezer"]
        for cmd in ("state", "kill")},
     "list": [*_CORE, "pyrunc.lifecycle", "pyrunc.cgroup_freezer", "pyrunc.listing"],
-    "delete": [*_CORE, "pyrunc.lifecycle_delete", "pyrunc.cgroup_freezer", "pyrunc.cgroup_cleanup"],
+    "delete": [*_CORE, "pyrunc.lifecycle_delete", "pyrunc.cgroup_cleanup"],
     "start": [*_CORE, "pyrunc.lifecycle_start"],   # no cgroups (lifecycle.cgroups_of)
 }
 _LAZY_DEPENDENCY = "pyrunc.exceptions"   # see preload_order

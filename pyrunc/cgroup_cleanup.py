@@ -12,7 +12,6 @@ import time
 
 from pyrunc import errors
 from pyrunc import lightos as os  # os minus its import cost: see lightos.py
-from pyrunc.cgroup_freezer import read_small
 
 
 def exclusive(paths: dict[str, str], created: list[str]) -> bool:
@@ -26,6 +25,7 @@ def populated(directory: str) -> bool:
     cgroup.events). Read before writing cgroup.kill: that write takes the kernel's cgroup_mutex,
     which a cgroup migration elsewhere on the host can hold for a whole RCU grace period (10-20
     ms), while this read takes no lock. True when unknown."""
+    from pyrunc.cgroup_freezer import read_small  # here: delete's usual case reads no cgroup file
     try:
         return b"populated 0" not in read_small(os.path.join(directory, "cgroup.events"))
     except OSError:
