@@ -13,7 +13,6 @@ import time
 
 from pyrunc import errors, jsonlite, state
 from pyrunc import lightos as os  # os minus its import cost: see lightos.py
-from pyrunc.state import locked, writable  # noqa: F401 - delete's, from here (start: state.py's)
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
