@@ -170,9 +170,11 @@ def setup_cgroups(cg: CgroupManager, cfg: dict, new: set[str]) -> None:
 
 def record_v1_dirs(ctr: state.Container, cg: CgroupManager) -> None:
     """The first state names the cgroup2 directories of a direct init only (made before its
-    fork): the rest goes in now, before any of them is made."""
-    ctr.data["cgroup"]["created"] = ctr.data["cgroup"]["created"] + cg.missing_dirs(skip="")
-    ctr.save()
+    fork): the rest goes in now, before any of them is made (a pure cgroup2 host has none)."""
+    more = cg.missing_dirs(skip="")
+    if more:
+        ctr.data["cgroup"]["created"] = ctr.data["cgroup"]["created"] + more
+        ctr.save()
 
 
 def make_cgroups(cg: CgroupManager, new: set[str], skip: str | None = None) -> None:
