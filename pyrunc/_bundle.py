@@ -112,9 +112,10 @@ def strip_docstrings(tree: ast.Module) -> None:
 
 def strip_annotations(tree: ast.Module) -> None:
     """Drop the type hints of functions, and those of module and class variables (`x: T = v`
-    becomes `x = v`; a bare `x: T` nothing), as the type checker alone reads them: each
-    annotated function carries a tuple of strings through marshal and MAKE_FUNCTION, and a
-    class or module with annotated names builds an __annotations__ dict. For `run`'s pack
+    becomes `x = v`; a bare `x: T` nothing; an `if TYPE_CHECKING:` block nothing), as the type
+    checker alone reads them: each annotated function carries a tuple of strings through
+    marshal and MAKE_FUNCTION, and a class or module with annotated names builds an
+    __annotations__ dict. For `run`'s pack
     that is ~17 KB and ~0.5 M instructions of unmarshal; nothing here reads __annotations__
     (tests/test_startup.py checks the source for that)."""
     for node in ast.walk(tree):
@@ -131,6 +132,9 @@ def strip_annotations(tree: ast.Module) -> None:
 
 
 def _unannotated(stmt: ast.stmt) -> ast.stmt:
+    if isinstance(stmt, ast.If) and isinstance(stmt.test, ast.Name) \
+            and stmt.test.id == "TYPE_CHECKING" and not stmt.orelse:
+        return ast.copy_location(ast.Pass(), stmt)   # never runs: the type checker's alone
     if not isinstance(stmt, ast.AnnAssign):
         return stmt
     if stmt.value is None:      # a declaration only: at module or class level it binds nothing

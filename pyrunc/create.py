@@ -375,7 +375,7 @@ def _create(root: str, container_id: str, opts: CreateOptions) -> state.Containe
         if plan.create_hooks:
             from pyrunc import hooks  # noqa: F401
         if use_tty:
-            from pyrunc import terminal  # noqa: F401
+            from pyrunc import terminal
         direct = init.can_fork_directly(plan) and not cg.rootless
         # A first state, before any cgroup exists but naming the directories about to be made,
         # so that if this process dies from here on, `delete --force` still knows which cgroups

@@ -20,6 +20,24 @@ class NotSupported(PyruncError):
     """A flag or field we know of but do not implement yet: said loudly, never ignored."""
 
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:   # what mypy sees of the classes made below (it cannot follow the factories)
+    class ContainerNotFound(PyruncError):
+        container_id: str
+
+        def __init__(self, container_id: str) -> None: ...
+
+    class ContainerExists(PyruncError):
+        def __init__(self, container_id: str) -> None: ...
+
+    class InvalidState(PyruncError): ...
+
+    class CorruptState(PyruncError):
+        def __init__(self, path: str) -> None: ...
+
+    class JSONError(ValueError): ...
+
+
 def _make_ContainerNotFound() -> type:
     class ContainerNotFound(PyruncError):
         """Engines match the text "container does not exist" (go-runc, podman), so keep it."""

@@ -7,9 +7,8 @@ its status (128+N when a signal N killed it), as runc does.
 
 from __future__ import annotations
 
-from pyrunc import create, linux
+from pyrunc import create, linux, state
 from pyrunc import lightos as os  # os minus its import cost: see lightos.py
-from pyrunc import state
 from pyrunc.state import START_ERROR
 
 _forward_to: list = []   # supervise.hold_signals' answer, once _after_fork ran

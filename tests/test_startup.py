@@ -229,7 +229,7 @@ def test_builtin_modules_are_made_directly_and_tables_only_when_asked(tmp_path: 
     orders, _index, _data = marshal.loads(head[8:8 + int.from_bytes(head[4:8], "little")])
     offset, length = orders["state"]
     base = 8 + int.from_bytes(head[4:8], "little")
-    names, builtins, codes, parsed = marshal.loads(head[base + offset:base + offset + length])
+    names, builtins, codes, _parsed = marshal.loads(head[base + offset:base + offset + length])
     assert "pyrunc.state" in names and len(codes) == len(names)
     if "fcntl" in sys.builtin_module_names:   # our venv's interpreter may differ from /usr/bin's
         assert "fcntl" in builtins
