@@ -72,12 +72,17 @@ def oracle_valid(instance: Any, name: str = "config") -> bool:
     return ORACLES[name].is_valid(instance)
 
 
+# Our messages stay one line: a key's C0 control characters are written as \xNN (schema._describe).
+CONTROLS = {c: f"\\x{c:02x}" for c in range(32)}
+
+
 def oracle_paths(instance: Any, name: str = "config") -> set[str]:
-    """Instance locations of every error jsonschema finds, including those inside anyOf/oneOf branches;
-    empty when jsonschema finds the instance valid."""
+    """Instance locations of every error jsonschema finds, including those inside anyOf/oneOf branches,
+    written as our messages write them; empty when jsonschema finds the instance valid."""
     def walk(errors: Any) -> Iterator[str]:
         for error in errors:
-            yield "".join("/" + str(p).replace("~", "~0").replace("/", "~1") for p in error.absolute_path)
+            yield "".join("/" + str(p).replace("~", "~0").replace("/", "~1").translate(CONTROLS)
+                          for p in error.absolute_path)
             yield from walk(error.context or ())
     return set(walk(ORACLES[name].iter_errors(instance)))
 
