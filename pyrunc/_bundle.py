@@ -55,8 +55,8 @@ ENTRIES: dict[str, list[str]] = {
     # The paused check only (cgroup_freezer.py), and for a stopped container's delete
     # cgroup_cleanup.py: cgroups.py, when needed (kill --all, a process left), comes from the finder.
     # No log.py: cli.main imports it for --log, --log-format, --debug or an error only.
-    **{cmd: [*_CORE, "pyrunc.lifecycle", "pyrunc.cgroup_freezer"]
-       for cmd in ("state", "kill")},
+    "state": [*_CORE, "pyrunc.lifecycle", "pyrunc.cgroup_freezer"],
+    "kill": [*_CORE, "pyrunc.lifecycle"],   # no status() without --all: no paused check
     "list": [*_CORE, "pyrunc.lifecycle", "pyrunc.cgroup_freezer", "pyrunc.listing"],
     "delete": [*_CORE, "pyrunc.lifecycle_delete", "pyrunc.cgroup_cleanup"],
     "start": [*_CORE, "pyrunc.lifecycle_start"],   # no cgroups (lifecycle.cgroups_of)

@@ -79,11 +79,16 @@ def parse_signal(text: str) -> int:
 
 
 def kill(root: str, container_id: str, sig: int, all_procs: bool = False) -> None:
+    """Only "stopped" refuses a signal. Without --all, signal_init's check through the pidfd
+    decides it alone: status() first would add an exec-fifo stat, a freezer read (and
+    cgroup_freezer's code) and a second /proc/<pid>/stat read that cannot change the answer.
+    A state still "creating" under our lock is a dead create's leftover (as status() says)."""
     ctr = state.Container(root, container_id).load(lock=True)
-    status = ctr.status()
-    if status == "stopped":
+    if ctr.data.get("creating") or ctr.pid <= 0:
         raise errors.InvalidState("container not running")
     if all_procs:
+        if ctr.status() == "stopped":   # no signal for the cgroup's strays either
+            raise errors.InvalidState("container not running")
         cgroups_of(ctr).kill_all(sig)
         try:
             signal_init(ctr, sig)  # the init too, should it not be in the cgroup

@@ -138,6 +138,8 @@ def test_short_commands_load_only_their_own_code(pyrunc, bundle) -> None:
         assert "pyrunc.lifecycle" in mods  # the trace is there
         assert never.isdisjoint(mods), sorted(never & mods)
         assert ("pyrunc.listing" in mods) == (args[0] == "list"), args
+        # kill asks no status (fifo, freezer) without --all: the pidfd check alone decides
+        assert ("pyrunc.cgroup_freezer" in mods) == (args[0] != "kill"), args
     assert '"running"' in _importtime(root, "state", cid).stdout
     assert _importtime(root, "kill", cid, "KILL").returncode == 0
     for _ in range(500):
