@@ -20,24 +20,6 @@ class NotSupported(PyruncError):
     """A flag or field we know of but do not implement yet: said loudly, never ignored."""
 
 
-TYPE_CHECKING = False
-if TYPE_CHECKING:   # what mypy sees of the classes made below (it cannot follow the factories)
-    class ContainerNotFound(PyruncError):
-        container_id: str
-
-        def __init__(self, container_id: str) -> None: ...
-
-    class ContainerExists(PyruncError):
-        def __init__(self, container_id: str) -> None: ...
-
-    class InvalidState(PyruncError): ...
-
-    class CorruptState(PyruncError):
-        def __init__(self, path: str) -> None: ...
-
-    class JSONError(ValueError): ...
-
-
 def _make_ContainerNotFound() -> type:
     class ContainerNotFound(PyruncError):
         """Engines match the text "container does not exist" (go-runc, podman), so keep it."""
@@ -82,7 +64,7 @@ _LATER = {"ContainerNotFound": _make_ContainerNotFound, "ContainerExists": _make
           "JSONError": _make_JSONError}
 
 
-def __getattr__(name: str) -> type:
+def __getattr__(name: str) -> type[Exception]:   # all mypy needs to know of the five
     make = _LATER.get(name)
     if make is None:
         raise AttributeError(f"module 'pyrunc.exceptions' has no attribute {name!r}")
