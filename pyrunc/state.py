@@ -378,7 +378,7 @@ class Container:
 
 def locked(root: str, container_id: str, ctr: Container | None) -> Container:
     """The container, locked: loaded from its state dir, or (`run`) the one create returned,
-    whose state create wrote itself and nothing rewrites, taken again after create's unlock.
+    whose state create wrote itself and nothing rewrites, taken again after start's unlock.
     (Here, not in lifecycle.py: `start` then loads no lifecycle.py, ~11 KB of code.)"""
     if ctr is None:
         return Container(root, container_id).load(lock=True)
