@@ -1,5 +1,6 @@
 # pyrunc: build, install, test and benchmark.
-# The installed pyrunc runs on Debian's /usr/bin/python3 with -I -S (no site, no env vars):
+# The installed pyrunc runs on Debian's /usr/bin/python3 (through LIBDIR/python3, a symlink with
+# a python3._pth beside it: see pyrunc/_interp.py) with -I -S (no site, no env vars):
 # engines call `kill` and `delete` with an empty environment, and every millisecond of
 # interpreter start-up is on the path of every container operation.
 PREFIX ?= /usr/local
@@ -34,13 +35,14 @@ install: $(VENV)/.done
 	cp spec/*.json $(LIBDIR).new/spec/
 	echo 'COMMIT = "$(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)"' > $(LIBDIR).new/pyrunc/_build.py
 	$(VENV)/bin/pip install -q --disable-pip-version-check --no-compile --target $(LIBDIR).new/vendor $(DEPS)
+	$(PYTHON) -I -S pyrunc/_interp.py $(LIBDIR).new $(PREFIX)/lib/pyrunc  # python3, python3._pth
 	$(PYTHON) -m compileall -q -j0 $(LIBDIR).new
 	$(PYTHON) -I -S pyrunc/_bundle.py $(LIBDIR).new $(PREFIX)/lib/pyrunc
 	rm -rf $(LIBDIR) && mv $(LIBDIR).new $(LIBDIR)
-	sed -e 's|@PYTHON@|$(PYTHON)|' -e 's|@LIBDIR@|$(PREFIX)/lib/pyrunc|g' -e '/^# /d' launcher.in > $(BINDIR)/pyrunc.tmp
+	sed -e 's|@LIBDIR@|$(PREFIX)/lib/pyrunc|g' -e '/^# /d' launcher.in > $(BINDIR)/pyrunc.tmp
 	chmod 755 $(BINDIR)/pyrunc.tmp && mv $(BINDIR)/pyrunc.tmp $(BINDIR)/pyrunc
 	# pyrunc-shim is self-contained (os, sys, time): a small interpreter, a small RSS.
-	(echo '#!$(PYTHON) -IS'; cat pyrunc/shim.py) > $(BINDIR)/pyrunc-shim.tmp
+	(echo '#!$(PREFIX)/lib/pyrunc/python3 -IS'; cat pyrunc/shim.py) > $(BINDIR)/pyrunc-shim.tmp
 	chmod 755 $(BINDIR)/pyrunc-shim.tmp && mv $(BINDIR)/pyrunc-shim.tmp $(BINDIR)/pyrunc-shim
 	# Engines: podman reads JSON error logs only from runtimes it knows by name, so a `runc`
 	# entry point for `podman --runtime`; configuration snippets with this PREFIX filled in.

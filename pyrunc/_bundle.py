@@ -205,7 +205,7 @@ def build(libdir: str, final_libdir: str) -> str:
     deps: dict[str, list[str]] = {}
     builtins: dict[str, list[str]] = {}   # module -> the interpreter's built-in modules it imports
     for filename in sorted(os.listdir(pkg_dir)):
-        if not filename.endswith(".py") or filename in ("_bundle.py", "__main__.py"):
+        if not filename.endswith(".py") or filename in ("_bundle.py", "_interp.py", "_encodings.py", "__main__.py"):
             continue
         path = os.path.join(pkg_dir, filename)
         name = module_name(filename)
