@@ -52,6 +52,7 @@ BundleFinder.fd = -1        # open while preloading; lazy imports reopen the fil
 BundleFinder.data = {}      # spec file name -> (offset, length, size, mtime_ns) of its parsed form
 BundleFinder.parsed = {}    # spec file name -> its parsed form, from the command's pack
 BundleFinder.tables = None  # (offset, length) of the index: loaded on its first use (_tables)
+BundleFinder.pack = None    # the command's unmarshal'ed pack (see _preload_pack)
 
 
 def _tables():
@@ -229,6 +230,7 @@ def _preload_pack(entry):
         pack = marshal.loads(posix.pread(BundleFinder.fd, length, BundleFinder.base + offset))
     names, builtins, codes, parsed = pack
     BundleFinder.parsed = parsed
+    BundleFinder.pack = pack   # kept: freeing it would only cost instructions before posix._exit
     for name in builtins:
         load_builtin(name)
     for name, code in zip(names, codes):

@@ -90,17 +90,16 @@ COMMANDS: dict[str, tuple[Flags, str, str]] = {
 NOT_YET = {"restore"}
 
 
-class Args(dict):
-    """Parsed flags by name; a flag not given reads None. Values are str, bool or list[str]
-    as the flag's table entry says, so they are typed Any rather than checked at each use."""
-
-    def __getattr__(self, name: str) -> Any:
-        return self.get(name)
+# Parsed flags by destination; a flag not given is absent. Values are str, bool, int or
+# list[str] as the flag's table entry says. A plain dict, not a dict subclass with attribute
+# access: every command would create that class (~55 K instructions) for nothing.
+if TYPE_CHECKING:
+    Args = dict[str, Any]
 
 
 def parse_flags(argv: list[str], flags: Flags, stop_at_positional: bool) -> tuple[Args, list[str]]:
     """Both `--flag value` and `--flag=value`; bools take an optional `=true|false`."""
-    out = Args()
+    out: Args = {}
     rest: list[str] = []
     i = 0
     while i < len(argv):
@@ -160,25 +159,26 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     try:
         gopts, rest = parse_flags(argv, GLOBAL_FLAGS, stop_at_positional=True)
-        if gopts.log or gopts.log_format or gopts.debug:
+        get = gopts.get
+        if get("log") or get("log_format") or get("debug"):
             # log.py only when asked for (or for an error, below): its class and code are
             # ~0.1 M instructions a successful short command does not need.
             from pyrunc.log import Log
-            if gopts.log:
-                Log.path = os.path.abspath(gopts.log)
-            if gopts.log_format:
-                if gopts.log_format not in ("text", "json"):
-                    raise errors.PyruncError(f"invalid log-format: {gopts.log_format}")
-                Log.fmt = gopts.log_format
-            Log.debug_enabled = bool(gopts.debug)
-        if gopts.version:
+            if get("log"):
+                Log.path = os.path.abspath(get("log"))
+            if get("log_format"):
+                if get("log_format") not in ("text", "json"):
+                    raise errors.PyruncError(f"invalid log-format: {get('log_format')}")
+                Log.fmt = get("log_format")
+            Log.debug_enabled = bool(get("debug"))
+        if get("version"):
             from pyrunc.cli_help import version_text
             sys.stdout.write(version_text())
             return 0
-        if not rest or gopts.help:
+        if not rest or get("help"):
             from pyrunc.cli_help import usage
             sys.stdout.write(usage())
-            if gopts.help:
+            if get("help"):
                 return 0
             raise errors.PyruncError("no command given (the usage above lists them)")
         command, cargs = rest[0], rest[1:]
@@ -189,16 +189,16 @@ def main(argv: list[str] | None = None) -> int:
             from pyrunc.cli_help import usage
             sys.stdout.write(usage(command))
             return 0
-        if gopts.rootless not in (None, "", "auto", "1", "t", "T", "TRUE", "true", "True",
+        if get("rootless") not in (None, "", "auto", "1", "t", "T", "TRUE", "true", "True",
                                   "0", "f", "F", "FALSE", "false", "False"):
-            raise errors.PyruncError(f"--rootless: invalid value {gopts.rootless!r} (want true, false "
+            raise errors.PyruncError(f"--rootless: invalid value {get('rootless')!r} (want true, false "
                               "or auto)")
-        if gopts.systemd_cgroup:
+        if get("systemd_cgroup"):
             raise errors.PyruncError("systemd not running on this host, cannot use systemd cgroups "
                               "manager (--systemd-cgroup)")
         opts, pos = parse_flags(cargs, flags, stop_at_positional=(command in ("exec", "ps")))
-        opts["rootless_cgroups"] = gopts.rootless  # None: auto (rootless when not root)
-        root = os.path.abspath(gopts.root) if gopts.root else default_root()
+        opts["rootless_cgroups"] = get("rootless")  # None: auto (rootless when not root)
+        root = os.path.abspath(get("root")) if get("root") else default_root()
         from pyrunc import commands
         return commands.dispatch(command, root, opts, pos)
     except errors.PyruncError as exc:

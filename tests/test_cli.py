@@ -66,21 +66,21 @@ def listed(rt: Runtime, *global_args: str) -> list[str]:
 ])
 def test_parse_value_forms(argv):
     opts, rest = parse_flags(argv, CREATE_FLAGS, stop_at_positional=False)
-    assert opts.bundle == "/b"
-    assert opts.pid_file == "/f"
+    assert opts["bundle"] == "/b"
+    assert opts["pid_file"] == "/f"
     assert rest == ["id"]
 
 
 def test_parse_value_with_equals_inside():
     opts, rest = parse_flags(["--pid-file=/a=b", "id"], CREATE_FLAGS, False)
-    assert opts.pid_file == "/a=b" and rest == ["id"]
+    assert opts["pid_file"] == "/a=b" and rest == ["id"]
 
 
 def test_parse_int_and_bool_forms():
     opts, _ = parse_flags(["--preserve-fds=2", "--no-pivot", "x"], CREATE_FLAGS, False)
-    assert opts.preserve_fds == 2 and opts.no_pivot is True
+    assert opts["preserve_fds"] == 2 and opts["no_pivot"] is True
     opts, _ = parse_flags(["--preserve-fds", "3", "--no-pivot=false", "x"], CREATE_FLAGS, False)
-    assert opts.preserve_fds == 3 and opts.no_pivot is False
+    assert opts["preserve_fds"] == 3 and opts["no_pivot"] is False
     with pytest.raises(PyruncError, match="--preserve-fds"):
         parse_flags(["--preserve-fds=many", "x"], CREATE_FLAGS, False)
 
@@ -89,10 +89,10 @@ def test_parse_global_flags_stop_at_command():
     argv = ["--root", "/r", "--log", "/l", "--log-format", "json", "--debug", "create",
             "--bundle", "/b", "id"]
     opts, rest = parse_flags(argv, GLOBAL_FLAGS, stop_at_positional=True)
-    assert (opts.root, opts.log, opts.log_format, opts.debug) == ("/r", "/l", "json", True)
+    assert (opts["root"], opts["log"], opts["log_format"], opts["debug"]) == ("/r", "/l", "json", True)
     assert rest == ["create", "--bundle", "/b", "id"]
     opts, rest = parse_flags(["--log-format=json", "--root=/r", "state", "x"], GLOBAL_FLAGS, True)
-    assert (opts.log_format, opts.root) == ("json", "/r")
+    assert (opts["log_format"], opts["root"]) == ("json", "/r")
     assert rest == ["state", "x"]
 
 

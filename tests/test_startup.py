@@ -212,11 +212,11 @@ def test_nothing_reads_annotations_at_run_time() -> None:
 
 
 def test_builtin_modules_are_made_directly_and_tables_only_when_asked(tmp_path: Path) -> None:
-    """The built-in modules a command's pack imports (fcntl for state, on an interpreter that
-    has it built in) are created before the pack, as BuiltinImporter would; the index of lazy
-    imports is unmarshal'ed only when one happens."""
+    """The built-in modules a command's pack imports (fcntl for kill's lock, on an interpreter
+    that has it built in; not for state, which takes no lock) are created before the pack, as
+    BuiltinImporter would; the index of lazy imports is unmarshal'ed only when one happens."""
     lib = _installed(tmp_path)
-    code = (f"import sys; sys.path[:0] = [{str(lib)!r}]; sys.argv = ['pyrunc', 'state', 'c1']; "
+    code = (f"import sys; sys.path[:0] = [{str(lib)!r}]; sys.argv = ['pyrunc', 'kill', 'c1']; "
             f"from pyrunc import _boot; _boot.load_bundle({str(lib)!r}); "
             "import fcntl; from _frozen_importlib import BuiltinImporter as B; "
             "lazy = _boot.BundleFinder.index is None; _boot.load_builtin('_json_not_builtin'); "
@@ -227,12 +227,16 @@ def test_builtin_modules_are_made_directly_and_tables_only_when_asked(tmp_path: 
     assert out == ["True", "built-in", "True", "True", "True", "False"]
     head = (lib / "pyrunc.bundle").read_bytes()
     orders, _index, _data = marshal.loads(head[8:8 + int.from_bytes(head[4:8], "little")])
-    offset, length = orders["state"]
     base = 8 + int.from_bytes(head[4:8], "little")
-    names, builtins, codes, _parsed = marshal.loads(head[base + offset:base + offset + length])
+    packs = {}
+    for command in ("kill", "state"):
+        offset, length = orders[command]
+        packs[command] = marshal.loads(head[base + offset:base + offset + length])
+    names, builtins, codes, _parsed = packs["kill"]
     assert "pyrunc.state" in names and len(codes) == len(names)
     if "fcntl" in sys.builtin_module_names:   # our venv's interpreter may differ from /usr/bin's
         assert "fcntl" in builtins
+    assert "fcntl" not in packs["state"][1]
 
 
 def test_short_commands_never_import_os() -> None:
@@ -337,3 +341,20 @@ def test_prewarm_keeper_thread_moves_us_then_stops_when_reaped() -> None:
     assert b > a and again == b                  # a new one later; a running one is handed over
     moves = [line for line in out.stderr.splitlines() if ', "0", 1)' in line and line.endswith('= 1')]
     assert len(moves) >= 2   # its no-op moves of us into our own cgroup
+
+
+def test_boot_pyc_is_stripped_and_taken_by_the_import_system(tmp_path: Path) -> None:
+    """_bundle.compile_boot rewrites compileall's pyrunc_boot.pyc without docstrings: the launcher's
+    import must take it as valid (a header it rejected would recompile, docstrings included)."""
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    shutil.copy(REPO / "pyrunc" / "_boot.py", lib / "pyrunc_boot.py")
+    subprocess.run(["/usr/bin/python3", "-I", "-S", "-m", "compileall", "-q", str(lib)], check=True)
+    pyc = _bundle.compile_boot(str(lib), str(lib))
+    assert pyc is not None
+    before = Path(pyc).read_bytes()
+    out = _python(f"import sys; sys.dont_write_bytecode = True; sys.path[:0] = [{str(lib)!r}]; "
+                  "import pyrunc_boot; print(pyrunc_boot.__doc__, pyrunc_boot.load_bundle.__doc__, "
+                  "callable(pyrunc_boot.start))")
+    assert out.split() == ["None", "None", "True"]
+    assert Path(pyc).read_bytes() == before
