@@ -52,13 +52,13 @@ ENTRIES: dict[str, list[str]] = {
        for cmd in ("pause", "resume", "logs")},
     "ps": [*_CORE, "pyrunc.lifecycle", "pyrunc.log", "pyrunc.cgroups", "pyrunc.exceptions",
            "pyrunc.listing"],
-    # The paused check only (cgroup_freezer.py), and for a stopped container's delete
-    # cgroup_cleanup.py: cgroups.py, when needed (kill --all, a process left), comes from the finder.
+    # The paused check only (cgroup_freezer.py); a stopped container's delete needs nothing but
+    # its own module: cgroups.py, when needed (kill --all, a process left), comes from the finder.
     # No log.py: cli.main imports it for --log, --log-format, --debug or an error only.
     "state": [*_CORE, "pyrunc.lifecycle", "pyrunc.cgroup_freezer"],
     "kill": [*_CORE, "pyrunc.lifecycle"],   # no status() without --all: no paused check
     "list": [*_CORE, "pyrunc.lifecycle", "pyrunc.cgroup_freezer", "pyrunc.listing"],
-    "delete": [*_CORE, "pyrunc.lifecycle_delete", "pyrunc.cgroup_cleanup"],
+    "delete": [*_CORE, "pyrunc.lifecycle_delete"],
     "start": [*_CORE, "pyrunc.lifecycle_start"],   # no cgroups (lifecycle.cgroups_of)
 }
 _LAZY_DEPENDENCY = "pyrunc.exceptions"   # see preload_order

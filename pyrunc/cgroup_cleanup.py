@@ -1,9 +1,10 @@
-"""What `delete` of a stopped container needs of its cgroups: are they ours, is anything left
-in them, and removing the directories we made.
+"""What `delete` of a stopped container with something left in its cgroups needs of them:
+are they ours, is anything left in them, and removing the directories we made.
 
-Apart from cgroups.py, which uses these (one implementation), so that the common delete (an
-exited container, an empty cgroup) does not load that whole module: CgroupManager is built
-only when a process may still be there to kill.
+Apart from cgroups.py, which uses these (one implementation), so that such a delete does not
+load that whole module: CgroupManager is built only when a process may still be there to kill.
+The common delete (an exited container, empty cgroups) loads neither: its rmdirs are
+lifecycle_delete.remove_if_empty.
 """
 
 from __future__ import annotations
@@ -38,35 +39,6 @@ def surely_empty(paths: dict[str, str]) -> bool:
     False without a cgroup2 directory (then only a look at the processes can tell)."""
     unified = paths.get("")
     return not populated(unified) if unified else False
-
-
-def remove_if_empty(created: list[str], unified: str | None) -> bool:
-    """remove_dirs for a stopped container, with rmdir as its own emptiness check: its usual
-    delete then reads no cgroup.events (a kernfs open and read, ~50 us). The cgroup2 directory
-    (unified) goes first: refused with EBUSY, a process (or a child cgroup) is left there, and
-    False says so with nothing removed, for the caller to look for stragglers and kill them
-    before remove_dirs, as it would have without this pass. A later EBUSY (the cgroup2
-    directory, or the first tried, was empty: nothing to kill, as populated() would have said)
-    is waited out as remove_dirs does. True when every directory is gone."""
-    order = sorted(created, key=len, reverse=True)
-    if unified in order:  # the leaf of its hierarchy: no directory of ours below it
-        order.remove(unified)
-        order.insert(0, unified)
-    removed = False
-    for i, directory in enumerate(order):
-        try:
-            os.rmdir(directory)
-            removed = True
-        except FileNotFoundError:
-            pass
-        except OSError as exc:
-            if exc.errno != 16:  # EBUSY (errno not imported: see remove_dirs)
-                raise errors.PyruncError(f"cannot remove cgroup {directory}: {exc.strerror}") from None
-            if not removed:
-                return False
-            remove_dirs(order[i:])
-            return True
-    return True
 
 
 def remove_dirs(created: list[str], timeout: float = 5.0) -> None:

@@ -1,5 +1,6 @@
 """What `delete` needs beyond a stopped container with empty cgroups: SIGKILL for a live one
-(--force), stopping a pyrunc-shim, and a state dir left without a readable state.json.
+(--force), a stopped one's stragglers, stopping a pyrunc-shim that still runs, and a state dir
+left without a readable state.json.
 lifecycle_delete.py imports this only when one of those is the case."""
 
 from __future__ import annotations
@@ -9,8 +10,9 @@ import time
 
 from pyrunc import errors, state
 from pyrunc import lightos as os  # os minus its import cost: see lightos.py
+from pyrunc.cgroup_cleanup import exclusive, surely_empty
 from pyrunc.lifecycle import cgroups_of, signal_init
-from pyrunc.lifecycle_delete import delete, own_pid_namespace
+from pyrunc.lifecycle_delete import delete, shim_alive
 
 
 def remove_orphan_dir(root: str, container_id: str) -> None:
@@ -49,6 +51,25 @@ def remove_orphan_dir(root: str, container_id: str) -> None:
     ctr.remove_dir()
 
 
+def kill_stragglers(ctr: state.Container) -> None:
+    """A stopped container whose cgroup2 directory the kernel would not remove: a process may
+    be left (a child of an init that shared the host's pid namespace). It is killed, as runc
+    does, only in cgroups wholly ours or for a container without a pid namespace of its own,
+    and only if cgroup2 does not say the cgroup is empty (kill_all checks that too)."""
+    cgroup = ctr.data.get("cgroup", {})
+    paths, created = cgroup.get("paths", {}), cgroup.get("created", [])
+    if (exclusive(paths, created) or not own_pid_namespace(ctr)) and not surely_empty(paths):
+        cgroups_of(ctr).kill_all()
+
+
+def own_pid_namespace(ctr: state.Container) -> bool:
+    try:
+        namespaces = (ctr.config().get("linux") or {}).get("namespaces") or []
+    except (OSError, errors.PyruncError):
+        return True  # unknown: then only a cgroup of our own is emptied wholesale
+    return any(ns.get("type") == "pid" and not ns.get("path") for ns in namespaces)
+
+
 def kill_and_wait(ctr: state.Container, timeout: float = 10.0) -> None:
     """SIGKILL everything (thawing a paused container so the kill lands) and wait for the init.
 
@@ -72,25 +93,22 @@ def kill_and_wait(ctr: state.Container, timeout: float = 10.0) -> None:
 
 
 def stop_shim(ctr: state.Container) -> None:
-    """pyrunc-shim goes first, so that it cannot write into a state dir being removed."""
-    shim = ctr.data.get("shim")
-    if not shim:
-        return
-    info = state.proc_start_time(int(shim.get("pid", 0)))
-    if info is None or info[0] != shim.get("start"):
-        return
+    """pyrunc-shim goes first, so that it cannot write into a state dir being removed (called
+    when shim_alive said it runs). Its start time is checked again once the pidfd pins the pid,
+    and the pidfd turns readable when the shim has exited (no polling of /proc)."""
+    shim = ctr.data["shim"]
     try:
         pidfd = os.pidfd_open(int(shim["pid"]))
     except ProcessLookupError:
         return
     try:
+        if not shim_alive(shim):
+            return
         signal.pidfd_send_signal(pidfd, signal.SIGKILL)
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline:
-            info = state.proc_start_time(int(shim["pid"]))
-            if info is None or info[1] in ("Z", "X"):
-                break
-            time.sleep(0.002)
+        import select  # built in: only here
+        waiter = select.poll()
+        waiter.register(pidfd, select.POLLIN)
+        waiter.poll(5000)
     except ProcessLookupError:
         pass
     finally:

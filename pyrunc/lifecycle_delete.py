@@ -9,8 +9,11 @@ each loaded only when needed (~16 KB of code less to unmarshal on every delete).
 
 from __future__ import annotations
 
-from pyrunc import cgroup_cleanup, errors, state
+from pyrunc import errors, state
+from pyrunc import lightos as os  # os minus its import cost: see lightos.py
 from pyrunc.state import locked, writable
+
+SHIM_EXIT_FILE, SHIM_LOG_FILE = "exit.json", "output.log"  # shim.py's (not imported: a script)
 
 
 def delete(root: str, container_id: str, force: bool = False,
@@ -29,28 +32,29 @@ def delete(root: str, container_id: str, force: bool = False,
                            f"{status}")
     writable(ctr)
     state.pause_point("delete:locked")
-    if ctr.data.get("shim"):
+    shim = ctr.data.get("shim")
+    if shim and shim_alive(shim):  # usually gone by now (or a zombie): delete_live not loaded
         from pyrunc.delete_live import stop_shim
         stop_shim(ctr)
     # A stopped container's cgroups with nothing left in them need no CgroupManager (nor
-    # cgroups.py): see cgroup_cleanup.py. Its usual case, all of them empty, is one rmdir each:
-    # only a directory the kernel refuses (EBUSY) leads to the look for stragglers (a container
-    # sharing the host's pid ns) and their kill; kill_all(SIGKILL) makes the same check first.
+    # cgroups.py): one rmdir each, the kernel's own emptiness check (remove_if_empty). Only a
+    # directory it refuses (EBUSY) leads to delete_live's look for stragglers (a container
+    # sharing the host's pid ns) and their kill.
     cgroup = ctr.data.get("cgroup", {})
-    paths, created = dict(cgroup.get("paths", {})), list(cgroup.get("created", []))
+    created = list(cgroup.get("created", []))
     if status != "stopped":
         from pyrunc.delete_live import kill_and_wait
         kill_and_wait(ctr)
         removed = False
     else:
-        removed = cgroup_cleanup.remove_if_empty(created, paths.get(""))
-        if not removed and ((cgroup_cleanup.exclusive(paths, created) or not own_pid_namespace(ctr))
-                            and not cgroup_cleanup.surely_empty(paths)):
-            from pyrunc.lifecycle import cgroups_of
-            cgroups_of(ctr).kill_all()
+        removed = remove_if_empty(created, cgroup.get("paths", {}).get(""))
+        if not removed:
+            from pyrunc.delete_live import kill_stragglers
+            kill_stragglers(ctr)
     state.pause_point("delete:after-kill")
     if not removed:
-        cgroup_cleanup.remove_dirs(created)
+        from pyrunc.cgroup_cleanup import remove_dirs
+        remove_dirs(created)
     if ctr.data.get("host_mounts"):  # a container without a mount namespace: hostmounts.py
         from pyrunc import hostmounts
         hostmounts.undo(ctr.data.get("rootfs", ""), ctr.data["host_mounts"])
@@ -58,12 +62,66 @@ def delete(root: str, container_id: str, force: bool = False,
     if ctr.may_have("poststop"):  # lifecycle.py (~11 KB of code) only for a config with hooks
         from pyrunc.lifecycle import run_late_hooks
         run_late_hooks(ctr, "poststop", "stopped")
-    ctr.remove_dir()
+    remove_state_dir(ctr)
 
 
-def own_pid_namespace(ctr: state.Container) -> bool:
+def shim_alive(shim: dict) -> bool:
+    """Whether the container's pyrunc-shim still runs. Once the init has exited it records
+    the exit and leaves; its parent is gone by then, so it often stays a zombie until this
+    host's PID 1 reaps it: neither is signalled or waited for (delete_live.stop_shim)."""
+    info = state.proc_start_time(int(shim.get("pid", 0)))
+    return info is not None and info[0] == shim.get("start") and info[1] not in ("Z", "X")
+
+
+def remove_state_dir(ctr: state.Container) -> None:
+    """Container.remove_dir without listing the directory first (an open, a stat, two getdents
+    and a close): the files a container has go by name, state.json first (a directory without
+    it is what `delete --force` cleans up; start.err is already gone after `run`'s start), and
+    only when the rmdir finds something else left (a NOTIFY_SOCKET dir, a fifo never opened,
+    whatever else someone put there) does remove_dir list and empty the directory."""
+    names = [state.STATE_FILE, state.CONFIG_FILE, state.START_ERROR]
+    if ctr.data.get("shim"):
+        names += [SHIM_EXIT_FILE, SHIM_LOG_FILE]
+    for name in names:
+        try:
+            os.unlink(ctr.path(name))
+        except FileNotFoundError:
+            pass
     try:
-        namespaces = (ctr.config().get("linux") or {}).get("namespaces") or []
-    except (OSError, errors.PyruncError):
-        return True  # unknown: then only a cgroup of our own is emptied wholesale
-    return any(ns.get("type") == "pid" and not ns.get("path") for ns in namespaces)
+        os.rmdir(ctr.dir)
+    except OSError as exc:
+        if exc.errno != 39:  # ENOTEMPTY (errno not imported: ~0.2 M instructions)
+            raise
+        ctr.remove_dir()  # lists what is left; unlocks
+        return
+    ctr.unlock()
+
+
+def remove_if_empty(created: list[str], unified: str | None) -> bool:
+    """cgroup_cleanup.remove_dirs for a stopped container, with rmdir as its own emptiness
+    check: the usual delete then reads no cgroup.events (a kernfs open and read, ~50 us). The
+    cgroup2 directory (unified) goes first: refused with EBUSY, a process (or a child cgroup)
+    is left there, and False says so with nothing removed, for the caller to look for
+    stragglers and kill them before remove_dirs. A later EBUSY (the cgroup2 directory, or the
+    first tried, was empty: nothing to kill, as cgroup2's "populated" would have said) is
+    waited out by remove_dirs. True when every directory is gone."""
+    order = sorted(created, key=len, reverse=True)
+    if unified in order:  # the leaf of its hierarchy: no directory of ours below it
+        order.remove(unified)
+        order.insert(0, unified)
+    removed = False
+    for i, directory in enumerate(order):
+        try:
+            os.rmdir(directory)
+            removed = True
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            if exc.errno != 16:  # EBUSY (errno not imported: ~0.2 M instructions)
+                raise errors.PyruncError(f"cannot remove cgroup {directory}: {exc.strerror}") from None
+            if not removed:
+                return False
+            from pyrunc.cgroup_cleanup import remove_dirs
+            remove_dirs(order[i:])
+            return True
+    return True

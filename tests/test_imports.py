@@ -83,8 +83,9 @@ def _imported(trace: str) -> set[str]:
 @pytest.mark.kernel
 def test_short_commands_leave_cgroups_py_alone(pyrunc, bundle) -> None:
     """state and list (the paused check: cgroup_freezer.py), kill without --all, exec, and
-    delete of an exited container whose cgroup2 directory is empty (cgroup_cleanup.py) never load
-    cgroups.py (~1 M instructions a call); pause still reports "paused" without it."""
+    delete of an exited container whose cgroup2 directory is empty (lifecycle_delete.py's rmdirs
+    alone, not even cgroup_cleanup.py) never load cgroups.py (~1 M instructions a call); pause
+    still reports "paused" without it."""
     def traced(*args: str) -> subprocess.CompletedProcess:
         r = _importtime(str(pyrunc.root), *args)
         assert r.returncode == 0, r.stderr
@@ -110,7 +111,8 @@ def test_short_commands_leave_cgroups_py_alone(pyrunc, bundle) -> None:
             break
         time.sleep(0.01)
     r = traced("delete", cid)
-    assert "pyrunc.cgroup_cleanup" in r.stderr and "pyrunc.cgroups" not in r.stderr, r.stderr
+    assert "pyrunc.lifecycle_delete" in r.stderr, r.stderr
+    assert "pyrunc.cgroups" not in r.stderr and "pyrunc.cgroup_cleanup" not in r.stderr, r.stderr
     assert pyrunc("state", cid).returncode != 0
 
 
