@@ -230,6 +230,9 @@ def final_state(cfg: dict, container_id: str, init_pid: int, init_start: int, bu
         "annotations": cfg.get("annotations") or {},
         "cgroup": cg.to_state(),
         "namespaces": {k: p for k, p in join},
+        # The hook kinds configured: start and delete then read no config.json for
+        # poststart and poststop when there are none (state.Container.may_have).
+        "hooks": [kind for kind, hooks in (cfg.get("hooks") or {}).items() if hooks],
     }
 
 

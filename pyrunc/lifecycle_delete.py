@@ -85,8 +85,8 @@ def remove_state_dir(ctr: state.Container) -> None:
     for name in names:
         try:
             os.unlink(ctr.path(name))
-        except FileNotFoundError:
-            pass
+        except (FileNotFoundError, IsADirectoryError):
+            pass  # a directory (someone's): remove_dir below deals with it
     try:
         os.rmdir(ctr.dir)
     except OSError as exc:

@@ -289,9 +289,13 @@ class Container:
         member name equal to name is either these bytes or spelled with a \\u escape, so a
         False is exact. True when it cannot tell (config() already read, or unreadable: config()
         then reports as before). The bytes are kept for config() and the next may_have (`run`
-        asks for poststart, then its delete for poststop)."""
+        asks for poststart, then its delete for poststop). A state create wrote lists the hook
+        kinds its config has ("hooks"): then config.json is not read at all."""
         if self._config is not None:
             return True
+        kinds = self.data.get("hooks")
+        if type(kinds) is list:
+            return name in kinds
         raw = self._config_raw
         if raw is None:
             try:

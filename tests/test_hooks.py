@@ -99,6 +99,30 @@ def test_start_hook_member_spelled_with_an_escape_runs(pyrunc, bundle, tmp_path)
     assert kind == "late" and state["status"] == "running" and state["pid"] == pid
 
 
+def test_start_and_delete_take_the_hook_kinds_from_the_state(pyrunc, bundle, tmp_path):
+    """create records in state.json which hook kinds its config has; start and delete read the
+    stored config.json only for a kind listed there (as runc, which keeps the config it created
+    with in its state, never rereads it). A config.json changed after create adds no hooks."""
+    cfg = bundle.edit()
+    cfg["process"]["args"] = ["true"]
+    bundle.write()
+    cid = pyrunc.new_id()
+    pyrunc("create", "--bundle", str(bundle.path), cid, check=True, capture_output=False,
+           stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    assert json.loads((pyrunc.root / cid / "state.json").read_text())["hooks"] == []
+    cfg["hooks"] = {k: [_recorder(tmp_path, k)] for k in ("poststart", "poststop")}
+    (pyrunc.root / cid / "config.json").write_text(json.dumps(cfg))
+    pyrunc("start", cid, check=True)
+    for _ in range(200):
+        if pyrunc.state(cid)["status"] == "stopped":
+            break
+        subprocess.run(["sleep", "0.02"])
+    r = pyrunc("delete", cid)
+    assert r.returncode == 0 and r.stderr == b"", r.stderr
+    assert not (pyrunc.root / cid).exists()
+    assert not (tmp_path / "hooks.log").exists()
+
+
 @pytest.mark.parametrize("kind", ["prestart", "createRuntime", "createContainer"])
 def test_failing_create_time_hook_fails_create_and_cleans_up(pyrunc, bundle, kind, tmp_path):
     # runtime-spec lifecycle: the container is destroyed (step 12), then the poststop hooks
