@@ -178,11 +178,15 @@ def _terminal():
 
 def _differs(init_pid: int, kind: str) -> bool:
     """Whether the container has a namespace of this kind that is not ours (a missing
-    /proc/<pid>/ns entry: the kernel has no such namespace type)."""
+    /proc/<pid>/ns entry: the kernel has no such namespace type).
+
+    By the links' text ("net:[4026531840]": the type and the namespace's inode number, what
+    stat's st_ino would give), not by stat: a stat resolves the magic link to an nsfs dentry,
+    which the kernel builds for the call and frees after it; readlink only formats the name.
+    16 stats cost exec's critical path ~0.25 ms before its fork, 16 readlinks ~0.05 ms."""
     name = PROC_NS_NAMES[kind]
     try:
-        return os.stat(f"/proc/{init_pid}/ns/{name}").st_ino != os.stat(
-            f"/proc/self/ns/{name}").st_ino
+        return os.readlink(f"/proc/{init_pid}/ns/{name}") != os.readlink(f"/proc/self/ns/{name}")
     except FileNotFoundError:
         return False
 
