@@ -7,6 +7,7 @@ Structural, not timed: it checks which modules got loaded, in a fresh `-I -S` in
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -157,6 +158,33 @@ def test_short_commands_load_only_their_own_code(pyrunc, bundle) -> None:
     # no lifecycle.py (run_late_hooks) either.
     assert {"pyrunc.lifecycle", "pyrunc.delete_live"}.isdisjoint(mods), mods
     assert pyrunc("state", cid).returncode != 0
+
+
+@pytest.mark.kernel
+def test_delete_after_the_shim_left_loads_no_kill_code(pyrunc, bundle) -> None:
+    """Once pyrunc-shim has recorded the exit and exited (gone, or a zombie this host's PID 1
+    has not reaped yet), delete neither signals it nor loads delete_live.py or lifecycle.py;
+    the shim's exit.json and output.log go with the state dir."""
+    bundle.edit()["process"]["args"] = ["true"]
+    bundle.write()
+    cid = pyrunc.new_id()
+    pyrunc("run", "-d", "--bundle", str(bundle.path), cid, check=True)
+    shim = json.loads((pyrunc.root / cid / "state.json").read_text())["shim"]["pid"]
+    for _ in range(500):
+        try:
+            with open(f"/proc/{shim}/stat") as f:
+                if f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X"):
+                    break
+        except FileNotFoundError:
+            break
+        time.sleep(0.01)
+    assert (pyrunc.root / cid / "exit.json").exists()
+    r = _importtime(str(pyrunc.root), "delete", cid)
+    assert r.returncode == 0, r.stderr
+    mods = _imported(r.stderr)
+    assert "pyrunc.lifecycle_delete" in mods, mods
+    assert {"pyrunc.delete_live", "pyrunc.lifecycle"}.isdisjoint(mods), mods
+    assert not (pyrunc.root / cid).exists()
 
 
 def test_an_os_error_is_one_line_without_the_create_path(tmp_path) -> None:
