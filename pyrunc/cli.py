@@ -164,12 +164,12 @@ def main(argv: list[str] | None = None) -> int:
             # log.py only when asked for (or for an error, below): its class and code are
             # ~0.1 M instructions a successful short command does not need.
             from pyrunc.log import Log
-            if get("log"):
-                Log.path = os.path.abspath(get("log"))
-            if get("log_format"):
-                if get("log_format") not in ("text", "json"):
-                    raise errors.PyruncError(f"invalid log-format: {get('log_format')}")
-                Log.fmt = get("log_format")
+            if log_path := get("log"):
+                Log.path = os.path.abspath(log_path)
+            if log_format := get("log_format"):
+                if log_format not in ("text", "json"):
+                    raise errors.PyruncError(f"invalid log-format: {log_format}")
+                Log.fmt = log_format
             Log.debug_enabled = bool(get("debug"))
         if get("version"):
             from pyrunc.cli_help import version_text
@@ -198,7 +198,8 @@ def main(argv: list[str] | None = None) -> int:
                               "manager (--systemd-cgroup)")
         opts, pos = parse_flags(cargs, flags, stop_at_positional=(command in ("exec", "ps")))
         opts["rootless_cgroups"] = get("rootless")  # None: auto (rootless when not root)
-        root = os.path.abspath(get("root")) if get("root") else default_root()
+        root_flag = get("root")
+        root = os.path.abspath(root_flag) if root_flag else default_root()
         from pyrunc import commands
         return commands.dispatch(command, root, opts, pos)
     except errors.PyruncError as exc:
