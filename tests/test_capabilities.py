@@ -92,3 +92,15 @@ def test_unknown_capability_refused(pyrunc, run_container, kind):
     line = one_line_error(r.err)
     assert f"/process/capabilities/{kind}/{len(SETS[kind])}" in line and "CAP_TEST" in line
     assert not (pyrunc.root / r.cid).exists()
+
+
+@pytest.mark.parametrize("guess", [40, 0, 39, 41, 63])
+def test_last_cap_is_the_kernels(guess):
+    """capabilities.last_cap finds the kernel's last capability by PR_CAPBSET_READ: the same
+    number /proc/sys/kernel/cap_last_cap gives, from a right guess (two calls) or a wrong one
+    (the search)."""
+    from pyrunc import capabilities
+    with open("/proc/sys/kernel/cap_last_cap") as f:
+        kernel = int(f.read())
+    assert capabilities._probe_last_cap(guess) == kernel
+    assert capabilities.last_cap() == kernel
