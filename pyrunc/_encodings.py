@@ -7,15 +7,22 @@ question: the codec of the file system and of stdio, UTF-8 under -X utf8. Answer
 standard library's package, that costs ~1 ms of every pyrunc call here (~12% of the bare
 interpreter's start): the import lists the stdlib directory (~210 entries) and the encodings
 directory (~125), reads three .pyc files, and builds the ~340-name alias table of aliases.py.
+Even the `codecs` module it imports, the base classes of every codec, is ~0.8 M instructions
+(~0.4 ms) of class building.
 
-This package answers "utf-8" itself, with the C codec functions the standard encodings.utf_8
-uses, and hands every other name to the standard package. That one is loaded whole on first
-need, from its own file, so every other codec, alias and attribute of `encodings` is the
-standard library's: `import encodings.idna` and `encodings.aliases` find the standard
-submodules through __path__, and module attributes come from the standard package.
+So this package answers that start-up question without `codecs`: a codec record for UTF-8
+made of the C functions the standard encodings.utf_8 uses, with incremental encoder and
+decoder classes that do what its classes do (codecs' IncrementalEncoder and
+BufferedIncrementalDecoder, written out for UTF-8). The interpreter caches what a lookup
+returns, so that record is what codecs.lookup("utf-8") gives for the process's life: the same
+attributes and behaviour as the standard CodecInfo (tests/test_interp.py compares them), though
+not a codecs.CodecInfo instance, nor its classes subclasses of codecs' (its stream classes are
+the standard ones, built on first use). Every other codec name, alias and attribute of
+`encodings` is the standard package's, loaded whole on first need with the standard directory
+on our __path__ (`import encodings.idna`, `encodings.aliases`).
 """
 
-import codecs
+import _codecs
 import sys
 from _frozen_importlib_external import SourceFileLoader  # frozen, loaded before us: no cost
 
@@ -28,33 +35,74 @@ _standard = None   # the standard package, once loaded
 
 
 def _decode(input, errors="strict"):
-    return codecs.utf_8_decode(input, errors, True)
+    return _codecs.utf_8_decode(input, errors, True)
 
 
-class IncrementalEncoder(codecs.IncrementalEncoder):
+class _StartupEncoder:
+    """encodings.utf_8.IncrementalEncoder's behaviour (UTF-8 is stateless: no buffer kept)."""
+
+    def __init__(self, errors="strict"):
+        self.errors = errors
+        self.buffer = ""
+
     def encode(self, input, final=False):
-        return codecs.utf_8_encode(input, self.errors)[0]
+        return _codecs.utf_8_encode(input, self.errors)[0]
+
+    def reset(self):
+        pass
+
+    def getstate(self):
+        return 0
+
+    def setstate(self, state):
+        pass
 
 
-# The C functions as class attributes, as the standard encodings.utf_8 has them (builtins do not
-# bind as methods: self is not passed). typeshed types these attributes as methods, hence the
-# ignores.
-class IncrementalDecoder(codecs.BufferedIncrementalDecoder):
-    _buffer_decode = codecs.utf_8_decode  # type: ignore[assignment]
+class _StartupDecoder:
+    """encodings.utf_8.IncrementalDecoder's: the bytes of an incomplete sequence wait in
+    buffer for the next call (or, with final, are decoded under the error handler)."""
+
+    def __init__(self, errors="strict"):
+        self.errors = errors
+        self.buffer = b""
+
+    def decode(self, input, final=False):
+        data = self.buffer + input
+        result, consumed = _codecs.utf_8_decode(data, self.errors, final)
+        self.buffer = data[consumed:]
+        return result
+
+    def reset(self):
+        self.buffer = b""
+
+    def getstate(self):
+        return (self.buffer, 0)
+
+    def setstate(self, state):
+        self.buffer = state[0]
 
 
-class StreamWriter(codecs.StreamWriter):
-    encode = codecs.utf_8_encode  # type: ignore[assignment]
+def _standard_utf_8():
+    """The standard library's CodecInfo for UTF-8 (encodings/utf_8.py)."""
+    from . import utf_8
+    return utf_8.getregentry()
 
 
-class StreamReader(codecs.StreamReader):
-    decode = codecs.utf_8_decode  # type: ignore[assignment]
+class _StartupCodec(tuple):
+    """What codecs.lookup("utf-8") returns: a 4-tuple (all the interpreter checks) with
+    CodecInfo's attributes. The stream classes, which start-up never asks for,
+    are the standard ones, built on first use."""
+
+    name = "utf-8"
+    encode = staticmethod(_codecs.utf_8_encode)
+    decode = staticmethod(_decode)
+    incrementalencoder = _StartupEncoder
+    incrementaldecoder = _StartupDecoder
+    streamreader = property(lambda self: _standard_utf_8().streamreader)
+    streamwriter = property(lambda self: _standard_utf_8().streamwriter)
 
 
-_UTF_8 = codecs.CodecInfo(
-    name="utf-8", encode=codecs.utf_8_encode, decode=_decode,
-    incrementalencoder=IncrementalEncoder, incrementaldecoder=IncrementalDecoder,
-    streamreader=StreamReader, streamwriter=StreamWriter)
+_UTF_8 = _StartupCodec((_codecs.utf_8_encode, _decode, None, None))
 
 
 def _standard_package():
@@ -91,4 +139,4 @@ def __getattr__(name):
     raise AttributeError(f"module 'encodings' has no attribute {name!r}")
 
 
-codecs.register(search_function)
+_codecs.register(search_function)

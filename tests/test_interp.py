@@ -42,12 +42,12 @@ def test_path_and_flags_are_those_of_isolated_no_site(interp: Path) -> None:
 
 
 def test_start_up_imports_no_standard_encodings_package(interp: Path) -> None:
-    code = ("import sys, encodings, os, json; print(json.dumps([encodings.__file__, "
-            "sorted(m for m in sys.modules if m.startswith('encodings')), os.__file__, "
-            "os.path.isfile(os.__file__), sys.executable]))")
+    code = ("import sys; at_start = sorted(m for m in sys.modules if 'codecs' in m or "
+            "m.startswith('encodings')); import encodings, os, json; print(json.dumps(["
+            "encodings.__file__, at_start, os.__file__, os.path.isfile(os.__file__), sys.executable]))")
     enc_file, modules, os_file, os_exists, executable = json.loads(_run(str(interp / "python3"), code))
     assert enc_file == str(interp / "interp" / "encodings" / "__init__.py")
-    assert modules == ["encodings"]          # no encodings.aliases, no encodings.utf_8
+    assert modules == ["_codecs", "encodings"]   # no encodings.aliases or .utf_8, no codecs
     assert os_exists, os_file                # frozen modules' __file__: lib/python3.X links the stdlib
     assert executable == str(interp / "python3")
 
@@ -76,7 +76,12 @@ for name in names:
                    ("incrementalencoder", "incrementaldecoder", "streamreader", "streamwriter")))
     out[name] = row
 dec = codecs.getincrementaldecoder("utf-8")()
-split = [dec.decode(b"\xe2\x82"), dec.decode(b"\xac", final=True)]
+split = [dec.decode(b"\xe2\x82"), dec.getstate(), dec.decode(b"\xac", final=True)]
+moved = codecs.getincrementaldecoder("utf-8")()
+moved.decode(b"a\xe2")
+resumed = codecs.getincrementaldecoder("utf-8")()
+resumed.setstate(moved.getstate())
+split += [resumed.decode(b"\x82\xac"), codecs.getincrementalencoder("utf-8")().getstate()]
 try:
     codecs.getincrementaldecoder("utf-8")().decode(b"\xe2\x82", final=True)
     strict = "no error"
@@ -98,6 +103,35 @@ def test_every_codec_behaves_as_the_standard_librarys(interp: Path) -> None:
     standard = json.loads(_run(SYSTEM_PYTHON, CODEC_PROBE, "-I", "-S", "-Xutf8"))
     assert len(ours[0]) > 300              # the whole alias table was probed
     assert ours == standard
+
+
+# stdin and stdout are made at start-up with the start-up codec's incremental classes: a
+# character split across TextIOWrapper's 8 KB reads, invalid bytes (surrogateescape, UTF-8
+# mode's stdio handler), and tell/seek on a text file opened afterwards.
+STDIO_PROBE = r"""
+import sys, tempfile
+text = sys.stdin.read()
+sys.stdout.write(repr(text[-12:]) + " " + str(len(text)) + "\n")
+sys.stdout.write(text[-6:] + "\n")
+with tempfile.TemporaryFile("w+", encoding="utf-8") as f:
+    f.write("a\u20acb\n\xe9\n")
+    f.seek(0)
+    first = f.readline()
+    where = f.tell()
+    rest = f.read()
+    f.seek(where)
+    print(repr(first), repr(rest), f.read() == rest)
+"""
+STDIO_INPUT = b"x" * 8191 + "\u20ac".encode() + b" ok \xff\xfe\n"
+
+
+def test_stdio_decodes_and_encodes_as_the_standard_librarys(interp: Path) -> None:
+    def run(python: str, *flags: str) -> bytes:
+        return subprocess.run([python, *flags, "-c", STDIO_PROBE], input=STDIO_INPUT, check=True,
+                              capture_output=True, env={}).stdout
+    ours = run(str(interp / "python3"), "-Xutf8")
+    assert ours == run(SYSTEM_PYTHON, "-I", "-S", "-Xutf8")
+    assert b" 8199\n" in ours and b"\xff\xfe" in ours   # the whole input, invalid bytes kept
 
 
 def test_installed_launchers_use_it() -> None:
