@@ -68,7 +68,7 @@ def _become_shim(root: str, container_id: str, opts: create.CreateOptions, start
         finally:
             os.dup2(saved, 2)  # our own errors still reach the pipe's reader via the report
             os.close(saved)
-        os.rename(pending, ctr.path("output.log"))
+        os.rename(pending, ctr.path(state.OUTPUT_LOG))
         ctr.load(lock=True)
         ctr.data["shim"] = {"pid": os.getpid(),
                             "start": (state.proc_start_time(os.getpid()) or (0, ""))[0]}

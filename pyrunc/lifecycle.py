@@ -156,7 +156,7 @@ def logs(root: str, container_id: str, follow: bool) -> int:
     import sys
     ctr = state.Container(root, container_id).load()
     try:
-        fd = os.open(ctr.path("output.log"), os.O_RDONLY | os.O_CLOEXEC)
+        fd = os.open(ctr.path(state.OUTPUT_LOG), os.O_RDONLY | os.O_CLOEXEC)
     except FileNotFoundError:
         raise errors.PyruncError(f"container {container_id} has no log: only containers started by "
                           "`run -d` or `create --shim` keep their output") from None

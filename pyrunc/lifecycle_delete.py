@@ -13,8 +13,6 @@ from pyrunc import errors, state
 from pyrunc import lightos as os  # os minus its import cost: see lightos.py
 from pyrunc.state import locked, writable
 
-SHIM_EXIT_FILE, SHIM_LOG_FILE = "exit.json", "output.log"  # shim.py's (not imported: a script)
-
 
 def delete(root: str, container_id: str, force: bool = False,
            ctr: state.Container | None = None) -> None:
@@ -81,7 +79,7 @@ def remove_state_dir(ctr: state.Container) -> None:
     whatever else someone put there) does remove_dir list and empty the directory."""
     names = [state.STATE_FILE, state.CONFIG_FILE, state.START_ERROR]
     if ctr.data.get("shim"):
-        names += [SHIM_EXIT_FILE, SHIM_LOG_FILE]
+        names += [state.SHIM_EXIT, state.OUTPUT_LOG]
     for name in names:
         try:
             os.unlink(ctr.path(name))

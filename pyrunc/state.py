@@ -22,6 +22,10 @@ STATE_FILE = "state.json"
 CONFIG_FILE = "config.json"
 FIFO = "exec.fifo"
 START_ERROR = "start.err"  # why the init died between create and execve (see lifecycle_start.start)
+# A container started under pyrunc-shim (detached.py): its output, and how it ended (shim.py,
+# a self-contained script, spells these names itself).
+OUTPUT_LOG = "output.log"
+SHIM_EXIT = "exit.json"
 
 # Fault injection for tests/test_faults.py: PYRUNC_TEST_PAUSE=<command>:<point> makes the pyrunc
 # process that reaches that point stop itself (SIGSTOP), so a test can SIGKILL it exactly there.
@@ -375,7 +379,7 @@ class Container:
     def exit_record(self) -> dict:
         """pyrunc-shim's record of how the init ended: exitStatus, exitSignal, finished."""
         try:
-            record = jsonlite.loads(read_file(self.path("exit.json")))
+            record = jsonlite.loads(read_file(self.path(SHIM_EXIT)))
         except (OSError, ValueError):
             return {}
         return record if isinstance(record, dict) else {}
