@@ -181,6 +181,7 @@ def _spawn(plan: execchild.ExecPlan, proc: dict, opts: dict, detach: bool) -> in
     takes malloc's locks, and the child, single-threaded, closes the keeper's fd."""
     parent_sock, child_sock = sync.pair()
     master = -1
+    held: set[int] | None = None   # the signal mask to restore (supervise.block_signals)
     try:
         try:
             execchild.prepare(plan)
@@ -195,6 +196,8 @@ def _spawn(plan: execchild.ExecPlan, proc: dict, opts: dict, detach: bool) -> in
         else:
             from pyrunc.cgroup_keeper import prewarm_migration
             prewarm_migration()
+        if not detach:
+            held = supervise.block_signals()
         try:
             pid, born_in_v2 = cgroup_join.fork(v2_fd)
         except OSError as exc:   # e.g. ENOMEM: the container's pid namespace has no init left
@@ -207,6 +210,8 @@ def _spawn(plan: execchild.ExecPlan, proc: dict, opts: dict, detach: bool) -> in
             if v2_fd >= 0:
                 os.close(v2_fd)
         if pid == 0:
+            if held is not None:
+                supervise.restore_signals(held)   # the program gets the caller's mask
             parent_sock.close()
             plan.born_in_v2 = born_in_v2
             # Ours, not the caller's: closed even where a number is in the --preserve-fds range.
@@ -221,11 +226,12 @@ def _spawn(plan: execchild.ExecPlan, proc: dict, opts: dict, detach: bool) -> in
             execchild.leave_pid_ns(own_pid_ns)
         child_sock.close()
         execchild.release(plan)
+        state.pause_point("exec:forked")
         if not detach:
             # The ~60 sigactions now, while the child sets itself up on the other core, rather
-            # than after its execve; and a signal is forwarded as soon as the process's pid is
-            # known (until then it does what it did), so none that comes once the program runs
-            # can still find the CLI without its handlers and end it instead.
+            # than after its execve. Signals are held back since before the fork: one that
+            # comes before the process's pid is known (the program may already run) is
+            # forwarded once it is, never left to end the CLI.
             forward_to = supervise.hold_signals()
         try:
             if own_pid_ns >= 0:
@@ -235,8 +241,10 @@ def _spawn(plan: execchild.ExecPlan, proc: dict, opts: dict, detach: bool) -> in
                     exec_pid = int(sync.recv(parent_sock, "pid", "exec")["pid"])
                 finally:
                     os.waitpid(pid, 0)
-            if not detach:
+            if held is not None:   # not detached
                 forward_to(exec_pid)
+                supervise.restore_signals(held)
+                held = None
             state.pause_point("exec:after-fork")
             if proc.get("terminal"):
                 master = sync.recv_with_fds(parent_sock, "pty", "exec")[1][0]
@@ -256,6 +264,8 @@ def _spawn(plan: execchild.ExecPlan, proc: dict, opts: dict, detach: bool) -> in
                                      f"{exc}") from None
     finally:
         parent_sock.close()
+        if held is not None:   # failed before the pid was known: signals act as they did
+            supervise.restore_signals(held)
     if opts.get("pid_file"):
         state.write_atomic(os.path.abspath(opts["pid_file"]), str(exec_pid).encode(), 0o644)
     if master >= 0 and opts.get("console_socket"):

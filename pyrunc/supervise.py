@@ -34,6 +34,18 @@ def forward_signals(pid: int) -> None:
             continue
 
 
+def block_signals() -> set[int]:
+    """Hold every signal back (pending, not lost) across a fork whose child may run the program
+    before we have handlers and know its pid (exec's child does not wait for us): a signal sent
+    to the CLI then is forwarded once restore_signals lets it through. Returns the mask to give
+    back: the child restores it at once, the parent after forward_to (or on failure)."""
+    return signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
+
+
+def restore_signals(mask: set[int]) -> None:
+    signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+
+
 def hold_signals() -> Callable[[int], None]:
     """forward_signals for `run`, installed while its init still works (create's after_fork
     hook) rather than between create and start, where its ~60 sigactions (~0.12 ms) delay the

@@ -220,6 +220,34 @@ def test_foreground_exec_forwards_signals(ctr, tmp_path):
     assert ctr.status() == "running"
 
 
+def test_signal_before_exec_knows_the_pid_is_forwarded(ctr, tmp_path):
+    """exec's child does not wait for the CLI: the program can run before the CLI has its
+    handlers and the pid (a loaded machine). A signal sent to the CLI in that window is held
+    back and forwarded, not left to end the CLI: here the CLI stops itself right after the fork
+    (exec:forked) until the program has trapped USR1 and said so."""
+    out, err = tmp_path / "held.out", tmp_path / "held.err"
+    script = "trap 'exit 42' USR1; echo ready; while true; do sleep 0.1; done"
+    env = dict(os.environ, PYRUNC_TEST_PAUSE="exec:forked")
+    with open(out, "wb") as o, open(err, "wb") as e:
+        proc = subprocess.Popen([ctr.rt.binary, "--root", str(ctr.rt.root), "exec", ctr.id,
+                                 "sh", "-c", script], stdin=subprocess.DEVNULL, stdout=o,
+                                stderr=e, env=env)
+    try:
+        assert poll(lambda: b"ready" in out.read_bytes() or proc.poll() is not None, 30), \
+            "the program never ran while the CLI was stopped after the fork"
+        assert proc.poll() is None, err.read_bytes()
+        with open(f"/proc/{proc.pid}/stat") as f:
+            assert f.read().rsplit(")", 1)[1].split()[0] == "T"   # still stopped at the point
+        proc.send_signal(signal.SIGUSR1)
+        proc.send_signal(signal.SIGCONT)
+        assert proc.wait(30) == 42, err.read_bytes()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert ctr.status() == "running"
+
+
 def test_stdin_reaches_the_process(ctr):
     res = ctr.run("cat", input=b"piped in\n")
     assert res.returncode == 0, res.stderr
