@@ -64,7 +64,24 @@ def join_self(dirs: dict[str, str], born_in_v2: bool, rootless: bool = False) ->
     for key, directory in dirs.items():
         if key == "" and born_in_v2:
             continue
-        write_self(directory + ("/tasks" if key and not rootless else "/cgroup.procs"))
+        path = directory + ("/tasks" if key and not rootless else "/cgroup.procs")
+        try:
+            write_self(path)
+        except OSError as exc:
+            if exc.errno == 22 and "cpu" in key.split(",") and realtime():  # EINVAL
+                raise OSError(exc.errno, f"{exc.strerror}: a process with a realtime scheduling "
+                              "policy only joins a cpu cgroup given realtime time (set "
+                              "linux.resources.cpu.realtimeRuntime)", path) from None
+            raise
+
+
+def realtime() -> bool:
+    """Whether we run SCHED_FIFO or SCHED_RR (the caller's policy, inherited): the kernel then
+    refuses to move us into a v1 cpu cgroup whose cpu.rt_runtime_us is 0, with a bare EINVAL."""
+    try:
+        return os.sched_getscheduler(0) & 0xFF in (1, 2)   # masks SCHED_RESET_ON_FORK
+    except OSError:
+        return False
 
 
 def write_self(path: str) -> None:

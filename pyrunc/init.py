@@ -22,7 +22,7 @@ import fcntl
 import select
 import sys
 
-from pyrunc import exeguard, linux, lsm, mounts, rootfs, saferoot, sync, userns
+from pyrunc import errors, exeguard, linux, lsm, mounts, rootfs, saferoot, sync, userns
 from pyrunc import lightos as os  # os minus its import cost: see lightos.py
 from pyrunc.cgroups import CgroupManager
 from pyrunc.process import (
@@ -144,7 +144,12 @@ def await_cgroups(plan: InitPlan, sock: sync.Socket) -> None:
     if plan.cgroups_pending:
         sync.recv(sock, "cgroups", "create")
         plan.cgroups_pending = False
-        plan.cgroups.join_self(plan.born_in_v2)
+        try:
+            plan.cgroups.join_self(plan.born_in_v2)
+        except OSError as exc:
+            # Not an OSError any more: the mount that first needed the cgroups (the cgroup
+            # mount) would otherwise take the blame for it.
+            raise errors.PyruncError(f"joining the container's cgroups: {describe(exc)}") from None
 
 
 def enter_namespaces(plan: InitPlan, sock: sync.Socket, direct: bool) -> None:

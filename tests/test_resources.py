@@ -323,6 +323,36 @@ def test_bad_value_one_line_error(pyrunc, bundle) -> None:
     assert not (pyrunc.root / cid).exists()
 
 
+def _realtime() -> None:
+    os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(1))
+
+
+@kernel
+def test_realtime_caller_needs_realtime_runtime(pyrunc, bundle) -> None:
+    """A SCHED_FIFO caller (inherited by the init) cannot join a v1 cpu cgroup without realtime
+    time: the kernel says EINVAL. The error names the join, the file and the fix, not the
+    cgroup mount where the init first needed its cgroups; with realtimeRuntime it runs."""
+    cid = pyrunc.new_id()
+    bundle.write(_config(bundle, cid, {}, ["true"]))
+    proc = pyrunc("run", "--bundle", str(bundle.path), cid, stdin=subprocess.DEVNULL,
+                  preexec_fn=_realtime)
+    err = proc.stderr.decode()
+    assert proc.returncode == 1, err
+    assert len(err.strip().splitlines()) == 1, err
+    assert f"joining the container's cgroups: /sys/fs/cgroup/cpu/{cid}/tasks: invalid argument: " \
+        "a process with a realtime scheduling policy" in err, err
+    assert "linux.resources.cpu.realtimeRuntime" in err and "mounts[" not in err, err
+    assert not (pyrunc.root / cid).exists()
+    assert not Path(f"/sys/fs/cgroup/cpu/{cid}").exists()
+    cid = pyrunc.new_id()
+    bundle.write(_config(bundle, cid, {"cpu": {"realtimeRuntime": 10000,
+                                               "realtimePeriod": 1000000}}, ["true"]))
+    proc = pyrunc("run", "--bundle", str(bundle.path), cid, stdin=subprocess.DEVNULL,
+                  preexec_fn=_realtime)
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert not (pyrunc.root / cid).exists()
+
+
 RUNC_CASES = {
     "limits": {"memory": {"limit": 48 << 20, "swap": 96 << 20, "reservation": 32 << 20,
                           "swappiness": 20, "disableOOMKiller": True},
