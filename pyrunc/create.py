@@ -363,8 +363,6 @@ def _create(root: str, container_id: str, opts: CreateOptions) -> state.Containe
     early_go = False
     try:
         state.pause_point("create:after-dir")
-        state.write_atomic(ctr.path(state.CONFIG_FILE), raw)
-        ctr.config_written(raw)
         if posix.environ.get(b"NOTIFY_SOCKET"):  # os.environ would import os (lightos.py)
             from pyrunc import notify
             notify.setup_create(ctr.dir, cfg)
@@ -433,6 +431,10 @@ def _create(root: str, container_id: str, opts: CreateOptions) -> state.Containe
                     parent_sock.close()
                     init.intermediate_main(plan, child_sock)
                 child_sock.close()
+            # Read by start, delete and the others once the init is ready, never by the init:
+            # written while it works on the other core rather than before its fork.
+            state.write_atomic(ctr.path(state.CONFIG_FILE), raw)
+            ctr.config_written(raw)
             try:
                 if not direct:
                     try:
