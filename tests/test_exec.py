@@ -197,27 +197,39 @@ def test_killed_by_a_signal_gives_128_plus_n(ctr):
     assert ctr.status() == "running"
 
 
-def test_foreground_exec_forwards_signals(ctr, tmp_path):
-    """A signal to a foreground exec reaches its process: the CLI forwards from the moment it
-    knows the pid, so a signal sent once the program runs never finds it without handlers."""
+TRAP_USR1 = "trap 'exit 42' USR1; echo ready; while true; do sleep 0.1; done"
+
+
+def _usr1_reaches_the_program(ctr, tmp_path, pause: str | None = None) -> None:
+    """A foreground exec of a program that exits 42 on SIGUSR1: once it says "ready", SIGUSR1 to
+    the CLI (stopped at the pause point, if one is given, then continued) must reach it."""
     out, err = tmp_path / "fwd.out", tmp_path / "fwd.err"
-    script = "trap 'exit 42' USR1; echo ready; while true; do sleep 0.1; done"
+    env = dict(os.environ, PYRUNC_TEST_PAUSE=pause) if pause else None
     with open(out, "wb") as o, open(err, "wb") as e:
         proc = subprocess.Popen([ctr.rt.binary, "--root", str(ctr.rt.root), "exec", ctr.id,
-                                 "sh", "-c", script], stdin=subprocess.DEVNULL, stdout=o, stderr=e)
+                                 "sh", "-c", TRAP_USR1], stdin=subprocess.DEVNULL, stdout=o,
+                                stderr=e, env=env)
     try:
-        deadline = time.monotonic() + 30
-        while b"ready" not in out.read_bytes() and proc.poll() is None \
-                and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert b"ready" in out.read_bytes(), err.read_bytes()
+        assert poll(lambda: b"ready" in out.read_bytes() or proc.poll() is not None, 30), \
+            "the program never said it was ready"
+        assert proc.poll() is None, err.read_bytes()
+        if pause:
+            with open(f"/proc/{proc.pid}/stat") as f:
+                assert f.read().rsplit(")", 1)[1].split()[0] == "T"   # still stopped there
         proc.send_signal(signal.SIGUSR1)
+        if pause:
+            proc.send_signal(signal.SIGCONT)
         assert proc.wait(30) == 42, err.read_bytes()
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
     assert ctr.status() == "running"
+
+
+def test_foreground_exec_forwards_signals(ctr, tmp_path):
+    """A signal to a foreground exec reaches its process."""
+    _usr1_reaches_the_program(ctr, tmp_path)
 
 
 def test_signal_before_exec_knows_the_pid_is_forwarded(ctr, tmp_path):
@@ -225,27 +237,7 @@ def test_signal_before_exec_knows_the_pid_is_forwarded(ctr, tmp_path):
     handlers and the pid (a loaded machine). A signal sent to the CLI in that window is held
     back and forwarded, not left to end the CLI: here the CLI stops itself right after the fork
     (exec:forked) until the program has trapped USR1 and said so."""
-    out, err = tmp_path / "held.out", tmp_path / "held.err"
-    script = "trap 'exit 42' USR1; echo ready; while true; do sleep 0.1; done"
-    env = dict(os.environ, PYRUNC_TEST_PAUSE="exec:forked")
-    with open(out, "wb") as o, open(err, "wb") as e:
-        proc = subprocess.Popen([ctr.rt.binary, "--root", str(ctr.rt.root), "exec", ctr.id,
-                                 "sh", "-c", script], stdin=subprocess.DEVNULL, stdout=o,
-                                stderr=e, env=env)
-    try:
-        assert poll(lambda: b"ready" in out.read_bytes() or proc.poll() is not None, 30), \
-            "the program never ran while the CLI was stopped after the fork"
-        assert proc.poll() is None, err.read_bytes()
-        with open(f"/proc/{proc.pid}/stat") as f:
-            assert f.read().rsplit(")", 1)[1].split()[0] == "T"   # still stopped at the point
-        proc.send_signal(signal.SIGUSR1)
-        proc.send_signal(signal.SIGCONT)
-        assert proc.wait(30) == 42, err.read_bytes()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert ctr.status() == "running"
+    _usr1_reaches_the_program(ctr, tmp_path, pause="exec:forked")
 
 
 def test_stdin_reaches_the_process(ctr):
