@@ -64,15 +64,63 @@ def join_self(dirs: dict[str, str], born_in_v2: bool, rootless: bool = False) ->
     for key, directory in dirs.items():
         if key == "" and born_in_v2:
             continue
-        path = directory + ("/tasks" if key and not rootless else "/cgroup.procs")
+        path = join_file(key, directory, rootless)
         try:
             write_self(path)
         except OSError as exc:
-            if exc.errno == 22 and "cpu" in key.split(",") and realtime():  # EINVAL
-                raise OSError(exc.errno, f"{exc.strerror}: a process with a realtime scheduling "
-                              "policy only joins a cpu cgroup given realtime time (set "
-                              "linux.resources.cpu.realtimeRuntime)", path) from None
-            raise
+            raise _join_error(exc, key, path) from None
+
+
+def join_file(key: str, directory: str, rootless: bool = False) -> str:
+    return directory + ("/tasks" if key and not rootless else "/cgroup.procs")
+
+
+def open_for_join(dirs: dict[str, str], born_in_v2: bool) -> list[tuple[str, str, int]]:
+    """(key, path, fd) of each file join_self would write, opened for a direct init by its
+    parent while the init works: the first open of a new cgroup's file makes its inode
+    (~45 us a hierarchy here, against ~7 us for the write). A write of "0" moves the writer,
+    whoever opened the file, and only root opens these (the direct path is never rootless).
+    All or nothing: on error none stays open, and the error names the file."""
+    files: list[tuple[str, str, int]] = []
+    try:
+        for key, directory in dirs.items():
+            if key == "" and born_in_v2:
+                continue
+            path = join_file(key, directory)
+            try:
+                files.append((key, path, os.open(path, os.O_WRONLY | os.O_CLOEXEC)))
+            except OSError as exc:
+                raise OSError(exc.errno, exc.strerror, path) from None
+    except BaseException:
+        close_all(files)
+        raise
+    return files
+
+
+def join_through(files: list[tuple[str, str, int]]) -> None:
+    """join_self through the files open_for_join opened (in another process): "0" into each,
+    in order; every fd is closed, whatever happens."""
+    try:
+        for key, path, fd in files:
+            try:
+                os.write(fd, b"0")
+            except OSError as exc:
+                raise _join_error(OSError(exc.errno, exc.strerror, path), key, path) from None
+    finally:
+        close_all(files)
+
+
+def close_all(files: list[tuple[str, str, int]]) -> None:
+    for _key, _path, fd in files:
+        os.close(fd)
+
+
+def _join_error(exc: OSError, key: str, path: str) -> OSError:
+    if exc.errno == 22 and "cpu" in key.split(",") and realtime():  # EINVAL
+        return OSError(exc.errno, f"{exc.strerror}: a process with a realtime scheduling "
+                       "policy only joins a cpu cgroup given realtime time (set "
+                       "linux.resources.cpu.realtimeRuntime)", path)
+    return exc
 
 
 def realtime() -> bool:

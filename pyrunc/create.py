@@ -207,16 +207,28 @@ def apply_limits(cg: CgroupManager, cfg: dict) -> None:
     state.pause_point("create:after-cgroups")
 
 
-def send_cgroups(sock: sync.Socket, go: bool = False) -> None:
-    """Tell a direct init its cgroups exist (init.await_cgroups), and with `go` its "go" at
-    once: see _create. If it failed meanwhile, the send fails and its own report says why."""
+def tell_init(sock: sync.Socket, kind: str, fds: list[int] | None = None,
+              **fields: object) -> None:
+    """A message to a direct init (init.await_cgroup_dirs, await_cgroups, "go"). If it failed
+    meanwhile, the send fails and its own report says why."""
     try:
-        sync.send(sock, "cgroups")
-        if go:
-            sync.send(sock, "go")
+        sync.send(sock, kind, fds, **fields)
     except OSError:
         sync.raise_reported_error(sock)
         raise
+
+
+def send_cgroups(sock: sync.Socket, cg: CgroupManager, born_in_v2: bool, go: bool) -> None:
+    """The limits are written: "cgroups", with the files the init joins them through, opened
+    here while it works (cgroup_join.open_for_join); with `go`, its "go" at once (see _create)."""
+    files = cgroup_join.open_for_join(cg.paths, born_in_v2)
+    try:
+        tell_init(sock, "cgroups", [fd for _key, _path, fd in files],
+                  files=[[key, path] for key, path, _fd in files])
+    finally:
+        cgroup_join.close_all(files)
+    if go:
+        tell_init(sock, "go")
 
 
 def final_state(cfg: dict, container_id: str, init_pid: int, init_start: int, bundle: str,
@@ -284,11 +296,12 @@ def drop_file(path: str) -> None:
 
 
 def fork_init(plan: init.InitPlan, parent_sock: sync.Socket, child_sock: sync.Socket,
-              new_pid: bool, cgroup_fd: int) -> int:
+              new_pid: bool, cgroup_fd: int) -> tuple[int, bool]:
     """Fork the init ourselves (init.can_fork_directly): with a new pid namespace, unshare it
     for our next child only, fork, and go back to our own at once, before any other child
     (hooks) could land in the container's. The init is born in the cgroup2 directory
-    cgroup_fd names (-1: none) where the kernel can (cgroup_join.fork)."""
+    cgroup_fd names (-1: none) where the kernel can (cgroup_join.fork). Returns its pid and
+    whether it was."""
     own = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC) if new_pid else -1
     try:
         if new_pid:
@@ -306,7 +319,7 @@ def fork_init(plan: init.InitPlan, parent_sock: sync.Socket, child_sock: sync.So
         if own >= 0:
             os.close(own)
     child_sock.close()
-    return pid
+    return pid, born_in_v2
 
 
 def create(root: str, container_id: str, opts: CreateOptions) -> state.Container:
@@ -407,28 +420,31 @@ def _create(root: str, container_id: str, opts: CreateOptions) -> state.Containe
             if direct:
                 # The init starts on the other core now: its namespaces and mounts overlap
                 # our cgroup work (it waits for our "go" before it may wait for `start`). It
-                # is born in its cgroup2 directory, made first, and joins the v1 ones itself
-                # when we say "cgroups", once their limits are written: it must never run in
-                # a devices cgroup whose rules are half written (cgroup_join.py).
-                plan.cgroups_pending = True
+                # is born in its cgroup2 directory, made first; it binds the others into its
+                # rootfs once we say "cgroup-dirs", and joins them itself once we say
+                # "cgroups", after their limits are written: it must never run in a devices
+                # cgroup whose rules are half written (cgroup_join.py, init.await_cgroups).
+                plan.cgroup_dirs_pending = plan.cgroups_pending = True
                 cg.create(only="")
                 v2_fd = cgroup_join.open_v2(cg.paths)
                 try:
-                    init_pid = fork_init(plan, parent_sock, child_sock, "pid" in new, v2_fd)
+                    init_pid, born_in_v2 = fork_init(plan, parent_sock, child_sock,
+                                                     "pid" in new, v2_fd)
                 finally:
                     if v2_fd >= 0:
                         os.close(v2_fd)
                 record_v1_dirs(ctr, cg)
                 make_cgroups(cg, new, skip="")
+                tell_init(parent_sock, "cgroup-dirs")
                 apply_limits(cg, cfg)
                 # "go" with "cgroups" when nothing else is to be said before it (no create
                 # hooks): the init then goes on from "ready" to the trampoline without a round
                 # trip to us (~0.2 ms of run's critical path). It waits for "go" so that a
                 # parent that dies first cannot leave it waiting for a start out of reach of
-                # delete; a direct init is in all its cgroups from "cgroups" on, so
+                # delete; a direct init joins all its cgroups before "ready", so
                 # `delete --force` reaches it anyway. A failure of ours still kills it below.
                 early_go = not plan.create_hooks
-                send_cgroups(parent_sock, go=early_go)
+                send_cgroups(parent_sock, cg, born_in_v2, go=early_go)
             else:
                 pid = os.fork()
                 if pid == 0:

@@ -22,7 +22,18 @@ import fcntl
 import select
 import sys
 
-from pyrunc import errors, exeguard, linux, lsm, mounts, rootfs, saferoot, sync, userns
+from pyrunc import (
+    cgroup_join,
+    errors,
+    exeguard,
+    linux,
+    lsm,
+    mounts,
+    rootfs,
+    saferoot,
+    sync,
+    userns,
+)
 from pyrunc import lightos as os  # os minus its import cost: see lightos.py
 from pyrunc.cgroups import CgroupManager
 from pyrunc.process import (
@@ -85,7 +96,9 @@ class InitPlan:
         self.start_err_fd = -1          # likewise: where the init says why it never exec'd
         self.exe_fd = -1                # the exec trampoline (exeguard.py), made by the intermediate
         self.premounts: dict[int, int] = {}
-        self.cgroups_pending = False    # a direct init: the parent says "cgroups" once made
+        # A direct init: the parent says "cgroup-dirs" once they exist, then "cgroups".
+        self.cgroup_dirs_pending = False
+        self.cgroups_pending = False
         self.born_in_v2 = False         # a direct init forked into its cgroup2 directory
         # The trampoline waits for `start` instead of us (exeguard.can_wait): between create
         # and start the init is then a ~10 KB program rather than this interpreter.
@@ -136,16 +149,34 @@ def can_fork_directly(plan: InitPlan) -> bool:
                 or any(userns.idmap_kind(m) for m in plan.cfg.get("mounts") or []))
 
 
+def await_cgroup_dirs(plan: InitPlan, sock: sync.Socket) -> None:
+    """A direct init runs while the parent makes its cgroups: where it first needs their
+    directories (binding them into the rootfs), it waits for the parent's "cgroup-dirs"."""
+    if plan.cgroup_dirs_pending:
+        sync.recv(sock, "cgroup-dirs", "create")
+        plan.cgroup_dirs_pending = False
+
+
 def await_cgroups(plan: InitPlan, sock: sync.Socket) -> None:
-    """A direct init runs while the parent makes the cgroups and writes their limits: wait
-    for them where first needed (for a cgroup namespace, binding them into the rootfs), and
-    in any case before "ready", so the parent's messages come in the order it sends them;
-    then join them, ourselves: we are single-threaded, so no grace period (cgroup_join.py)."""
+    """... then writes their limits, and says "cgroups" with the files to join them through,
+    opened for us (cgroup_join.open_for_join): we join them first thing for a cgroup namespace
+    (it is rooted where its creator stands), else once the rootfs is ready, before any hook
+    and before "ready" (the parent's messages then come in the order it sends them), the
+    latest point, so the parent's limits rarely keep us waiting. Never before they are
+    written: we must never run in a devices cgroup whose rules are half written. Ourselves:
+    we are single-threaded, so no grace period (cgroup_join.py)."""
     if plan.cgroups_pending:
-        sync.recv(sock, "cgroups", "create")
+        await_cgroup_dirs(plan, sock)
+        msg, fds = sync.recv_with_fds(sock, "cgroups", "create", sync.MAX_FDS, cloexec=True)
         plan.cgroups_pending = False
+        names = msg.get("files") or []
+        if len(fds) != len(names):
+            for fd in fds:
+                os.close(fd)
+            raise errors.PyruncError(f"joining the container's cgroups: {len(fds)} of "
+                                     f"{len(names)} files came from create")
         try:
-            plan.cgroups.join_self(plan.born_in_v2)
+            cgroup_join.join_through([(key, path, fd) for (key, path), fd in zip(names, fds)])
         except OSError as exc:
             # Not an OSError any more: the mount that first needed the cgroups (the cgroup
             # mount) would otherwise take the blame for it.
@@ -176,8 +207,8 @@ def enter_namespaces(plan: InitPlan, sock: sync.Socket, direct: bool) -> None:
     if "cgroup" in plan.new:
         # A new cgroup namespace is rooted where its creator stands: join first. A direct
         # init is forked before the cgroups exist: the parent says when they do, and it
-        # joins them then. Otherwise a direct init joins when it first needs them (mounting
-        # them, or "ready"), and the parent moves an intermediate's init in by pid.
+        # joins them then. Otherwise a direct init joins once its rootfs is ready, and the
+        # parent moves an intermediate's init in by pid.
         if plan.cgroups_pending:
             await_cgroups(plan, sock)
         else:
@@ -272,7 +303,7 @@ def init_main(plan: InitPlan, sock: sync.Socket) -> NoReturn:
                                    plan.in_userns)
         ctx.own_ns.update(kind for kind, _ in plan.join)
         ctx.premounts = plan.premounts
-        ctx.await_cgroups = lambda: await_cgroups(plan, sock)
+        ctx.await_cgroup_dirs = lambda: await_cgroup_dirs(plan, sock)
         rootfs.prepare(ctx)
         await_cgroups(plan, sock)
         cwd = proc.get("cwd") or "/"

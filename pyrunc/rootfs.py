@@ -51,7 +51,7 @@ class RootfsContext:
         self.in_userns = in_userns
         self.rootfd = -1
         self.premounts: dict[int, int] = {}   # mounts index -> detached clone (premount_binds)
-        self.await_cgroups = _nothing          # blocks until cgroup_paths exist (a direct init)
+        self.await_cgroup_dirs = _nothing      # blocks until cgroup_paths exist (a direct init)
 
 
 def _nothing() -> None:
@@ -139,7 +139,7 @@ def mount_entry(ctx: RootfsContext, plan: mounts.MountPlan) -> None:
 def mount_cgroups(ctx: RootfsContext, plan: mounts.MountPlan) -> None:
     """type "cgroup": cgroup2 on a unified host, else a tmpfs holding one mount per hierarchy."""
     own_ns = "cgroup" in ctx.new_ns
-    ctx.await_cgroups()
+    ctx.await_cgroup_dirs()
     if set(ctx.cgroup_paths) == {""}:
         if own_ns:
             plan.fstype, plan.source, plan.data = "cgroup2", "cgroup2", []

@@ -16,6 +16,7 @@ from pyrunc import (
 from pyrunc import lightos as os  # os minus its import cost: see lightos.py
 
 MAX = 65536
+MAX_FDS = 32  # in one message: a direct init's join files (one per cgroup hierarchy) the most
 
 
 # _socket, not socket: the socket module imports enum and selectors (~3.5 ms) for nothing we use.
@@ -58,14 +59,14 @@ def recv(sock: Socket, expect: str, what: str) -> dict:
     return _decode(_recvmsg(sock, 0)[0], expect, what)
 
 
-def _recvmsg(sock: Socket, ancsize: int) -> tuple:
+def _recvmsg(sock: Socket, ancsize: int, flags: int = 0) -> tuple:
     """A peer that exits with a message of ours still unread (a direct init that failed before
     reading "cgroups") leaves ECONNRESET pending here, reported once, before what it sent us
     (its error message): read on past it."""
     try:
-        return sock.recvmsg(MAX, ancsize)
+        return sock.recvmsg(MAX, ancsize, flags)
     except ConnectionResetError:
-        return sock.recvmsg(MAX, ancsize)
+        return sock.recvmsg(MAX, ancsize, flags)
 
 
 def wait_closed(sock: Socket) -> None:
@@ -74,9 +75,12 @@ def wait_closed(sock: Socket) -> None:
         pass
 
 
-def recv_with_fds(sock: Socket, expect: str, what: str) -> tuple[dict, list[int]]:
+def recv_with_fds(sock: Socket, expect: str, what: str, most: int = 4,
+                  cloexec: bool = False) -> tuple[dict, list[int]]:
+    """The next message and the fds (at most `most`) that came with it."""
     fds: list[int] = []
-    data, ancdata, _flags, _addr = _recvmsg(sock, _socket.CMSG_LEN(4 * 4))
+    data, ancdata, _flags, _addr = _recvmsg(sock, _socket.CMSG_LEN(4 * most),
+                                            _socket.MSG_CMSG_CLOEXEC if cloexec else 0)
     for level, kind, payload in ancdata:
         if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS:
             usable = len(payload) - len(payload) % 4
