@@ -503,15 +503,16 @@ def _create(root: str, container_id: str, opts: CreateOptions) -> state.Containe
                     sync.send(parent_sock, "go")
             except PyruncError as exc:
                 raise start_failure(opts.command, exc) from None
+            # The state final now, while the init's last steps and its exec of the trampoline
+            # go on (~0.5-1 ms); create still returns only once the init got there, and its
+            # errors on the way are still create's (below): they undo this state with the rest.
+            state.pause_point("create:after-ready")
+            old_state = finalize_state(ctr, final, staged, rootfs_dir, before)
+            state.pause_point("create:after-state")
             if opts.on_created is not None:
-                # `run`: the state final and the start byte written now, while the init's
-                # last steps and its exec of the trampoline go on (~0.5-1 ms), so that the
-                # trampoline finds the byte there; create still returns only once the init
-                # got there, and its errors on the way are still create's (below). The
-                # start itself checks that the init lives (status()), as create does below.
-                state.pause_point("create:after-ready")
-                old_state = finalize_state(ctr, final, staged, rootfs_dir, before)
-                state.pause_point("create:after-state")
+                # `run`: the start byte written now too, so that the trampoline finds it
+                # there. The start itself checks that the init lives (status()), as create
+                # does below.
                 opts.on_created(ctr)
             if plan.trampoline_waits:
                 # Until it is the trampoline waiting for `start` (init.py): its last steps'
@@ -523,12 +524,9 @@ def _create(root: str, container_id: str, opts: CreateOptions) -> state.Containe
         finally:
             parent_sock.close()
         if opts.on_created is None:
-            state.pause_point("create:after-ready")
             info = state.proc_start_time(init_pid)
             if info is None or born is None or info[0] != born[0]:
                 raise PyruncError("the container's init process died during create")
-            old_state = finalize_state(ctr, final, staged, rootfs_dir, before)
-            state.pause_point("create:after-state")
         drop_file(old_state)
         if master >= 0 and opts.console_socket:
             from pyrunc import terminal
