@@ -9,7 +9,7 @@ from __future__ import annotations
 import _signal as signal  # not `signal`: it imports enum
 import posix
 
-from pyrunc import OCI_VERSION, cgroup_join, config, init, jsonlite, linux, state, sync
+from pyrunc import OCI_VERSION, cgroup_join, config, init, jsonlite, linux, state, supervise, sync
 from pyrunc import lightos as os  # os minus its import cost: see lightos.py
 from pyrunc.cgroups import CgroupManager
 from pyrunc.errors import PyruncError
@@ -309,6 +309,7 @@ def fork_init(plan: init.InitPlan, parent_sock: sync.Socket, child_sock: sync.So
         try:
             pid, born_in_v2 = cgroup_join.fork(cgroup_fd)
             if pid == 0:
+                supervise.in_child()
                 parent_sock.close()
                 plan.born_in_v2 = born_in_v2
                 init.direct_main(plan, child_sock)
@@ -448,6 +449,7 @@ def _create(root: str, container_id: str, opts: CreateOptions) -> state.Containe
             else:
                 pid = os.fork()
                 if pid == 0:
+                    supervise.in_child()
                     parent_sock.close()
                     init.intermediate_main(plan, child_sock)
                 child_sock.close()

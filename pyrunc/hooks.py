@@ -11,7 +11,7 @@ import errno
 import select
 import time
 
-from pyrunc import jsonlite
+from pyrunc import jsonlite, supervise
 from pyrunc import lightos as os  # os minus its import cost: see lightos.py
 
 KINDS = ("prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop")
@@ -40,6 +40,7 @@ def run_one(kind: str, index: int, hook: dict, payload: bytes) -> None:
     pid = os.fork()
     if pid == 0:
         try:
+            supervise.in_child()
             os.close(fail_r)
             os.dup2(read_end, 0)
             os.dup2(2, 1)  # hook output belongs on our stderr, never in the container's stdout

@@ -7,7 +7,7 @@ its status (128+N when a signal N killed it), as runc does.
 
 from __future__ import annotations
 
-from pyrunc import create, linux, state
+from pyrunc import create, linux, state, supervise
 from pyrunc import lightos as os  # os minus its import cost: see lightos.py
 from pyrunc.state import START_ERROR
 
@@ -18,10 +18,9 @@ _released: list = []     # _start_now's outcome: start's (fifo fd, proxy), or wh
 def _after_fork() -> None:
     """What run needs once the container exists, imported while its init builds the rootfs on
     the other core (create calls this after the fork) rather than before that fork; and the
-    signal handlers, which then only wait for the pid to forward to."""
+    signal handlers (signals are held back until the program runs: run, supervise.hold_back)."""
     import pyrunc.lifecycle_delete
     import pyrunc.lifecycle_start  # noqa: F401
-    from pyrunc import supervise
     _forward_to.append(supervise.hold_signals())
 
 
@@ -34,11 +33,10 @@ def _start_now(ctr: state.Container) -> None:
     always been handled (the delete with its poststop hooks), not by create's own undo."""
     from pyrunc import lifecycle_start
     try:
-        if _forward_to:  # signals are forwarded from start on, as before
+        if _forward_to:  # signals are forwarded once let through, after the start
             _forward_to[0](ctr.pid)
         else:
-            from pyrunc.supervise import forward_signals
-            forward_signals(ctr.pid)
+            supervise.forward_signals(ctr.pid)
         _released.append(lifecycle_start.release(ctr))
     except BaseException as exc:  # noqa: BLE001 (re-raised in run)
         _released.append(exc)
@@ -49,13 +47,20 @@ def run(root: str, container_id: str, opts: create.CreateOptions, detach: bool, 
         from pyrunc import detached
         return detached.launch(root, container_id, opts, start=True)
     linux.prctl(linux.PR_SET_CHILD_SUBREAPER, 1)
+    supervise.hold_back()  # until the program runs; what comes meanwhile goes to it then
+    try:
+        return _run(root, container_id, opts, keep)
+    finally:
+        supervise.drop_held()  # failed before the program ran (else a no-op)
+
+
+def _run(root: str, container_id: str, opts: create.CreateOptions, keep: bool) -> int:
     opts.keep_pty = True
     opts.keep_lock = True
     opts.after_fork = _after_fork
     opts.on_created = _start_now
     ctr = create.create(root, container_id, opts)
     from pyrunc import lifecycle_delete, lifecycle_start
-    from pyrunc.supervise import wait_for
     pid = ctr.pid
     try:
         # The Container create returned (still locked) goes on to finish the start begun in it
@@ -65,6 +70,7 @@ def run(root: str, container_id: str, opts: create.CreateOptions, detach: bool, 
         if isinstance(released, BaseException):
             raise released
         proxy = lifecycle_start.finish(ctr, released[0], released[1], wait_ready=False)
+        supervise.let_through()  # the program runs: what came meanwhile is forwarded to it now
         # start has read start.err, where nothing writes once the program runs: removed now,
         # while the container runs, not by the delete its exit waits for (an unlink and an
         # inode eviction of this host's ext4 fewer after the exit).
@@ -78,7 +84,7 @@ def run(root: str, container_id: str, opts: create.CreateOptions, detach: bool, 
             from pyrunc import relay
             status = relay.relay_until_exit(ctr.pty_master, pid)
         else:
-            status = wait_for(pid)
+            status = supervise.wait_for(pid)
         if proxy is not None:
             proxy.join()
     except BaseException:

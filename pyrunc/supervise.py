@@ -49,9 +49,11 @@ def restore_signals(mask: set[int]) -> None:
 def hold_signals() -> Callable[[int], None]:
     """forward_signals for `run`, installed while its init still works (create's after_fork
     hook) rather than between create and start, where its ~60 sigactions (~0.12 ms) delay the
-    start byte. Until the returned function names the pid to forward to, each signal does what
-    it did before it was caught (its default action, nothing if it was ignored, Python's
-    KeyboardInterrupt for SIGINT); from then on it is forwarded, as forward_signals does."""
+    start byte, and for `exec` while its child sets itself up. Both hold signals back until
+    the returned function names the pid to forward to (hold_back, block_signals); one let
+    through before that (a failure: no process to forward to) does what it did before it was
+    caught (its default action, nothing if it was ignored, Python's KeyboardInterrupt for
+    SIGINT); from then on it is forwarded, as forward_signals does."""
     target = [0]
     before: dict[int, object] = {}
 
@@ -80,6 +82,41 @@ def hold_signals() -> Callable[[int], None]:
     def forward_to(pid: int) -> None:
         target[0] = pid
     return forward_to
+
+
+_caller_mask: list[set[int]] = []  # while `run` holds signals back: the mask it was started with
+
+
+def hold_back() -> None:
+    """`run` in the foreground, from its start until its program runs: every signal held back
+    (pending, not lost) and forwarded once the program runs (let_through), as runc buffers
+    them. Acting on one before (its default action on pyrunc) left a half-made container
+    behind: a state directory, cgroups, an init waiting for a start that never comes."""
+    _caller_mask.append(block_signals())
+
+
+def let_through() -> None:
+    """The program runs: what was held back is delivered now, and forwarded."""
+    if _caller_mask:
+        restore_signals(_caller_mask.pop())
+
+
+def drop_held() -> None:
+    """`run` failed before its program ran: what was held back is dropped (there is no program
+    to forward it to, and the error is on its way), and the mask given back."""
+    if _caller_mask:
+        mask = _caller_mask.pop()
+        held = set(signal.valid_signals()) - mask - {signal.SIGKILL, signal.SIGSTOP}
+        while signal.sigtimedwait(held, 0) is not None:
+            pass
+        restore_signals(mask)
+
+
+def in_child() -> None:
+    """First thing in a child forked while signals are held back (the init, an intermediate,
+    a hook): the mask `run` was started with, which its program gets, not ours."""
+    if _caller_mask:
+        restore_signals(_caller_mask[0])
 
 
 def wait_for(pid: int) -> int:

@@ -10,17 +10,19 @@ itself there with SIGSTOP, and the test SIGKILLs it.
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import os
 import resource
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
 import pytest
-from conftest import Runtime, one_line_error, poll, wait_status
+from conftest import REPO, Runtime, one_line_error, poll, wait_status
 
 pytestmark = pytest.mark.kernel
 
@@ -359,18 +361,25 @@ def test_bundle_moved_after_create(pyrunc, bundle, tmp_path):
 
 
 @contextlib.contextmanager
-def run_paused_before_start(rt: Runtime, bundle):
-    """`run` of a sleeper, stopped by itself at create:after-ready (the init has said "go" and
-    waits for start); yields (cid, process, its stderr file); never leaves the process behind."""
+def run_paused_before_start(rt: Runtime, bundle, point: str = "create:after-ready",
+                            pid_ns: bool = True):
+    """`run` of a sleeper, stopped by itself at `point` (create:after-ready: the init has said
+    "go" and waits for start); yields (cid, process, its stderr file); never leaves the
+    process behind."""
     cid = rt.new_id()
-    env = dict(os.environ, PYRUNC_TEST_PAUSE="create:after-ready")
+    sleeper(bundle)
+    if not pid_ns:
+        cfg = bundle.edit()
+        cfg["linux"]["namespaces"] = [n for n in cfg["linux"]["namespaces"] if n["type"] != "pid"]
+        bundle.write()
+    env = dict(os.environ, PYRUNC_TEST_PAUSE=point)
     with tempfile.TemporaryFile() as err:
         proc = subprocess.Popen([rt.binary, "--root", str(rt.root), "run", "--bundle",
-                                 sleeper(bundle), cid], env=env, stdin=subprocess.DEVNULL,
+                                 str(bundle.path), cid], env=env, stdin=subprocess.DEVNULL,
                                 stdout=subprocess.DEVNULL, stderr=err)
         try:
             poll(lambda: proc_status(proc.pid) == "T" or proc.poll() is not None, 30,
-                 "pyrunc run to reach create:after-ready")
+                 f"pyrunc run to reach {point}")
             yield cid, proc, err
         finally:
             if proc.poll() is None:
@@ -378,19 +387,44 @@ def run_paused_before_start(rt: Runtime, bundle):
                 proc.wait()
 
 
-@pytest.mark.parametrize("sig,code", [(signal.SIGUSR1, -signal.SIGUSR1), (signal.SIGINT, 130)])
-def test_run_signalled_before_start_acts_as_before_forwarding(pyrunc, bundle, sig, code):
-    """`run` installs its forwarding handlers while the init works (run._after_fork), but only
-    forwards from start on: a signal before that still acts on pyrunc itself (the default
-    action; KeyboardInterrupt for SIGINT, which undoes the create)."""
-    with run_paused_before_start(pyrunc, bundle) as (cid, proc, err):
+@pytest.mark.parametrize("point", ["create:after-dir", "create:after-ready"])
+@pytest.mark.parametrize("sig", [signal.SIGUSR1, signal.SIGINT, signal.SIGTERM])
+def test_run_holds_signals_back_until_its_program_runs(pyrunc, bundle, point, sig):
+    """A signal to `run` before its program runs is held back and forwarded once it runs, as
+    runc buffers them; acting on pyrunc itself (as it once did) left a half-made container
+    behind: its state directory, cgroups, an init waiting for a start. Without a pid namespace
+    the program (sleep: no handlers, not a namespace's init) dies of it whenever it comes, and
+    `run` exits 128+N with its container deleted."""
+    with run_paused_before_start(pyrunc, bundle, point, pid_ns=False) as (cid, proc, err):
         os.kill(proc.pid, sig)
         os.kill(proc.pid, signal.SIGCONT)
-        assert proc.wait(30) == code
+        assert proc.wait(30) == 128 + sig
         err.seek(0)
-        assert "Traceback" not in err.read().decode()
-    assert status_or_error(pyrunc, cid) == "stopped" or not (pyrunc.root / cid).exists()
-    clean_delete(pyrunc, cid)
+        assert err.read() == b""
+    assert not (pyrunc.root / cid).exists()
+    assert glob.glob(f"/sys/fs/cgroup/**/{cid}", recursive=True) == []
+
+
+def test_run_gives_its_program_and_hooks_the_callers_signal_mask(pyrunc, bundle):
+    """run holds every signal back until its program runs (above), but what it forks meanwhile
+    (the init, a prestart hook) starts with the mask run was started with, not with ours. (No
+    shell between: dash clears its mask at start.)"""
+    grep = shutil.which("grep")
+    cfg = bundle.edit()
+    cfg["process"]["args"] = ["grep", "SigBlk", "/proc/self/status"]
+    # A hook's output goes to run's stderr.
+    cfg["hooks"] = {"prestart": [{"path": grep, "args": ["grep", "SigBlk", "/proc/self/status"]}]}
+    bundle.write()
+    caller = "SigBlk:\t0000000000000800\n"   # USR2 (12) blocked, as a caller's own may be
+    blocking = ("import signal, os, sys; "
+                "signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR2}); "
+                "os.execv(sys.argv[1], sys.argv[1:])")
+    proc = subprocess.run([sys.executable, "-c", blocking, pyrunc.binary, "--root",
+                           str(pyrunc.root), "run", "--bundle", str(bundle.path), pyrunc.new_id()],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == caller
+    assert proc.stderr == caller
 
 
 def test_run_whose_init_dies_before_start(pyrunc, bundle):
@@ -408,3 +442,25 @@ def test_run_whose_init_dies_before_start(pyrunc, bundle):
         line = one_line_error(no_traceback(subprocess.CompletedProcess([], 1, b"", err.read())))
     assert line.endswith("cannot start a container that has stopped"), line
     assert not (pyrunc.root / cid).exists()
+
+
+def test_signals_held_back_by_a_failed_run_are_dropped_and_the_mask_given_back():
+    """A `run` that fails before its program runs has no program to forward to: what it held
+    back is dropped (not delivered to pyrunc on its way out), and the mask it was started with
+    is given back, pending signals of the caller's own mask untouched (cli.main runs
+    in-process in tests/test_badinput.py)."""
+    code = (f"import sys, os, signal; sys.path[:0] = [{str(REPO)!r}]\n"
+            "from pyrunc import supervise\n"
+            "signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR2})\n"
+            "os.kill(os.getpid(), signal.SIGUSR2)\n"
+            "supervise.hold_back()\n"
+            "os.kill(os.getpid(), signal.SIGUSR1)\n"
+            "os.kill(os.getpid(), signal.SIGTERM)\n"
+            "supervise.drop_held()\n"
+            "print(sorted(map(int, signal.pthread_sigmask(signal.SIG_BLOCK, set()))), "
+            "sorted(map(int, signal.sigpending())))\n")
+    proc = subprocess.run([sys.executable, "-I", "-S", "-c", code], capture_output=True,
+                          text=True, timeout=30)
+    assert proc.returncode == 0, proc.stderr
+    usr2 = f"[{int(signal.SIGUSR2)}]"
+    assert proc.stdout.split() == [usr2, usr2]   # blocked, and still pending
