@@ -178,8 +178,7 @@ def await_cgroups(plan: InitPlan, sock: sync.Socket) -> None:
         try:
             cgroup_join.join_through([(key, path, fd) for (key, path), fd in zip(names, fds)])
         except OSError as exc:
-            # Not an OSError any more: the mount that first needed the cgroups (the cgroup
-            # mount) would otherwise take the blame for it.
+            # Not an OSError any more: the step that called us would otherwise take the blame.
             raise errors.PyruncError(f"joining the container's cgroups: {describe(exc)}") from None
 
 

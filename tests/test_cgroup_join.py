@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -101,67 +102,67 @@ def test_fork_falls_back_where_clone3_refuses_the_cgroup() -> None:
     assert out.split() == ["False", "7"]
 
 
-def test_join_self_moves_through_tasks_and_names_the_file_on_error() -> None:
-    hier = hierarchies()
-    pids = hier.get("pids")
-    if pids is None:
-        pytest.skip("no v1 pids hierarchy")
-    target = Path(pids) / f"pyrunct-join-{uuid.uuid4().hex[:6]}"
-    target.mkdir()
-    try:
-        code = (f"import sys, os; sys.path[:0] = [{str(REPO)!r}]\n"
-                "from pyrunc import cgroup_join\n"
-                f"cgroup_join.join_self({{'pids': {str(target)!r}}}, False)\n"
-                "print(open('/proc/self/cgroup').read())\n"
-                f"cgroup_join.join_self({{'pids': {str(target / 'missing')!r}}}, False)\n")
-        proc = subprocess.run([sys.executable, "-I", "-S", "-c", code], capture_output=True,
-                              text=True, timeout=30)
-        assert f":pids:/{target.name}\n" in proc.stdout
-        assert proc.returncode != 0 and str(target / "missing" / "tasks") in proc.stderr
-    finally:
-        target.rmdir()
-    assert not os.path.exists(target)
-
-
-def test_files_the_parent_opened_move_the_child_that_writes_them() -> None:
-    """A direct init joins through files its parent opened while it worked (open_for_join,
-    join_through): "0" moves the writer, not the opener; the writer's fds are all closed after;
-    a file that cannot be opened is named, and none opened before it stays open."""
+@pytest.fixture
+def pids_cgroup() -> Iterator[Path]:
+    """A new directory in the v1 pids hierarchy, removed (and checked gone) after the test."""
     pids = hierarchies().get("pids")
     if pids is None:
         pytest.skip("no v1 pids hierarchy")
     target = Path(pids) / f"pyrunct-join-{uuid.uuid4().hex[:6]}"
     target.mkdir()
     try:
-        code = (f"import sys, os; sys.path[:0] = [{str(REPO)!r}]\n"
-                "from pyrunc import cgroup_join\n"
-                "def mine(): return [l for l in open('/proc/self/cgroup') if ':pids:' in l][0]\n"
-                "def fds(): return sorted(os.listdir('/proc/self/fd'))\n"
-                "before = fds()\n"
-                f"files = cgroup_join.open_for_join({{'pids': {str(target)!r}}}, False)\n"
-                "assert [f[1] for f in files] == [" + repr(str(target / "tasks")) + "]\n"
-                "r, w = os.pipe()\n"
-                "pid = os.fork()\n"
-                "if pid == 0:\n"
-                "    os.close(r); cgroup_join.join_through(files); os.close(w)\n"
-                "    print('child', mine().strip(), fds() == before, flush=True); os._exit(0)\n"
-                "os.close(w); os.read(r, 1); os.close(r); os.waitpid(pid, 0)\n"
-                "cgroup_join.close_all(files)\n"
-                "print('parent', mine().strip(), fds() == before, flush=True)\n"
-                "try:\n"
-                f"    cgroup_join.open_for_join({{'pids': {str(target)!r}, "
-                f"'freezer': {str(target / 'missing')!r}}}, False)\n"
-                "except FileNotFoundError as exc:\n"
-                "    print('error', exc.filename, fds() == before)\n")
-        proc = subprocess.run([sys.executable, "-I", "-S", "-c", code], capture_output=True,
-                              text=True, timeout=30)
-        assert proc.returncode == 0, proc.stderr
-        child, parent, error = (line.split() for line in proc.stdout.splitlines())
-        assert child[0] == "child" and child[1].endswith(f":pids:/{target.name}"), child
-        assert child[2] == "True", "the writer kept an fd"
-        assert parent[0] == "parent" and not parent[1].endswith(target.name), parent
-        assert parent[2] == "True", "the opener kept an fd"
-        assert error == ["error", str(target / "missing" / "tasks"), "True"], error
+        yield target
     finally:
         target.rmdir()
     assert not os.path.exists(target)
+
+
+def _python(code: str) -> subprocess.CompletedProcess:
+    """code in a fresh interpreter, with pyrunc importable."""
+    return subprocess.run([sys.executable, "-I", "-S", "-c",
+                           f"import sys, os; sys.path[:0] = [{str(REPO)!r}]\n" + code],
+                          capture_output=True, text=True, timeout=30)
+
+
+def test_join_self_moves_through_tasks_and_names_the_file_on_error(pids_cgroup) -> None:
+    target = pids_cgroup
+    proc = _python("from pyrunc import cgroup_join\n"
+                   f"cgroup_join.join_self({{'pids': {str(target)!r}}}, False)\n"
+                   "print(open('/proc/self/cgroup').read())\n"
+                   f"cgroup_join.join_self({{'pids': {str(target / 'missing')!r}}}, False)\n")
+    assert f":pids:/{target.name}\n" in proc.stdout
+    assert proc.returncode != 0 and str(target / "missing" / "tasks") in proc.stderr
+
+
+def test_files_the_parent_opened_move_the_child_that_writes_them(pids_cgroup) -> None:
+    """A direct init joins through files its parent opened while it worked (open_for_join,
+    join_through): "0" moves the writer, not the opener; the writer's fds are all closed after;
+    a file that cannot be opened is named, and none opened before it stays open."""
+    target = pids_cgroup
+    proc = _python(
+        "from pyrunc import cgroup_join\n"
+        "def mine(): return [l for l in open('/proc/self/cgroup') if ':pids:' in l][0]\n"
+        "def fds(): return sorted(os.listdir('/proc/self/fd'))\n"
+        "before = fds()\n"
+        f"files = cgroup_join.open_for_join({{'pids': {str(target)!r}}}, False)\n"
+        "assert [f[1] for f in files] == [" + repr(str(target / "tasks")) + "]\n"
+        "r, w = os.pipe()\n"
+        "pid = os.fork()\n"
+        "if pid == 0:\n"
+        "    os.close(r); cgroup_join.join_through(files); os.close(w)\n"
+        "    print('child', mine().strip(), fds() == before, flush=True); os._exit(0)\n"
+        "os.close(w); os.read(r, 1); os.close(r); os.waitpid(pid, 0)\n"
+        "cgroup_join.close_all(files)\n"
+        "print('parent', mine().strip(), fds() == before, flush=True)\n"
+        "try:\n"
+        f"    cgroup_join.open_for_join({{'pids': {str(target)!r}, "
+        f"'freezer': {str(target / 'missing')!r}}}, False)\n"
+        "except FileNotFoundError as exc:\n"
+        "    print('error', exc.filename, fds() == before)\n")
+    assert proc.returncode == 0, proc.stderr
+    child, parent, error = (line.split() for line in proc.stdout.splitlines())
+    assert child[0] == "child" and child[1].endswith(f":pids:/{target.name}"), child
+    assert child[2] == "True", "the writer kept an fd"
+    assert parent[0] == "parent" and not parent[1].endswith(target.name), parent
+    assert parent[2] == "True", "the opener kept an fd"
+    assert error == ["error", str(target / "missing" / "tasks"), "True"], error
