@@ -9,7 +9,7 @@ from __future__ import annotations
 import _signal as signal  # not `signal`: it imports enum
 import posix
 
-from pyrunc import OCI_VERSION, cgroup_join, config, init, jsonlite, linux, state, supervise, sync
+from pyrunc import OCI_VERSION, cgroup_join, config, init, jsonlite, linux, state, sync
 from pyrunc import lightos as os  # os minus its import cost: see lightos.py
 from pyrunc.cgroups import CgroupManager
 from pyrunc.errors import PyruncError
@@ -45,6 +45,9 @@ class CreateOptions:
         # while the init ends its last steps (create still waits for them and reports their
         # errors): `run` begins its start there (run._start_now).
         self.on_created: Callable[[state.Container], None] | None = None
+        # The signal mask the init (or intermediate) starts with, where ours holds signals back
+        # (`run`: supervise.hold_back): the one its caller gave it, which the program gets.
+        self.child_sigmask: set[int] | None = None
 
 
 def namespace_plan(cfg: dict) -> tuple[list[tuple[str, str]], set[str]]:
@@ -309,7 +312,7 @@ def fork_init(plan: init.InitPlan, parent_sock: sync.Socket, child_sock: sync.So
         try:
             pid, born_in_v2 = cgroup_join.fork(cgroup_fd)
             if pid == 0:
-                supervise.in_child()
+                restore_sigmask(plan.child_sigmask)
                 parent_sock.close()
                 plan.born_in_v2 = born_in_v2
                 init.direct_main(plan, child_sock)
@@ -321,6 +324,12 @@ def fork_init(plan: init.InitPlan, parent_sock: sync.Socket, child_sock: sync.So
             os.close(own)
     child_sock.close()
     return pid, born_in_v2
+
+
+def restore_sigmask(mask: set[int] | None) -> None:
+    """First thing in the init or intermediate just forked (CreateOptions.child_sigmask)."""
+    if mask is not None:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
 
 
 def create(root: str, container_id: str, opts: CreateOptions) -> state.Container:
@@ -388,6 +397,7 @@ def _create(root: str, container_id: str, opts: CreateOptions) -> state.Containe
         plan = init.InitPlan(cfg, rootfs_dir, bundle, fifo, cg, opts.no_pivot, opts.preserve_fds,
                              join, new, None if opts.no_new_keyring else container_id)
         plan.container_id = container_id
+        plan.child_sigmask = opts.child_sigmask
         plan.seccomp = seccomp_filter
         # What the init runs after pivot_root comes from sys.modules, never the bundle: the
         # modules only some configs use are imported here, for those (init._module).
@@ -449,7 +459,7 @@ def _create(root: str, container_id: str, opts: CreateOptions) -> state.Containe
             else:
                 pid = os.fork()
                 if pid == 0:
-                    supervise.in_child()
+                    restore_sigmask(plan.child_sigmask)
                     parent_sock.close()
                     init.intermediate_main(plan, child_sock)
                 child_sock.close()

@@ -47,7 +47,8 @@ def run(root: str, container_id: str, opts: create.CreateOptions, detach: bool, 
         from pyrunc import detached
         return detached.launch(root, container_id, opts, start=True)
     linux.prctl(linux.PR_SET_CHILD_SUBREAPER, 1)
-    supervise.hold_back()  # until the program runs; what comes meanwhile goes to it then
+    # Until the program runs; what comes meanwhile goes to it then.
+    opts.child_sigmask = supervise.hold_back()
     try:
         return _run(root, container_id, opts, keep)
     finally:

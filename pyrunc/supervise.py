@@ -87,12 +87,15 @@ def hold_signals() -> Callable[[int], None]:
 _caller_mask: list[set[int]] = []  # while `run` holds signals back: the mask it was started with
 
 
-def hold_back() -> None:
+def hold_back() -> set[int]:
     """`run` in the foreground, from its start until its program runs: every signal held back
     (pending, not lost) and forwarded once the program runs (let_through), as runc buffers
     them. Acting on one before (its default action on pyrunc) left a half-made container
-    behind: a state directory, cgroups, an init waiting for a start that never comes."""
-    _caller_mask.append(block_signals())
+    behind: a state directory, cgroups, an init waiting for a start that never comes.
+    Returns the caller's mask, for create's children (CreateOptions.child_sigmask)."""
+    mask = block_signals()
+    _caller_mask.append(mask)
+    return mask
 
 
 def let_through() -> None:
@@ -113,8 +116,9 @@ def drop_held() -> None:
 
 
 def in_child() -> None:
-    """First thing in a child forked while signals are held back (the init, an intermediate,
-    a hook): the mask `run` was started with, which its program gets, not ours."""
+    """First thing in a hook's child forked while signals are held back: the mask `run` was
+    started with, which the hook gets, not ours. (create's own children get it as
+    CreateOptions.child_sigmask: plain create does not load this module.)"""
     if _caller_mask:
         restore_signals(_caller_mask[0])
 
