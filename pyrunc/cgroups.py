@@ -133,13 +133,10 @@ class CgroupManager:
     def to_state(self) -> dict:
         return {"layout": self.layout, "paths": self.paths, "created": self.created}
 
-    def missing_dirs(self, only: str | None = None, skip: str | None = None) -> list[str]:
-        """What create() is about to make, for a state written before it makes anything (in
-        the hierarchies create's `only` and `skip` would pick)."""
+    def missing_dirs(self) -> list[str]:
+        """What create() is about to make, for a state written before it makes anything."""
         out = []
-        for key, path in self.paths.items():
-            if key == skip or only is not None and key != only:
-                continue
+        for path in self.paths.values():
             probe = path
             while not os.path.isdir(probe):
                 out.append(probe)
