@@ -401,8 +401,8 @@ def _create(root: str, container_id: str, opts: CreateOptions) -> state.Containe
         # so that if this process dies from here on, `delete --force` still knows which cgroups
         # to empty and remove (status reads "creating", then "stopped"). All of them now, even
         # on the direct path that makes the v1 ones after the init's fork: ~20 stats of cgroupfs
-        # here cost less than rewriting the state after that fork, on the parent's side of it
-        # (session 10: create 0.989-0.995x, interleaved).
+        # here cost less than rewriting the state after that fork, on the parent's side of it,
+        # which the init may be waiting for (bench/NOTES.md, session 10).
         ctr.data = {"ociVersion": cfg.get("ociVersion", OCI_VERSION), "id": container_id, "pid": 0,
                     "creating": True, "bundle": bundle, "rootfs": rootfs_dir, "owner": "",
                     "cgroup": {"paths": cg.paths,
