@@ -409,6 +409,7 @@ def _create(root: str, container_id: str, opts: CreateOptions) -> state.Containe
                                "created": cg.missing_dirs()}}
         ctr.save()
         os.mkfifo(fifo, 0o600)
+        state.pause_point("create:after-first-state")
         if host_mounts:
             from pyrunc import hostmounts
             before = hostmounts.below(rootfs_dir)
@@ -436,6 +437,7 @@ def _create(root: str, container_id: str, opts: CreateOptions) -> state.Containe
                 finally:
                     if v2_fd >= 0:
                         os.close(v2_fd)
+                state.pause_point("create:after-init-fork")   # no v1 directory yet
                 make_cgroups(cg, new, skip="")
                 tell_init(parent_sock, "cgroup-dirs")
                 apply_limits(cg, cfg)

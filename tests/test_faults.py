@@ -26,8 +26,11 @@ from conftest import REPO, Runtime, one_line_error, poll, wait_status
 
 pytestmark = pytest.mark.kernel
 
-CREATE_POINTS = ["create:after-dir", "create:after-cgroups", "create:after-fork",
-                 "create:after-ready", "create:after-state"]
+# after-first-state: the state names cgroup directories none of which exists yet;
+# after-init-fork: the init lives in its cgroup2 directory, the v1 ones are still to be made.
+CREATE_POINTS = ["create:after-dir", "create:after-first-state", "create:after-init-fork",
+                 "create:after-cgroups", "create:after-fork", "create:after-ready",
+                 "create:after-state"]
 START_POINTS = {"start:locked": "created", "start:after-unlink": "stopped",
                 "start:after-write": "running"}
 DELETE_POINTS = ["delete:locked", "delete:after-kill", "delete:after-cgroups"]
