@@ -32,8 +32,9 @@ from types import CodeType
 
 _CORE = ["pyrunc.cli", "pyrunc.commands"]
 # Not in create's and run's lists: what only the parent needs after the init's fork (cgroup_resources
-# for the limits, lifecycle and supervise for run): the finder serves those from the bundle then,
-# while the init works on the other core (see run._after_fork), instead of before that fork.
+# for the limits, lifecycle for run): the finder serves those from the bundle then, while the init
+# works on the other core (see run._after_fork), instead of before that fork. (supervise is in
+# run's, through run.py's own import: run holds signals back from its first line.)
 # Nor seccomp, hooks or terminal: only a config with a filter, hooks or a terminal needs them,
 # and create imports them then, before the fork (init._module).
 _CREATE = [*_CORE, "pyrunc.create", "pyrunc.config", "pyrunc.schema", "pyrunc.capabilities",

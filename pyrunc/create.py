@@ -171,15 +171,6 @@ def setup_cgroups(cg: CgroupManager, cfg: dict, new: set[str]) -> None:
     apply_limits(cg, cfg)
 
 
-def rewrite_state(ctr: state.Container) -> None:
-    """ctr.save() without its rename over state.json: that rename makes ext4 write the new
-    file back at once (auto_da_alloc), and the later unlink of it (the final state replacing
-    it, or delete) then waits for a discard of its block (0.3-1 ms here, on `run`'s critical
-    path). An exchange and an unlink of the old one instead (replace_state)."""
-    path = ctr.path(state.STATE_FILE)
-    drop_file(replace_state(state.stage(path, jsonlite.dumps(ctr.data).encode()), path))
-
-
 def make_cgroups(cg: CgroupManager, new: set[str], skip: str | None = None) -> None:
     """The directories (but the hierarchy keyed `skip`, made already)."""
     cg.create(skip=skip)

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import errno
 import select
+import sys
 import time
 
-from pyrunc import jsonlite, supervise
+from pyrunc import jsonlite
 from pyrunc import lightos as os  # os minus its import cost: see lightos.py
 
 KINDS = ("prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop")
@@ -40,7 +41,11 @@ def run_one(kind: str, index: int, hook: dict, payload: bytes) -> None:
     pid = os.fork()
     if pid == 0:
         try:
-            supervise.in_child()
+            # The caller's signal mask, if `run` holds signals back (only `run` loads
+            # supervise.py: a plain create with hooks, docker's on every container, does not).
+            held = sys.modules.get("pyrunc.supervise")
+            if held is not None:
+                held.in_child()
             os.close(fail_r)
             os.dup2(read_end, 0)
             os.dup2(2, 1)  # hook output belongs on our stderr, never in the container's stdout
