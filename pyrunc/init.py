@@ -31,6 +31,7 @@ from pyrunc import (
     mounts,
     rootfs,
     saferoot,
+    state,
     sync,
     userns,
 )
@@ -100,6 +101,7 @@ class InitPlan:
         self.cgroup_dirs_pending = False
         self.cgroups_pending = False
         self.born_in_v2 = False         # a direct init forked into its cgroup2 directory
+        self.announce_netns = False     # a direct init says "netns" once it has made it (netDevices)
         self.child_sigmask: set[int] | None = None  # create.CreateOptions.child_sigmask
         # The trampoline waits for `start` instead of us (exeguard.can_wait): between create
         # and start the init is then a ~10 KB program rather than this interpreter.
@@ -228,6 +230,7 @@ def enter_namespaces(plan: InitPlan, sock: sync.Socket, direct: bool) -> None:
     for kind in plan.new:
         if kind != "user" and not (direct and kind == "pid"):
             flags |= NS_FLAGS[kind]
+    state.pause_point("create:init-before-unshare")
     linux.unshare(flags)
     offsets = (plan.cfg.get("linux") or {}).get("timeOffsets")
     if "time" in plan.new and offsets:
@@ -239,6 +242,8 @@ def enter_namespaces(plan: InitPlan, sock: sync.Socket, direct: bool) -> None:
             write_time_offsets(offsets)
     if "network" in plan.new:
         loopback_up()
+        if plan.announce_netns:
+            sync.send(sock, "netns")   # the parent moves the netDevices in now (create.start_mover)
 
 
 def enter_new_userns(sock: sync.Socket, rootless: bool) -> None:

@@ -31,14 +31,22 @@ SHIM_EXIT = "exit.json"
 # process that reaches that point stop itself (SIGSTOP), so a test can SIGKILL it exactly there.
 # Read once, here; unset, each point costs one comparison. It stops only the caller's own
 # process (whoever can set our environment can already stop or kill us), reads no path and
-# writes nothing, and is only consulted in the CLI process, never in a forked init.
+# writes nothing, and is only consulted in the CLI process and, at one point, in a direct init
+# before its namespaces (create:init-before-unshare: the host's, still; the same rules hold).
 _pause = _posix.environ.get(b"PYRUNC_TEST_PAUSE")  # posix's bytes environ: os.environ costs ~2 ms
 PAUSE_AT = _pause.decode(errors="replace") if _pause is not None else None
 
 
 def pause_point(name: str) -> None:
     if PAUSE_AT == name:
-        os.kill(os.getpid(), _signal.SIGSTOP)
+        if os.getpid() == 1:
+            # A pid namespace's init ignores its own SIGSTOP (and any signal it has no handler
+            # for), but never a blocked one: it waits for the test's SIGCONT instead.
+            held = _signal.pthread_sigmask(_signal.SIG_BLOCK, {_signal.SIGCONT})
+            _signal.sigwait({_signal.SIGCONT})
+            _signal.pthread_sigmask(_signal.SIG_SETMASK, held)
+        else:
+            os.kill(os.getpid(), _signal.SIGSTOP)
 
 
 _ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_+-.")

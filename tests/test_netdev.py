@@ -10,7 +10,11 @@ peer with it): the tests wait for that after delete.
 from __future__ import annotations
 
 import json
+import os
+import platform
+import signal
 import subprocess
+from pathlib import Path
 
 import pytest
 from conftest import NetNS, ip, is_warning, links, one_line_error, poll, wait_status
@@ -68,6 +72,55 @@ def test_veth_moved_renamed_with_its_addresses_and_gone_after_delete(pyrunc, bun
     # Virtual devices are destroyed with the container's namespace (runtime-spec), and
     # the veth's peer with them.
     poll(lambda: "ve-host" not in links(netns.name), 10, "the veth pair to be destroyed")
+
+
+def in_syscall(pid: int, name: str) -> bool:
+    """Whether the process sleeps in that syscall (/proc/<pid>/syscall: its number first)."""
+    numbers = {"x86_64": {"recvmsg": "47", "rt_sigtimedwait": "128"},
+               "aarch64": {"recvmsg": "212", "rt_sigtimedwait": "137"}}[platform.machine()]
+    return Path(f"/proc/{pid}/syscall").read_text().split()[0] == numbers[name]
+
+
+def test_devices_wait_for_the_direct_inits_own_namespace(pyrunc, bundle, netns, tmp_path):
+    """A direct init makes its network namespace after its fork: until then its
+    /proc/<pid>/ns/net is create's own, where a move is a no-op and the rename lands on the
+    host's side. Held just before its unshare, the device must stay where it is, untouched,
+    for as long as create can go on without it; then end up inside."""
+    veth_pair(netns)
+    with_devices(bundle, {"ve-ctr": {"name": "eth0"}}, ["true"])
+    cid = pyrunc.new_id()
+    env = dict(os.environ, PYRUNC_TEST_PAUSE="create:init-before-unshare")
+    with open(tmp_path / "err", "wb") as err:
+        # The netns fixture's wrapper execs nsenter, which execs pyrunc: one process.
+        create = subprocess.Popen([pyrunc.binary, "--root", str(pyrunc.root), "create",
+                                   "--bundle", str(bundle.path), cid], env=env,
+                                  stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err)
+        init = 0
+        try:
+            children = Path(f"/proc/{create.pid}/task/{create.pid}/children")
+            poll(lambda: children.read_text().split(), 30, "create to fork its init")
+            init = int(children.read_text().split()[0])
+            # A pid namespace's init waits for SIGCONT there (state.pause_point).
+            poll(lambda: in_syscall(init, "rt_sigtimedwait"), 30, "the init at its pause point")
+            poll(lambda: create.poll() is not None or in_syscall(create.pid, "recvmsg"), 30,
+                 "create to wait for its init")
+            assert create.poll() is None, (tmp_path / "err").read_text()
+            assert "ve-ctr" in links(netns.name) and "eth0" not in links(netns.name), \
+                links(netns.name)
+            os.kill(init, signal.SIGCONT)
+            assert create.wait(timeout=30) == 0, (tmp_path / "err").read_text()
+        finally:
+            if create.poll() is None:
+                if init:
+                    os.kill(init, signal.SIGKILL)
+                create.kill()
+                create.wait()
+    assert not {"ve-ctr", "eth0"} & set(links(netns.name)), links(netns.name)
+    pid = pyrunc.state(cid)["pid"]
+    inside = subprocess.run(["nsenter", f"--net=/proc/{pid}/ns/net", "ip", "-o", "link", "show"],
+                            capture_output=True, text=True, check=True).stdout
+    assert ": eth0@" in inside, inside
+    pyrunc("delete", "--force", cid, check=True)
 
 
 @pytest.mark.parametrize("kind", ["dummy", "macvlan"])
