@@ -242,8 +242,10 @@ def enter_namespaces(plan: InitPlan, sock: sync.Socket, direct: bool) -> None:
             write_time_offsets(offsets)
     if "network" in plan.new:
         loopback_up()
-        if plan.announce_netns:
-            sync.send(sock, "netns")   # the parent moves the netDevices in now (create.start_mover)
+    if plan.announce_netns:
+        # Made or joined (by path, above): the parent moves the netDevices in now
+        # (create.start_mover).
+        sync.send(sock, "netns")
 
 
 def enter_new_userns(sock: sync.Socket, rootless: bool) -> None:

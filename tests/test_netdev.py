@@ -123,6 +123,29 @@ def test_devices_wait_for_the_direct_inits_own_namespace(pyrunc, bundle, netns, 
     pyrunc("delete", "--force", cid, check=True)
 
 
+def test_devices_moved_into_a_namespace_joined_by_path(pyrunc, bundle, netns, tmp_path):
+    """The direct init says "netns" once it is in its network namespace, joined by path as well
+    as made: create waits for that before it moves anything."""
+    veth_pair(netns)
+    with_devices(bundle, {"ve-ctr": {"name": "eth0"}}, ["true"])
+    joined = f"{netns.name}-joined"
+    ip("netns", "add", joined)
+    try:
+        cfg = bundle.edit()
+        for ns in cfg["linux"]["namespaces"]:
+            if ns["type"] == "network":
+                ns["path"] = f"/run/netns/{joined}"
+        bundle.write()
+        cid = pyrunc.new_id()
+        with open(tmp_path / "out", "wb") as out:   # the init keeps create's stdio: no pipes
+            pyrunc("create", "--bundle", str(bundle.path), cid, check=True,
+                   capture_output=False, stdout=out, stderr=out)
+        assert "eth0" in links(joined) and "ve-ctr" not in links(netns.name), links(joined)
+        pyrunc("delete", "--force", cid, check=True)
+    finally:
+        ip("netns", "del", joined, check=False)
+
+
 @pytest.mark.parametrize("kind", ["dummy", "macvlan"])
 def test_second_device_kind_keeps_its_name_or_gets_a_numbered_one(pyrunc, bundle, netns, kind):
     veth_pair(netns)
