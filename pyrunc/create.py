@@ -138,14 +138,15 @@ def run_poststop_after_failure(cfg: dict, container_id: str, bundle: str) -> Non
             Log.warning(str(exc))
 
 
-def start_mover(sock: sync.Socket, init_pid: int, direct: bool):  # -> netdev.Mover
+def start_mover(sock: sync.Socket, init_pid: int, announced: bool):  # -> netdev.Mover
     """netDevices need the init's network namespace: if the init already died, say why.
 
-    A direct init makes that namespace itself, after its fork: until it says "netns", its
-    /proc/<pid>/ns/net is still ours, and the devices would be "moved" into the namespace they
-    are in. (An intermediate's init is forked in its namespaces, and its pid comes after them.)"""
+    A direct init enters that namespace itself, after its fork (InitPlan.announce_netns):
+    until it says "netns", its /proc/<pid>/ns/net is still ours, and the devices would be
+    "moved" into the namespace they are in. (An intermediate's init is forked in its
+    namespaces, and its pid comes after them.)"""
     from pyrunc import netdev
-    if direct:
+    if announced:
         sync.recv(sock, "netns", "create")
     try:
         return netdev.Mover(init_pid)
@@ -480,7 +481,7 @@ def _create(root: str, container_id: str, opts: CreateOptions) -> state.Containe
                         sync.raise_reported_error(parent_sock)  # it failed first: say why
                         raise
                 if net_devices:
-                    mover = start_mover(parent_sock, init_pid, direct)
+                    mover = start_mover(parent_sock, init_pid, plan.announce_netns)
                     mover.move_all(net_devices)
                 state.pause_point("create:after-fork")
                 if opts.after_fork is not None:

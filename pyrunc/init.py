@@ -101,7 +101,7 @@ class InitPlan:
         self.cgroup_dirs_pending = False
         self.cgroups_pending = False
         self.born_in_v2 = False         # a direct init forked into its cgroup2 directory
-        self.announce_netns = False     # a direct init says "netns" once it has made it (netDevices)
+        self.announce_netns = False     # a direct init says "netns" once in it (netDevices)
         self.child_sigmask: set[int] | None = None  # create.CreateOptions.child_sigmask
         # The trampoline waits for `start` instead of us (exeguard.can_wait): between create
         # and start the init is then a ~10 KB program rather than this interpreter.
